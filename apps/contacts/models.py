@@ -1,0 +1,103 @@
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class ConsentStatus(models.TextChoices):
+    SUBSCRIBED = "subscribed", "Subscribed"
+    PENDING = "pending", "Pending confirmation"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+
+
+class Contact(models.Model):
+    """A person, known (email / user id) or not yet (only anonymous ids)."""
+
+    # Stored lower-cased; the unique index on Lower(email) guards the rest.
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    # Segment's userId: the site's own id for this person.
+    external_id = models.CharField(
+        "user id", max_length=255, null=True, blank=True, unique=True
+    )
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    timezone = models.CharField(
+        max_length=64, blank=True, help_text="IANA name, e.g. Europe/Paris"
+    )
+    locale = models.CharField(max_length=35, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    email_consent = models.CharField(
+        max_length=20, choices=ConsentStatus.choices, default=ConsentStatus.SUBSCRIBED
+    )
+    score = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    first_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                name="contact_email_ci_unique",
+                condition=models.Q(email__isnull=False),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["last_seen_at"], name="contact_last_seen_idx"),
+            models.Index(fields=["created_at"], name="contact_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        if self.email:
+            return self.email
+        if self.external_id:
+            return f"user {self.external_id}"
+        return f"anonymous #{self.pk}"
+
+    @property
+    def is_known(self) -> bool:
+        return bool(self.email or self.external_id)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Identity(models.Model):
+    """An anonymous id (cookie, device) seen for a contact. Each maps to one contact."""
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="identities"
+    )
+    anonymous_id = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+
+    def __str__(self) -> str:
+        return self.anonymous_id
+
+
+class ContactMerge(models.Model):
+    """The record of one contact folded into another; the merged one is deleted.
+
+    ``merged_contact_id`` is a plain integer (the row is gone), so jobs that still
+    carry it can follow it to the contact that absorbed it.
+    """
+
+    merged_contact_id = models.BigIntegerField(db_index=True)
+    into = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="merges")
+    reason = models.CharField(max_length=200)
+    # What the merged contact looked like, so nothing about it is lost.
+    snapshot = models.JSONField(default=dict)
+    # How many rows of each kind moved over, e.g. {"events": 12, "identities": 2}.
+    moved = models.JSONField(default=dict)
+    merged_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-merged_at"]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_contact_id} -> #{self.into_id}"

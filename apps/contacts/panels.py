@@ -1,0 +1,32 @@
+"""Sections of the contact page contributed by other apps.
+
+Contacts sit below events, workflows and campaigns, so the contact page cannot import
+them; instead each registers a panel here (timeline, enrollments, messages) in its
+``AppConfig.ready()``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from django.utils.safestring import SafeString
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    # render(request, contact) -> HTML built with format_html / a template (escaped)
+    render: Callable[[HttpRequest, object], SafeString]
+    order: int = 100
+
+
+_panels: dict[str, Panel] = {}
+
+
+def register_panel(panel: Panel) -> None:
+    _panels[panel.key] = panel
+
+
+def contact_panels() -> list[Panel]:
+    return sorted(_panels.values(), key=lambda p: (p.order, p.key))

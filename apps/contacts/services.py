@@ -1,0 +1,148 @@
+"""Writes to contacts: identity resolution, traits, merges."""
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.forms.models import model_to_dict
+
+from apps.core import clock, hooks
+
+from .identity import IdentityResolver, Sighting
+from .models import ConsentStatus, Contact, ContactMerge, Identity
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Sighting",
+    "contact_merge",
+    "contacts_resolve",
+    "contacts_touch_last_seen",
+]
+
+
+def contacts_resolve(*, sightings: list[Sighting], trusted: bool) -> list[int]:
+    """Find or create the contact behind each sighting; returns their ids in order.
+
+    Call inside a transaction. ``trusted`` is True for server keys: only they may
+    change an existing contact's email or consent, or merge two known contacts.
+    A browser key (public, so anyone can use it) may still fold an anonymous visitor
+    into the contact they identify as, which is the point of ``identify``.
+    """
+    resolver = IdentityResolver(
+        trusted=trusted, default_consent=settings.NUDGE_DEFAULT_CONSENT
+    )
+    return resolver.resolve(sightings, merge=contact_merge)
+
+
+@transaction.atomic
+def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMerge:
+    """Fold ``source`` into ``target``: every row moves over, nothing is duplicated.
+
+    Apps that point rows at contacts move them through the CONTACTS_MERGED hook
+    (events, memberships, enrollments, messages), in this transaction.
+    """
+    if source.pk == target.pk:
+        raise ValueError("a contact cannot be merged into itself")
+    # Lock both rows in id order so two merges of the same pair cannot deadlock.
+    locked = {
+        c.pk: c
+        for c in Contact.objects.select_for_update().filter(
+            pk__in=sorted([source.pk, target.pk])
+        ).order_by("pk")
+    }
+    source, target = locked[source.pk], locked[target.pk]
+
+    moved: dict[str, int] = {}
+    moved["identities"] = Identity.objects.filter(contact=source).update(contact=target)
+    for result in hooks.run(hooks.CONTACTS_MERGED, source_id=source.pk, target_id=target.pk):
+        for kind, count in (result or {}).items():
+            moved[kind] = moved.get(kind, 0) + count
+
+    snapshot = model_to_dict(source)
+    for key in ("created_at", "first_seen_at", "last_seen_at"):
+        value = getattr(source, key)
+        snapshot[key] = value.isoformat() if value else None
+    _merge_fields(source=source, target=target)
+    merged_id = source.pk
+    # Free the unique email / user id before the target takes them over.
+    source.delete()
+    target.save()
+    merge = ContactMerge.objects.create(
+        merged_contact_id=merged_id,
+        into=target,
+        reason=reason,
+        snapshot=snapshot,
+        moved=moved,
+        merged_at=clock.now(),
+    )
+    logger.info(
+        "contact merged",
+        extra={"contact_id": target.pk, "merged_contact_id": merged_id, "moved": moved},
+    )
+    return merge
+
+
+def _merge_fields(*, source: Contact, target: Contact) -> None:
+    """Traits merge with the more recently seen contact winning a conflict."""
+    source_newer = _seen(source) > _seen(target)
+    older, newer = (target, source) if source_newer else (source, target)
+    target.attributes = {**(older.attributes or {}), **(newer.attributes or {})}
+    for field in ("email", "external_id"):
+        if not getattr(target, field) and getattr(source, field):
+            setattr(target, field, getattr(source, field))
+    for field in ("first_name", "last_name", "phone", "timezone", "locale"):
+        preferred = getattr(newer, field) or getattr(older, field)
+        setattr(target, field, preferred)
+    target.score += source.score
+    target.email_consent = _stricter_consent(source.email_consent, target.email_consent)
+    target.first_seen_at = _min_time(source.first_seen_at, target.first_seen_at)
+    target.last_seen_at = _max_time(source.last_seen_at, target.last_seen_at)
+
+
+# An opt-out on either side survives a merge; a merge never re-subscribes anyone.
+_CONSENT_STRICTNESS = {
+    ConsentStatus.SUBSCRIBED: 0,
+    ConsentStatus.PENDING: 1,
+    ConsentStatus.UNSUBSCRIBED: 2,
+    ConsentStatus.BOUNCED: 3,
+    ConsentStatus.COMPLAINED: 4,
+}
+
+
+def _stricter_consent(a: str, b: str) -> str:
+    return a if _CONSENT_STRICTNESS.get(a, 0) > _CONSENT_STRICTNESS.get(b, 0) else b
+
+
+def _seen(contact: Contact) -> dt.datetime:
+    return contact.last_seen_at or contact.created_at or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _min_time(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return min((t for t in (a, b) if t), default=None)
+
+
+def _max_time(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return max((t for t in (a, b) if t), default=None)
+
+
+def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
+    """Move last_seen_at forward (never back) for each contact id -> time."""
+    updated = 0
+    for contact_id, at in seen.items():
+        updated += Contact.objects.filter(pk=contact_id).exclude(
+            last_seen_at__gte=at
+        ).update(last_seen_at=at)
+    return updated
+
+
+def contact_update_traits(*, contact: Contact, traits: dict[str, Any], trusted: bool) -> None:
+    """Apply identify-style traits to one contact (admin and API share this)."""
+    from .identity import apply_traits
+
+    changed = apply_traits(contact, traits, trusted=trusted)
+    if changed:
+        contact.save(update_fields=sorted(changed))

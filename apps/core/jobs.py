@@ -1,0 +1,111 @@
+"""The one way Nudge enqueues background work.
+
+Jobs carry ids, never model instances. Enqueueing happens after the surrounding
+transaction commits, so a worker never looks for rows that are not there yet, and a
+rolled-back request enqueues nothing. A stable ``job_id`` turns a duplicate enqueue
+(the original plus a scheduler tick re-enqueue, say) into a no-op while the first is
+still waiting.
+
+Redis only wakes workers: every job here corresponds to a row in PostgreSQL that the
+scheduler tick finds again if Redis loses the job.
+"""
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import django_rq
+from django.db import transaction
+from redis.exceptions import RedisError
+from rq import Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+# Three retries, 10 s, 1 min and 5 min apart: long enough to ride out a database
+# failover or an ESP hiccup, short enough that a marketer never notices.
+DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
+
+# A job still waiting (or running) with the same id means the work is already in hand.
+_LIVE_STATUSES = {
+    JobStatus.QUEUED,
+    JobStatus.STARTED,
+    JobStatus.SCHEDULED,
+    JobStatus.DEFERRED,
+}
+
+
+def enqueue(
+    func: Callable[..., Any],
+    *args: Any,
+    queue: str = "default",
+    job_id: str | None = None,
+    at: dt.datetime | None = None,
+    retry: Retry | None = DEFAULT_RETRY,
+    on_commit: bool = True,
+) -> None:
+    """Enqueue ``func(*args)`` on ``queue`` once the current transaction commits.
+
+    ``at`` schedules it for later through RQ's scheduler. With ``job_id`` a job that is
+    already waiting or running under that id is left alone.
+    """
+
+    def _enqueue() -> None:
+        try:
+            _enqueue_now(func, args, queue=queue, job_id=job_id, at=at, retry=retry)
+        except RedisError as exc:
+            # The row is already committed; the scheduler tick will find it again.
+            logger.warning(
+                "could not enqueue %s on %s (%s); the scheduler tick will retry it",
+                getattr(func, "__name__", func),
+                queue,
+                exc,
+            )
+
+    if on_commit:
+        transaction.on_commit(_enqueue)
+    else:
+        _enqueue()
+
+
+def _enqueue_now(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    *,
+    queue: str,
+    job_id: str | None,
+    at: dt.datetime | None,
+    retry: Retry | None,
+) -> Job | None:
+    rq_queue = django_rq.get_queue(queue)
+    options: dict[str, Any] = {
+        "job_id": job_id,
+        "retry": retry,
+        # Results are never read; dropping the hash at once also frees the job id.
+        "result_ttl": 0,
+        "failure_ttl": 7 * 24 * 3600,
+    }
+    for _attempt in range(2):
+        try:
+            if at is not None:
+                return rq_queue.enqueue_at(at, func, *args, **options)
+            return rq_queue.enqueue(func, *args, unique=job_id is not None, **options)
+        except DuplicateJobError:
+            if not _discard_dead_job(job_id, rq_queue.connection):
+                logger.debug("job %s already in hand, not enqueued again", job_id)
+                return None
+    return None
+
+
+def _discard_dead_job(job_id: str | None, connection: Any) -> bool:
+    """Delete a finished or failed job that still holds ``job_id``; True if it did."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return True
+    if job.get_status(refresh=False) in _LIVE_STATUSES:
+        return False
+    job.delete()
+    return True

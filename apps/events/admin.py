@@ -1,0 +1,168 @@
+import json
+from urllib.parse import urlsplit
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.template.loader import render_to_string
+from django.utils.html import format_html
+
+from .auth import forget_cached_sources
+from .models import Event, Source
+from .services import source_rotate_key
+
+TIMELINE_PAGE_SIZE = 25
+
+
+def _origin_lines(value: list[str] | None) -> str:
+    return "\n".join(value or [])
+
+
+class OriginsField(forms.CharField):
+    """One origin per line (scheme://host[:port]) <-> a JSON list."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return _origin_lines(value)
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                return _origin_lines(json.loads(value))
+            except ValueError:
+                return value
+        return value
+
+    def to_python(self, value):
+        origins = []
+        for lineno, line in enumerate((value or "").splitlines(), start=1):
+            line = line.strip().rstrip("/")
+            if not line:
+                continue
+            parts = urlsplit(line)
+            if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path:
+                raise forms.ValidationError(
+                    f"line {lineno}: {line!r} is not an origin like https://shop.example.com"
+                )
+            origins.append(line)
+        return origins
+
+
+class SourceForm(forms.ModelForm):
+    allowed_origins = OriginsField(
+        required=False,
+        help_text="Sites whose browsers may send with this key, one per line, "
+        "e.g. https://shop.example.com. Empty: any origin.",
+    )
+
+    class Meta:
+        model = Source
+        fields = ["name", "kind", "allowed_origins", "rate_limit_per_second", "enabled"]
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
+    list_display = ["name", "kind", "key_display", "enabled", "origins", "created_at"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["key_display", "created_at", "key_rotated_at"]
+    actions = ["rotate_keys"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The kind decides the key type; changing it later would orphan the key.
+        return [*self.readonly_fields, "kind"] if obj else self.readonly_fields
+
+    @admin.display(description="allowed origins")
+    def origins(self, obj: Source) -> str:
+        return ", ".join(obj.allowed_origins or []) or "any"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            key = obj.new_key()
+            super().save_model(request, obj, form, change)
+            self._show_key(request, obj, key)
+        else:
+            super().save_model(request, obj, form, change)
+        forget_cached_sources()
+
+    @admin.action(permissions=["change"], description="Rotate the write key of the selected sources")
+    def rotate_keys(self, request, queryset):
+        for source in queryset:
+            key = source_rotate_key(source=source)
+            self._show_key(request, source, key)
+        forget_cached_sources()
+
+    def _show_key(self, request, source: Source, key: str) -> None:
+        note = (
+            " Copy it now: it is stored only as a hash and will not be shown again."
+            if source.is_server
+            else ""
+        )
+        messages.success(request, f"Write key for “{source.name}”: {key}.{note}")
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["name", "type", "contact", "timestamp", "received_at", "source", "processed_at"]
+    list_filter = ["type", "source", "timestamp"]
+    search_fields = ["name", "=message_id", "contact__email", "contact__external_id"]
+    list_select_related = ["contact", "source"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False
+    readonly_fields = [
+        "contact",
+        "source",
+        "type",
+        "name",
+        "properties_pretty",
+        "context_pretty",
+        "timestamp",
+        "received_at",
+        "message_id",
+        "processed_at",
+    ]
+    exclude = ["properties", "context"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="properties")
+    def properties_pretty(self, obj: Event):
+        return _pretty_json(obj.properties)
+
+    @admin.display(description="context")
+    def context_pretty(self, obj: Event):
+        return _pretty_json(obj.context)
+
+
+def _pretty_json(value) -> str:
+    text = json.dumps(value or {}, indent=2, sort_keys=True, default=str)
+    return format_html("<pre style='margin:0;white-space:pre-wrap'>{}</pre>", text)
+
+
+def timeline_panel(request, contact) -> str:
+    """The contact's events, newest first, paginated; values escaped by the template."""
+    events = (
+        Event.objects.filter(contact=contact)
+        .select_related("source")
+        .order_by("-timestamp", "-pk")
+    )
+    paginator = Paginator(events, TIMELINE_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("timeline_page"))
+    rows = [
+        {
+            "event": event,
+            "properties": json.dumps(event.properties, sort_keys=True, default=str),
+            "url": (event.context.get("page") or {}).get("url", "")
+            if isinstance(event.context.get("page"), dict)
+            else "",
+        }
+        for event in page.object_list
+    ]
+    return render_to_string(
+        "admin/events/timeline_panel.html", {"page": page, "rows": rows}, request=request
+    )

@@ -1,0 +1,198 @@
+"""Reading, authenticating and rate-limiting an ingestion request.
+
+The write key arrives as the HTTP Basic user name (Segment's libraries) or as a
+``writeKey`` field in the body (browser beacons cannot set headers). So the body is
+read here, once, before authentication: gunzipped if need be, size-checked (413), and
+parsed whatever the Content-Type says (beacons send text/plain). The parsed dict is
+kept on the request for ninja's parser.
+"""
+
+import base64
+import binascii
+import threading
+import time
+import zlib
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+from ninja.parser import Parser
+
+from apps.core.redis import redis_connection
+
+from .models import PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX, Source, hash_key
+
+
+class ApiError(Exception):
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class RateLimited(ApiError):
+    status = 429
+
+
+_BODY_ATTR = "_nudge_json"
+
+
+def read_json_body(request: HttpRequest) -> dict[str, Any]:
+    cached = getattr(request, _BODY_ATTR, None)
+    if cached is not None:
+        return cached
+    limit = settings.NUDGE_MAX_BATCH_BYTES
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge(f"request body is over {limit} bytes") from None
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        try:
+            # A cap on the output: a small gzip body must not inflate into gigabytes.
+            raw = zlib.decompressobj(wbits=31).decompress(raw, limit + 1)
+        except zlib.error:
+            raise BadRequest("body is not valid gzip") from None
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"request body is over {limit} bytes")
+    if not raw.strip():
+        raise BadRequest("request body is empty")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    setattr(request, _BODY_ATTR, data)
+    return data
+
+
+class BodyParser(Parser):
+    """ninja's parser, reusing the body the authenticator already read."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        return read_json_body(request)
+
+
+def check_event_size(item: Any, *, where: str) -> None:
+    """Segment's per-call limit, applied to each event of a batch too."""
+    limit = settings.NUDGE_MAX_EVENT_BYTES
+    if len(orjson.dumps(item)) > limit:
+        raise PayloadTooLarge(f"{where} is over {limit} bytes")
+
+
+# -- keys -------------------------------------------------------------------------------
+
+# Sources are read on every request; a few seconds of caching per process saves a
+# query each time. A disabled or rotated key stops working within this many seconds
+# in other processes (at once in the one that changed it).
+SOURCE_CACHE_SECONDS = 5.0
+_source_cache: dict[str, tuple[float, Source | None]] = {}
+_source_cache_lock = threading.Lock()
+
+
+def forget_cached_sources() -> None:
+    with _source_cache_lock:
+        _source_cache.clear()
+
+
+def source_for_key(key: str) -> Source | None:
+    now = time.monotonic()
+    hit = _source_cache.get(key)
+    if hit and hit[0] > now:
+        return hit[1]
+    if key.startswith(SECRET_KEY_PREFIX):
+        source = Source.objects.filter(secret_key_hash=hash_key(key)).first()
+    elif key.startswith(PUBLIC_KEY_PREFIX):
+        source = Source.objects.filter(public_key=key).first()
+    else:
+        source = None
+    with _source_cache_lock:
+        if len(_source_cache) > 10_000:  # someone is guessing keys; don't grow forever
+            _source_cache.clear()
+        _source_cache[key] = (now + SOURCE_CACHE_SECONDS, source)
+    return source
+
+
+def _key_from_request(request: HttpRequest, body: dict[str, Any]) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("Authorization header is not valid Basic auth") from None
+        user, _, _password = decoded.partition(":")
+        return user or None
+    key = body.get("writeKey")
+    return key if isinstance(key, str) and key else None
+
+
+def allowed_origins() -> set[str]:
+    """Every origin some enabled source allows (for CORS preflight, which has no key)."""
+    now = time.monotonic()
+    hit = _source_cache.get("__origins__")
+    if hit and hit[0] > now:
+        return hit[1]  # type: ignore[return-value]
+    origins: set[str] = set()
+    for listed in Source.objects.filter(enabled=True).values_list("allowed_origins", flat=True):
+        origins.update(o.rstrip("/") for o in listed or [])
+    with _source_cache_lock:
+        _source_cache["__origins__"] = (now + SOURCE_CACHE_SECONDS, origins)  # type: ignore[assignment]
+    return origins
+
+
+def authenticate_write_key(request: HttpRequest) -> Source:
+    """ninja auth callable: the Source behind the request's write key."""
+    body = read_json_body(request)
+    key = _key_from_request(request, body)
+    if not key:
+        raise Unauthorized(
+            "missing write key: send it as the Basic auth user name or as writeKey"
+        )
+    source = source_for_key(key)
+    if source is None:
+        raise Unauthorized("unknown write key")
+    if not source.enabled:
+        raise Unauthorized("this write key's source is disabled")
+    origin = request.headers.get("Origin")
+    if origin and source.allowed_origins and origin.rstrip("/") not in {
+        o.rstrip("/") for o in source.allowed_origins
+    }:
+        raise Forbidden(f"origin {origin} is not allowed for this write key")
+    _check_rate(source)
+    return source
+
+
+def _check_rate(source: Source) -> None:
+    """A fixed one-second window per source, counted in Redis (shared by all webs)."""
+    window = int(time.time())
+    key = f"nudge:rate:{source.pk}:{window}"
+    try:
+        pipe = redis_connection().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 2)
+        count = pipe.execute()[0]
+    except Exception:  # noqa: BLE001 - Redis down: accept rather than drop events
+        return
+    if count > source.effective_rate_limit:
+        raise RateLimited(
+            f"over {source.effective_rate_limit} requests per second for this key"
+        )

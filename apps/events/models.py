@@ -1,0 +1,129 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+from apps.contacts.models import Contact
+
+PUBLIC_KEY_PREFIX = "pk_"
+SECRET_KEY_PREFIX = "sk_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Source(models.Model):
+    """A site (browser, public key) or a server (secret key) that sends events."""
+
+    class Kind(models.TextChoices):
+        BROWSER = "browser", "Browser (public key)"
+        SERVER = "server", "Server (secret key)"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BROWSER)
+    # A browser key is public by nature: it sits in the page. It is stored as is.
+    public_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # A server key is shown once and stored only as its SHA-256.
+    secret_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    secret_key_hint = models.CharField(max_length=16, blank=True)
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Origins browsers may send from, e.g. https://shop.example.com",
+    )
+    rate_limit_per_second = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per second; empty = the default."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    key_rotated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_server(self) -> bool:
+        return self.kind == self.Kind.SERVER
+
+    @property
+    def key_display(self) -> str:
+        if self.is_server:
+            return f"{SECRET_KEY_PREFIX}…{self.secret_key_hint}" if self.secret_key_hint else ""
+        return self.public_key or ""
+
+    @property
+    def effective_rate_limit(self) -> int:
+        return self.rate_limit_per_second or settings.NUDGE_RATE_LIMIT_PER_SECOND
+
+    def new_key(self) -> str:
+        """Give the source a fresh key (the old one stops working); returns it."""
+        if self.is_server:
+            key = SECRET_KEY_PREFIX + secrets.token_urlsafe(32)
+            self.secret_key_hash = hash_key(key)
+            self.secret_key_hint = key[-4:]
+            self.public_key = None
+        else:
+            key = PUBLIC_KEY_PREFIX + secrets.token_urlsafe(18)
+            self.public_key = key
+            self.secret_key_hash = None
+            self.secret_key_hint = ""
+        return key
+
+
+class Event(models.Model):
+    """One thing a contact did (or that happened to them), as received.
+
+    Nothing points at Event rows by foreign key, so the table can be partitioned by
+    month and old partitions dropped without touching anything else.
+    """
+
+    class Type(models.TextChoices):
+        TRACK = "track"
+        IDENTIFY = "identify"
+        PAGE = "page"
+        SCREEN = "screen"
+        GROUP = "group"
+        ALIAS = "alias"
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
+    source = models.ForeignKey(
+        Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.TRACK)
+    # For track calls the event name; page / screen / identify / ... use their type.
+    name = models.CharField(max_length=200)
+    properties = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    # When it happened, corrected for the sender's clock skew (see services.py).
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    message_id = models.CharField(max_length=100)
+    # Set by the processing job; NULL rows are the unprocessed work the tick re-enqueues.
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "message_id"], name="event_source_message_unique"
+            ),
+        ]
+        indexes = [
+            # "this contact's events of this name since T"
+            models.Index(
+                fields=["contact", "name", "timestamp"], name="event_contact_name_ts"
+            ),
+            # "events of this name since T"
+            models.Index(fields=["name", "timestamp"], name="event_name_ts"),
+            # the contact timeline, newest first
+            models.Index(fields=["contact", "-timestamp"], name="event_contact_ts"),
+            models.Index(
+                fields=["received_at"],
+                name="event_unprocessed",
+                condition=models.Q(processed_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,126 @@
+"""The Segment HTTP tracking API spec, as ninja schemas.
+
+Field names follow the spec (camelCase) so Segment and RudderStack libraries can send
+unchanged. Unknown top-level fields are ignored, as Segment does.
+"""
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from ninja import Schema
+from pydantic import BeforeValidator, Field, model_validator
+
+from apps.contacts.identity import CONSENT_TRAIT
+from apps.contacts.models import ConsentStatus
+
+
+def _id_to_str(value: Any) -> Any:
+    # Segment libraries send ids as strings, but numbers are common from servers.
+    if isinstance(value, bool):
+        raise ValueError("must be a string or a number")
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+Id = Annotated[str | None, BeforeValidator(_id_to_str), Field(max_length=255)]
+RequiredId = Annotated[str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=255)]
+
+
+class Message(Schema):
+    messageId: Annotated[str | None, Field(max_length=100)] = None
+    anonymousId: Id = None
+    userId: Id = None
+    timestamp: dt.datetime | None = None
+    originalTimestamp: dt.datetime | None = None
+    sentAt: dt.datetime | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _someone_sent_it(self) -> "Message":
+        if not self.userId and not self.anonymousId and self.type != "alias":
+            raise ValueError("either userId or anonymousId is required")
+        return self
+
+    type: str = "track"
+
+
+class Track(Message):
+    type: Literal["track"] = "track"
+    event: Annotated[str, Field(min_length=1, max_length=200)]
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Identify(Message):
+    type: Literal["identify"] = "identify"
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _traits_are_sane(self) -> "Identify":
+        email = self.traits.get("email")
+        if email not in (None, ""):
+            try:
+                validate_email(str(email))
+            except DjangoValidationError:
+                raise ValueError(f"traits.email: {email!r} is not an email address") from None
+        consent = self.traits.get(CONSENT_TRAIT)
+        if consent is not None and consent not in ConsentStatus.values:
+            raise ValueError(
+                f"traits.{CONSENT_TRAIT}: {consent!r} is not one of "
+                f"{', '.join(ConsentStatus.values)}"
+            )
+        return self
+
+
+class Page(Message):
+    type: Literal["page"] = "page"
+    name: Annotated[str | None, Field(max_length=200)] = None
+    category: Annotated[str | None, Field(max_length=200)] = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Screen(Message):
+    type: Literal["screen"] = "screen"
+    name: Annotated[str | None, Field(max_length=200)] = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Group(Message):
+    type: Literal["group"] = "group"
+    groupId: RequiredId
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class Alias(Message):
+    type: Literal["alias"] = "alias"
+    previousId: RequiredId
+    userId: RequiredId
+
+
+AnyMessage = Annotated[
+    Track | Identify | Page | Screen | Group | Alias, Field(discriminator="type")
+]
+
+
+class Batch(Schema):
+    batch: Annotated[list[AnyMessage], Field(min_length=1)]
+    context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+    sentAt: dt.datetime | None = None
+
+
+class Accepted(Schema):
+    success: bool = True
+    accepted: int
+    duplicates: int
+
+
+class Problem(Schema):
+    error: str
+    detail: list[dict[str, Any]] | str | None = None

@@ -1,0 +1,7 @@
+"""RQ entry points for events: ids in, one service call, nothing else."""
+
+from .services import events_process
+
+
+def process_events(event_ids: list[int]) -> int:
+    return events_process(event_ids=event_ids)

@@ -1,0 +1,23 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from apps.events.demo import demo_history, demo_source
+
+DEMO_USER = "admin"
+DEMO_PASSWORD = "admin"
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin user (admin / admin) and demo data; safe to run twice."
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        if not User.objects.filter(username=DEMO_USER).exists():
+            User.objects.create_superuser(DEMO_USER, "admin@example.com", DEMO_PASSWORD)
+            self.stdout.write(f"Created superuser {DEMO_USER} / {DEMO_PASSWORD}")
+        source = demo_source()
+        events = demo_history()
+        self.stdout.write(
+            f"Demo source {source.name!r} (key {source.public_key}); "
+            f"{events} demo events added."
+        )

@@ -1,0 +1,207 @@
+"""Nudge settings, read from the environment.
+
+Every knob has a default that works on a fresh machine: SQLite in ``var/`` and the
+embedded Redis that ``scripts/nudge.py run`` starts on a unix socket in ``var/``.
+Production sets ``DATABASE_URL``, ``REDIS_URL``, ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("NUDGE_VAR_DIR", BASE_DIR / "var"))
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "nudge-insecure-development-key-change-me")
+# Old keys keep signed links (unsubscribe, click tracking) valid after a rotation.
+SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+# Absolute links in email (unsubscribe, view in browser, tracking) start with this.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "django_rq",
+    "anymail",
+    "apps.core",
+    "apps.contacts",
+    "apps.events",
+    "apps.segments",
+    "apps.campaigns",
+    "apps.workflows",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# SQLite is only the zero-setup demo default. IMMEDIATE transactions take the write lock
+# at BEGIN, so two writers queue on busy_timeout instead of failing with "database is
+# locked" half-way through a transaction.
+SQLITE_PATH = VAR_DIR / "nudge.sqlite3"
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{SQLITE_PATH}", conn_max_age=envint("DB_CONN_MAX_AGE", 60)
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-nudge.sqlite3")}
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and RQ -----------------------------------------------------------------------
+# Redis only wakes workers; PostgreSQL holds every pending piece of work, and the
+# scheduler tick re-enqueues what Redis forgot. Without REDIS_URL we talk to the embedded
+# Redis that the run and test commands start on this socket.
+EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis" / "redis.sock"
+REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}"
+
+NUDGE_QUEUES = ["events", "workflows", "email", "default"]
+RQ_QUEUES = {
+    name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": envint("RQ_JOB_TIMEOUT", 300)}
+    for name in NUDGE_QUEUES
+}
+RQ_SHOW_ADMIN_LINK = True
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "nudge",
+    }
+}
+
+# --- Email ----------------------------------------------------------------------------
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
+)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Nudge <nudge@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+ANYMAIL = {
+    key: os.environ[f"ANYMAIL_{key}"]
+    for key in (
+        "WEBHOOK_SECRET",
+        "SENDGRID_API_KEY",
+        "MAILGUN_API_KEY",
+        "MAILGUN_WEBHOOK_SIGNING_KEY",
+        "POSTMARK_SERVER_TOKEN",
+        "BREVO_API_KEY",
+        "AMAZON_SES_CLIENT_PARAMS",
+    )
+    if os.environ.get(f"ANYMAIL_{key}")
+}
+
+# --- Ingestion ------------------------------------------------------------------------
+# Segment's own limits: 32 KB per call, 500 KB per batch.
+NUDGE_MAX_EVENT_BYTES = envint("NUDGE_MAX_EVENT_BYTES", 32 * 1024)
+NUDGE_MAX_BATCH_BYTES = envint("NUDGE_MAX_BATCH_BYTES", 500 * 1024)
+# Requests per second per write key before 429; a Source can override it.
+NUDGE_RATE_LIMIT_PER_SECOND = envint("NUDGE_RATE_LIMIT_PER_SECOND", 2000)
+# Consent given to a contact created by ingestion. "subscribed" suits sites whose
+# sign-up forms collect consent; "pending" holds marketing mail until it is confirmed.
+NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
+# Events not processed this many seconds after they arrived are re-enqueued by the tick.
+NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
+NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
+
+# --- CORS: allowed origins come from the Sources (see apps.events.cors) -----------------
+CORS_URLS_REGEX = r"^/api/v1/.*$"
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "content-encoding"]
+CORS_PREFLIGHT_MAX_AGE = 3600
+
+# --- The rest -------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+# Serve straight from the app and project static folders, so the demo needs no
+# collectstatic; production may run collectstatic and turn this off.
+WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", True)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "rq.worker": {"level": os.environ.get("RQ_LOG_LEVEL", "WARNING")},
+    },
+}

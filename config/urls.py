@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from apps.core.views import healthz
+
+from .api import api
+
+admin.site.site_header = "Nudge"
+admin.site.site_title = "Nudge admin"
+admin.site.index_title = "Marketing automation"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
+    path("healthz", healthz, name="healthz"),
+    path("demo/", include("apps.events.demo_urls")),
+]
