@@ -60,7 +60,9 @@ def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return api.create_response(request, {"error": "missing or unknown write key"}, status=401)
+    return api.create_response(
+        request, {"error": "missing or unknown write key"}, status=401
+    )
 
 
 @api.exception_handler(HttpError)

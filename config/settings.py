@@ -27,7 +27,11 @@ def envint(name: str, default: int) -> int:
 
 
 def envlist(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [
+        item.strip()
+        for item in os.environ.get(name, default).split(",")
+        if item.strip()
+    ]
 
 
 DEBUG = envbool("DEBUG", False)
@@ -88,7 +92,7 @@ TEMPLATES = [
     },
 ]
 
-# --- Database -------------------------------------------------------------------------
+# --- Database ------------------------------------------------------------------------
 # SQLite is only the zero-setup demo default. IMMEDIATE transactions take the write lock
 # at BEGIN, so two writers queue on busy_timeout instead of failing with "database is
 # locked" half-way through a transaction.
@@ -112,10 +116,10 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis and RQ -----------------------------------------------------------------------
+# --- Redis and RQ --------------------------------------------------------------------
 # Redis only wakes workers; PostgreSQL holds every pending piece of work, and the
-# scheduler tick re-enqueues what Redis forgot. Without REDIS_URL we talk to the embedded
-# Redis that the run and test commands start on this socket.
+# scheduler tick re-enqueues what Redis forgot. Without REDIS_URL we talk to the
+# embedded Redis that the run and test commands start on this socket.
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis" / "redis.sock"
 REDIS_URL = os.environ.get("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}"
 
@@ -134,7 +138,7 @@ CACHES = {
     }
 }
 
-# --- Email ----------------------------------------------------------------------------
+# --- Email ---------------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
 )
@@ -155,7 +159,7 @@ ANYMAIL = {
     if os.environ.get(f"ANYMAIL_{key}")
 }
 
-# --- Ingestion ------------------------------------------------------------------------
+# --- Ingestion -----------------------------------------------------------------------
 # Segment's own limits: 32 KB per call, 500 KB per batch.
 NUDGE_MAX_EVENT_BYTES = envint("NUDGE_MAX_EVENT_BYTES", 32 * 1024)
 NUDGE_MAX_BATCH_BYTES = envint("NUDGE_MAX_BATCH_BYTES", 500 * 1024)
@@ -168,12 +172,12 @@ NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
 
-# --- CORS: allowed origins come from the Sources (see apps.events.cors) -----------------
+# --- CORS: allowed origins come from the Sources (see apps.events.cors) --------------
 CORS_URLS_REGEX = r"^/api/v1/.*$"
 CORS_ALLOW_HEADERS = ["authorization", "content-type", "content-encoding"]
 CORS_PREFLIGHT_MAX_AGE = 3600
 
-# --- The rest -------------------------------------------------------------------------
+# --- The rest ------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

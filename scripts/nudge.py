@@ -30,7 +30,7 @@ def log(message: str) -> None:
     print(f"[nudge] {message}", flush=True)
 
 
-# -- the environment --------------------------------------------------------------------
+# -- the environment -----------------------------------------------------------------
 
 
 def find_python() -> str:
@@ -56,7 +56,14 @@ def ensure_venv(extras: str) -> None:
     if stamp.exists() and stamp.read_text() == digest:
         return
     log("installing dependencies (first run takes a minute) ...")
-    pip = [str(VENV_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [
+        str(VENV_PYTHON),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     target = f".[{extras}]" if extras else "."
     subprocess.run([*pip, "-e", target], check=True, cwd=ROOT)
@@ -85,15 +92,23 @@ def start_embedded_redis() -> subprocess.Popen | None:
     process = subprocess.Popen(
         [
             str(server),
-            "--port", "0",
-            "--unixsocket", str(REDIS_SOCKET),
-            "--unixsocketperm", "700",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(REDIS_DIR),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(REDIS_SOCKET),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(REDIS_DIR),
             # An evicting Redis silently drops jobs; refuse writes instead.
-            "--maxmemory-policy", "noeviction",
-            "--logfile", str(REDIS_DIR / "redis.log"),
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str(REDIS_DIR / "redis.log"),
         ],
         cwd=REDIS_DIR,
     )
@@ -109,10 +124,12 @@ def start_embedded_redis() -> subprocess.Popen | None:
 
 
 def manage(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=True, **kwargs
+    )
 
 
-# -- commands ---------------------------------------------------------------------------
+# -- commands ------------------------------------------------------------------------
 
 
 def cmd_run() -> int:
@@ -127,20 +144,38 @@ def cmd_run() -> int:
     manage("nudge_demo")
     children = {
         "web": [
-            sys.executable, "-m", "granian", "--interface", "wsgi",
-            "--host", host, "--port", port, "--workers", os.environ.get("WEB_WORKERS", "1"),
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--workers",
+            os.environ.get("WEB_WORKERS", "1"),
             "config.wsgi:application",
         ],
         # SimpleWorker runs jobs in-process: no fork per job (a forking worker tops out
         # near 70 jobs/s), and the scheduler moves enqueue_at jobs when they are due.
         "worker": [
-            sys.executable, str(ROOT / "manage.py"), "rqworker",
-            "events", "workflows", "email", "default",
-            "--worker-class", "rq.worker.SimpleWorker", "--with-scheduler",
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "rqworker",
+            "events",
+            "workflows",
+            "email",
+            "default",
+            "--worker-class",
+            "rq.worker.SimpleWorker",
+            "--with-scheduler",
         ],
         "scheduler": [sys.executable, str(ROOT / "manage.py"), "nudge_scheduler"],
     }
-    processes = {name: subprocess.Popen(argv, cwd=ROOT) for name, argv in children.items()}
+    processes = {
+        name: subprocess.Popen(argv, cwd=ROOT) for name, argv in children.items()
+    }
     log("")
     log(f"Nudge is running: http://{host}:{port}/admin/  (login: admin / admin)")
     log(f"Demo shop:        http://{host}:{port}/demo/shop/")
@@ -149,7 +184,9 @@ def cmd_run() -> int:
     return supervise(processes, extra=[redis] if redis else [])
 
 
-def supervise(processes: dict[str, subprocess.Popen], extra: list[subprocess.Popen]) -> int:
+def supervise(
+    processes: dict[str, subprocess.Popen], extra: list[subprocess.Popen]
+) -> int:
     stopping = False
 
     def stop(*_args) -> None:
@@ -183,7 +220,9 @@ def cmd_test() -> int:
     reexec_in_venv("test")
     redis = start_embedded_redis()
     try:
-        return subprocess.run([sys.executable, "-m", "pytest", *sys.argv[2:]], cwd=ROOT).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *sys.argv[2:]], cwd=ROOT
+        ).returncode
     finally:
         if redis:
             redis.terminate()

@@ -24,7 +24,18 @@ class IdentityInline(admin.TabularInline):
 class ContactForm(forms.ModelForm):
     class Meta:
         model = Contact
-        fields = "__all__"
+        fields = [
+            "email",
+            "external_id",
+            "first_name",
+            "last_name",
+            "phone",
+            "email_consent",
+            "timezone",
+            "locale",
+            "score",
+            "attributes",
+        ]
 
     def clean_email(self):
         return normalize_email(self.cleaned_data.get("email"))
@@ -57,9 +68,17 @@ class ContactAdmin(admin.ModelAdmin):
     ]
     list_filter = ["email_consent", "created_at", "last_seen_at"]
     search_fields = ["email", "first_name", "last_name", "external_id"]
-    readonly_fields = ["created_at", "first_seen_at", "last_seen_at", "attributes_pretty"]
+    readonly_fields = [
+        "created_at",
+        "first_seen_at",
+        "last_seen_at",
+        "attributes_pretty",
+    ]
     fieldsets = [
-        (None, {"fields": ["email", "external_id", "first_name", "last_name", "phone"]}),
+        (
+            None,
+            {"fields": ["email", "external_id", "first_name", "last_name", "phone"]},
+        ),
         ("Preferences", {"fields": ["email_consent", "timezone", "locale", "score"]}),
         ("Attributes", {"fields": ["attributes_pretty", "attributes"]}),
         ("Activity", {"fields": ["created_at", "first_seen_at", "last_seen_at"]}),

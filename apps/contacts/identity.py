@@ -51,7 +51,9 @@ def normalize_email(email: str | None) -> str | None:
     return email or None
 
 
-def apply_traits(contact: Contact, traits: dict[str, Any], *, trusted: bool) -> set[str]:
+def apply_traits(
+    contact: Contact, traits: dict[str, Any], *, trusted: bool
+) -> set[str]:
     """Set traits on ``contact`` (unsaved); returns the names of changed fields."""
     changed: set[str] = set()
     attributes = dict(contact.attributes or {})
@@ -59,7 +61,11 @@ def apply_traits(contact: Contact, traits: dict[str, Any], *, trusted: bool) -> 
         if key == "email":
             continue  # identity, handled by the resolver
         if key == CONSENT_TRAIT:
-            if trusted and value in ConsentStatus.values and contact.email_consent != value:
+            if (
+                trusted
+                and value in ConsentStatus.values
+                and contact.email_consent != value
+            ):
                 contact.email_consent = value
                 changed.add("email_consent")
             continue
@@ -139,11 +145,15 @@ class IdentityResolver:
         user_ids |= {s.previous_id for s in sightings if s.previous_id}
         emails = {s.email for s in sightings if s.email}
 
-        identity_contact = dict(
-            Identity.objects.filter(anonymous_id__in=anonymous_ids).values_list(
-                "anonymous_id", "contact_id"
+        identity_contact = (
+            dict(
+                Identity.objects.filter(anonymous_id__in=anonymous_ids).values_list(
+                    "anonymous_id", "contact_id"
+                )
             )
-        ) if anonymous_ids else {}
+            if anonymous_ids
+            else {}
+        )
         self.existing_identities = set(identity_contact)
         if identity_contact or user_ids or emails:
             # Lower(email) IN (...) uses the expression index of the unique constraint.
@@ -227,14 +237,21 @@ class IdentityResolver:
         self.new_people.append(person)
         return person
 
-    def _claim_ids(self, person: _Person, user_id: str | None, email: str | None) -> None:
+    def _claim_ids(
+        self, person: _Person, user_id: str | None, email: str | None
+    ) -> None:
         contact = person.contact
-        if user_id and not contact.external_id and user_id not in self.by_user_id:
-            # A browser may name an anonymous visitor, not re-label a known person.
-            if self.trusted or person.is_new or not contact.email:
-                contact.external_id = user_id
-                person.changed.add("external_id")
-                self.by_user_id[user_id] = person
+        # A browser may name an anonymous visitor, not re-label a known person.
+        may_name = self.trusted or person.is_new or not contact.email
+        if (
+            user_id
+            and not contact.external_id
+            and user_id not in self.by_user_id
+            and may_name
+        ):
+            contact.external_id = user_id
+            person.changed.add("external_id")
+            self.by_user_id[user_id] = person
         if email and (contact.email or "").lower() != email:
             owner = self._lookup(self.by_email, email)
             if owner is not None and owner is not person:
@@ -301,7 +318,9 @@ class IdentityResolver:
         if not self.trusted:
             return False
         a, b = source.contact, target.contact
-        conflicting_user = a.external_id and b.external_id and a.external_id != b.external_id
+        conflicting_user = (
+            a.external_id and b.external_id and a.external_id != b.external_id
+        )
         conflicting_email = a.email and b.email and a.email.lower() != b.email.lower()
         return not (conflicting_user or conflicting_email)
 

@@ -14,7 +14,8 @@ class Contact(models.Model):
     """A person, known (email / user id) or not yet (only anonymous ids)."""
 
     # Stored lower-cased; the unique index on Lower(email) guards the rest.
-    email = models.EmailField(max_length=254, null=True, blank=True)
+    # NULL, not "", when unknown: the unique index must not see two blanks as a clash.
+    email = models.EmailField(max_length=254, null=True, blank=True)  # noqa: DJ001
     # Segment's userId: the site's own id for this person.
     external_id = models.CharField(
         "user id", max_length=255, null=True, blank=True, unique=True

@@ -50,15 +50,17 @@ def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMe
     # Lock both rows in id order so two merges of the same pair cannot deadlock.
     locked = {
         c.pk: c
-        for c in Contact.objects.select_for_update().filter(
-            pk__in=sorted([source.pk, target.pk])
-        ).order_by("pk")
+        for c in Contact.objects.select_for_update()
+        .filter(pk__in=sorted([source.pk, target.pk]))
+        .order_by("pk")
     }
     source, target = locked[source.pk], locked[target.pk]
 
     moved: dict[str, int] = {}
     moved["identities"] = Identity.objects.filter(contact=source).update(contact=target)
-    for result in hooks.run(hooks.CONTACTS_MERGED, source_id=source.pk, target_id=target.pk):
+    for result in hooks.run(
+        hooks.CONTACTS_MERGED, source_id=source.pk, target_id=target.pk
+    ):
         for kind, count in (result or {}).items():
             moved[kind] = moved.get(kind, 0) + count
 
@@ -118,7 +120,11 @@ def _stricter_consent(a: str, b: str) -> str:
 
 
 def _seen(contact: Contact) -> dt.datetime:
-    return contact.last_seen_at or contact.created_at or dt.datetime.min.replace(tzinfo=dt.UTC)
+    return (
+        contact.last_seen_at
+        or contact.created_at
+        or dt.datetime.min.replace(tzinfo=dt.UTC)
+    )
 
 
 def _min_time(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
@@ -133,13 +139,17 @@ def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
     """Move last_seen_at forward (never back) for each contact id -> time."""
     updated = 0
     for contact_id, at in seen.items():
-        updated += Contact.objects.filter(pk=contact_id).exclude(
-            last_seen_at__gte=at
-        ).update(last_seen_at=at)
+        updated += (
+            Contact.objects.filter(pk=contact_id)
+            .exclude(last_seen_at__gte=at)
+            .update(last_seen_at=at)
+        )
     return updated
 
 
-def contact_update_traits(*, contact: Contact, traits: dict[str, Any], trusted: bool) -> None:
+def contact_update_traits(
+    *, contact: Contact, traits: dict[str, Any], trusted: bool
+) -> None:
     """Apply identify-style traits to one contact (admin and API share this)."""
     from .identity import apply_traits
 

@@ -86,7 +86,10 @@ class SourceAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
         forget_cached_sources()
 
-    @admin.action(permissions=["change"], description="Rotate the write key of the selected sources")
+    @admin.action(
+        permissions=["change"],
+        description="Rotate the write key of the selected sources",
+    )
     def rotate_keys(self, request, queryset):
         for source in queryset:
             key = source_rotate_key(source=source)
@@ -104,7 +107,15 @@ class SourceAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    list_display = ["name", "type", "contact", "timestamp", "received_at", "source", "processed_at"]
+    list_display = [
+        "name",
+        "type",
+        "contact",
+        "timestamp",
+        "received_at",
+        "source",
+        "processed_at",
+    ]
     list_filter = ["type", "source", "timestamp"]
     search_fields = ["name", "=message_id", "contact__email", "contact__external_id"]
     list_select_related = ["contact", "source"]
@@ -164,5 +175,7 @@ def timeline_panel(request, contact) -> str:
         for event in page.object_list
     ]
     return render_to_string(
-        "admin/events/timeline_panel.html", {"page": page, "rows": rows}, request=request
+        "admin/events/timeline_panel.html",
+        {"page": page, "rows": rows},
+        request=request,
     )

@@ -36,7 +36,9 @@ def track(request: HttpRequest, payload: schemas.Track):
     return _single(request, payload)
 
 
-@router.post("/identify", response=RESPONSES, summary="Say who the person is, with traits")
+@router.post(
+    "/identify", response=RESPONSES, summary="Say who the person is, with traits"
+)
 @router.post("/i", response=RESPONSES, include_in_schema=False)
 def identify(request: HttpRequest, payload: schemas.Identify):
     return _single(request, payload)

@@ -8,20 +8,22 @@ class EventsConfig(AppConfig):
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
 
+        from apps.contacts.panels import Panel, register_panel
         from apps.core import hooks
         from apps.core.health import register_backlog
         from apps.core.scheduler import register_tick_task
 
+        from .admin import timeline_panel
         from .cors import origin_allowed_by_a_source
         from .selectors import unprocessed_backlog
         from .services import events_move_to_contact, events_reenqueue_unprocessed
 
-        from apps.contacts.panels import Panel, register_panel
-
-        from .admin import timeline_panel
-
         hooks.register(hooks.CONTACTS_MERGED, events_move_to_contact)
-        register_panel(Panel(key="timeline", title="Timeline", render=timeline_panel, order=10))
+        register_panel(
+            Panel(key="timeline", title="Timeline", render=timeline_panel, order=10)
+        )
         register_tick_task("events", events_reenqueue_unprocessed)
         register_backlog("events", unprocessed_backlog)
-        check_request_enabled.connect(origin_allowed_by_a_source, dispatch_uid="nudge-cors")
+        check_request_enabled.connect(
+            origin_allowed_by_a_source, dispatch_uid="nudge-cors"
+        )

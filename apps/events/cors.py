@@ -3,7 +3,9 @@ from django.http import HttpRequest
 from .auth import allowed_origins
 
 
-def origin_allowed_by_a_source(sender: object, request: HttpRequest, **kwargs: object) -> bool:
+def origin_allowed_by_a_source(
+    sender: object, request: HttpRequest, **kwargs: object
+) -> bool:
     """django-cors-headers hook: CORS for /api/v1/ from any origin a Source lists.
 
     A preflight carries no write key, so it is allowed for the union of all enabled

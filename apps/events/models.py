@@ -7,7 +7,7 @@ from django.db import models
 from apps.contacts.models import Contact
 
 PUBLIC_KEY_PREFIX = "pk_"
-SECRET_KEY_PREFIX = "sk_"
+SECRET_KEY_PREFIX = "sk_"  # noqa: S105 - a prefix, not a secret
 
 
 def hash_key(key: str) -> str:
@@ -26,7 +26,9 @@ class Source(models.Model):
     # A browser key is public by nature: it sits in the page. It is stored as is.
     public_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
     # A server key is shown once and stored only as its SHA-256.
-    secret_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    secret_key_hash = models.CharField(
+        max_length=64, unique=True, null=True, blank=True
+    )
     secret_key_hint = models.CharField(max_length=16, blank=True)
     allowed_origins = models.JSONField(
         default=list,
@@ -50,7 +52,11 @@ class Source(models.Model):
     @property
     def key_display(self) -> str:
         if self.is_server:
-            return f"{SECRET_KEY_PREFIX}…{self.secret_key_hint}" if self.secret_key_hint else ""
+            return (
+                f"{SECRET_KEY_PREFIX}…{self.secret_key_hint}"
+                if self.secret_key_hint
+                else ""
+            )
         return self.public_key or ""
 
     @property
@@ -87,7 +93,9 @@ class Event(models.Model):
         GROUP = "group"
         ALIAS = "alias"
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="events"
+    )
     source = models.ForeignKey(
         Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -100,7 +108,7 @@ class Event(models.Model):
     timestamp = models.DateTimeField()
     received_at = models.DateTimeField()
     message_id = models.CharField(max_length=100)
-    # Set by the processing job; NULL rows are the unprocessed work the tick re-enqueues.
+    # Set by the processing job; NULL rows are unprocessed work the tick re-enqueues.
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

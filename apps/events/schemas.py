@@ -28,12 +28,16 @@ def _id_to_str(value: Any) -> Any:
     return value
 
 
-Id = Annotated[str | None, BeforeValidator(_id_to_str), Field(max_length=255)]
-RequiredId = Annotated[str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=255)]
+Id = Annotated[
+    Annotated[str, Field(max_length=255)] | None, BeforeValidator(_id_to_str)
+]
+RequiredId = Annotated[
+    str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=255)
+]
 
 
 class Message(Schema):
-    messageId: Annotated[str | None, Field(max_length=100)] = None
+    messageId: Annotated[str, Field(max_length=100)] | None = None
     anonymousId: Id = None
     userId: Id = None
     timestamp: dt.datetime | None = None
@@ -68,7 +72,9 @@ class Identify(Message):
             try:
                 validate_email(str(email))
             except DjangoValidationError:
-                raise ValueError(f"traits.email: {email!r} is not an email address") from None
+                raise ValueError(
+                    f"traits.email: {email!r} is not an email address"
+                ) from None
         consent = self.traits.get(CONSENT_TRAIT)
         if consent is not None and consent not in ConsentStatus.values:
             raise ValueError(
@@ -80,14 +86,14 @@ class Identify(Message):
 
 class Page(Message):
     type: Literal["page"] = "page"
-    name: Annotated[str | None, Field(max_length=200)] = None
-    category: Annotated[str | None, Field(max_length=200)] = None
+    name: Annotated[str, Field(max_length=200)] | None = None
+    category: Annotated[str, Field(max_length=200)] | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
 class Screen(Message):
     type: Literal["screen"] = "screen"
-    name: Annotated[str | None, Field(max_length=200)] = None
+    name: Annotated[str, Field(max_length=200)] | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -105,7 +105,8 @@ def _ingest_once(
     ]
     contact_ids = contacts_resolve(
         sightings=[
-            _sighting(m, ctx, ts) for m, ctx, ts in zip(fresh, contexts, timestamps, strict=True)
+            _sighting(m, ctx, ts)
+            for m, ctx, ts in zip(fresh, contexts, timestamps, strict=True)
         ],
         trusted=source.is_server,
     )
@@ -121,7 +122,9 @@ def _ingest_once(
             received_at=received_at,
             message_id=m.messageId,
         )
-        for m, ctx, ts, contact_id in zip(fresh, contexts, timestamps, contact_ids, strict=True)
+        for m, ctx, ts, contact_id in zip(
+            fresh, contexts, timestamps, contact_ids, strict=True
+        )
     ]
     # A messageId stored by a concurrent request since the check above raises
     # IntegrityError here, and the retry in events_ingest skips it.
@@ -160,7 +163,9 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return timezone.make_aware(value, dt.UTC) if timezone.is_naive(value) else value
 
 
-def _sighting(message: schemas.Message, context: dict, timestamp: dt.datetime) -> Sighting:
+def _sighting(
+    message: schemas.Message, context: dict, timestamp: dt.datetime
+) -> Sighting:
     traits = getattr(message, "traits", None) if message.type == "identify" else None
     if traits is None and isinstance(context.get("traits"), dict):
         # analytics.js repeats identify traits in context.traits on every call.
@@ -168,7 +173,9 @@ def _sighting(message: schemas.Message, context: dict, timestamp: dt.datetime) -
     return Sighting(
         anonymous_id=message.anonymousId,
         user_id=message.userId,
-        email=normalize_email(traits.get("email")) if message.type == "identify" and traits else None,
+        email=normalize_email(traits.get("email"))
+        if message.type == "identify" and traits
+        else None,
         traits=traits,
         previous_id=getattr(message, "previousId", None),
         timestamp=timestamp,
@@ -203,7 +210,7 @@ def _event_properties(message: schemas.Message) -> dict:
     return {}
 
 
-# -- processing ---------------------------------------------------------------------------
+# -- processing ----------------------------------------------------------------------
 
 
 def events_process(*, event_ids: list[int]) -> int:
@@ -228,13 +235,19 @@ def events_process(*, event_ids: list[int]) -> int:
                 last_seen[event.contact_id] = event.timestamp
         contacts_touch_last_seen(seen=last_seen)
         hooks.run(hooks.EVENTS_INGESTED, events=events)
-        Event.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=clock.now())
+        Event.objects.filter(pk__in=[e.pk for e in events]).update(
+            processed_at=clock.now()
+        )
     return len(events)
 
 
 def events_move_to_contact(*, source_id: int, target_id: int) -> dict[str, int]:
     """CONTACTS_MERGED hook: a merged contact's events belong to the survivor."""
-    return {"events": Event.objects.filter(contact_id=source_id).update(contact_id=target_id)}
+    return {
+        "events": Event.objects.filter(contact_id=source_id).update(
+            contact_id=target_id
+        )
+    }
 
 
 def source_create(
@@ -255,7 +268,12 @@ def source_rotate_key(*, source: Source) -> str:
     key = source.new_key()
     source.key_rotated_at = clock.now()
     source.save(
-        update_fields=["public_key", "secret_key_hash", "secret_key_hint", "key_rotated_at"]
+        update_fields=[
+            "public_key",
+            "secret_key_hash",
+            "secret_key_hint",
+            "key_rotated_at",
+        ]
     )
     return key
 

@@ -6,61 +6,135 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Contact',
+            name="Contact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(blank=True, max_length=254, null=True)),
-                ('external_id', models.CharField(blank=True, max_length=255, null=True, unique=True, verbose_name='user id')),
-                ('first_name', models.CharField(blank=True, max_length=150)),
-                ('last_name', models.CharField(blank=True, max_length=150)),
-                ('phone', models.CharField(blank=True, max_length=50)),
-                ('timezone', models.CharField(blank=True, help_text='IANA name, e.g. Europe/Paris', max_length=64)),
-                ('locale', models.CharField(blank=True, max_length=35)),
-                ('attributes', models.JSONField(blank=True, default=dict)),
-                ('email_consent', models.CharField(choices=[('subscribed', 'Subscribed'), ('pending', 'Pending confirmation'), ('unsubscribed', 'Unsubscribed'), ('bounced', 'Bounced'), ('complained', 'Complained')], default='subscribed', max_length=20)),
-                ('score', models.IntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('first_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('last_seen_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("email", models.EmailField(blank=True, max_length=254, null=True)),
+                (
+                    "external_id",
+                    models.CharField(
+                        blank=True,
+                        max_length=255,
+                        null=True,
+                        unique=True,
+                        verbose_name="user id",
+                    ),
+                ),
+                ("first_name", models.CharField(blank=True, max_length=150)),
+                ("last_name", models.CharField(blank=True, max_length=150)),
+                ("phone", models.CharField(blank=True, max_length=50)),
+                (
+                    "timezone",
+                    models.CharField(
+                        blank=True,
+                        help_text="IANA name, e.g. Europe/Paris",
+                        max_length=64,
+                    ),
+                ),
+                ("locale", models.CharField(blank=True, max_length=35)),
+                ("attributes", models.JSONField(blank=True, default=dict)),
+                (
+                    "email_consent",
+                    models.CharField(
+                        choices=[
+                            ("subscribed", "Subscribed"),
+                            ("pending", "Pending confirmation"),
+                            ("unsubscribed", "Unsubscribed"),
+                            ("bounced", "Bounced"),
+                            ("complained", "Complained"),
+                        ],
+                        default="subscribed",
+                        max_length=20,
+                    ),
+                ),
+                ("score", models.IntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("first_seen_at", models.DateTimeField(blank=True, null=True)),
+                ("last_seen_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['last_seen_at'], name='contact_last_seen_idx'), models.Index(fields=['created_at'], name='contact_created_idx')],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('email'), condition=models.Q(('email__isnull', False)), name='contact_email_ci_unique')],
+                "indexes": [
+                    models.Index(fields=["last_seen_at"], name="contact_last_seen_idx"),
+                    models.Index(fields=["created_at"], name="contact_created_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("email"),
+                        condition=models.Q(("email__isnull", False)),
+                        name="contact_email_ci_unique",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ContactMerge',
+            name="ContactMerge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('merged_contact_id', models.BigIntegerField(db_index=True)),
-                ('reason', models.CharField(max_length=200)),
-                ('snapshot', models.JSONField(default=dict)),
-                ('moved', models.JSONField(default=dict)),
-                ('merged_at', models.DateTimeField()),
-                ('into', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merges', to='contacts.contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("merged_contact_id", models.BigIntegerField(db_index=True)),
+                ("reason", models.CharField(max_length=200)),
+                ("snapshot", models.JSONField(default=dict)),
+                ("moved", models.JSONField(default=dict)),
+                ("merged_at", models.DateTimeField()),
+                (
+                    "into",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="merges",
+                        to="contacts.contact",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-merged_at'],
+                "ordering": ["-merged_at"],
             },
         ),
         migrations.CreateModel(
-            name='Identity',
+            name="Identity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('anonymous_id', models.CharField(max_length=255, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='identities', to='contacts.contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("anonymous_id", models.CharField(max_length=255, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="identities",
+                        to="contacts.contact",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'identities',
+                "verbose_name_plural": "identities",
             },
         ),
     ]

@@ -5,48 +5,142 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('contacts', '0001_initial'),
+        ("contacts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Source',
+            name="Source",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('browser', 'Browser (public key)'), ('server', 'Server (secret key)')], default='browser', max_length=10)),
-                ('public_key', models.CharField(blank=True, max_length=64, null=True, unique=True)),
-                ('secret_key_hash', models.CharField(blank=True, max_length=64, null=True, unique=True)),
-                ('secret_key_hint', models.CharField(blank=True, max_length=16)),
-                ('allowed_origins', models.JSONField(blank=True, default=list, help_text='Origins browsers may send from, e.g. https://shop.example.com')),
-                ('rate_limit_per_second', models.PositiveIntegerField(blank=True, help_text='Requests per second; empty = the default.', null=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('key_rotated_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("browser", "Browser (public key)"),
+                            ("server", "Server (secret key)"),
+                        ],
+                        default="browser",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "public_key",
+                    models.CharField(blank=True, max_length=64, null=True, unique=True),
+                ),
+                (
+                    "secret_key_hash",
+                    models.CharField(blank=True, max_length=64, null=True, unique=True),
+                ),
+                ("secret_key_hint", models.CharField(blank=True, max_length=16)),
+                (
+                    "allowed_origins",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Origins browsers may send from, e.g. https://shop.example.com",
+                    ),
+                ),
+                (
+                    "rate_limit_per_second",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Requests per second; empty = the default.",
+                        null=True,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("key_rotated_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('track', 'Track'), ('identify', 'Identify'), ('page', 'Page'), ('screen', 'Screen'), ('group', 'Group'), ('alias', 'Alias')], default='track', max_length=10)),
-                ('name', models.CharField(max_length=200)),
-                ('properties', models.JSONField(blank=True, default=dict)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('timestamp', models.DateTimeField()),
-                ('received_at', models.DateTimeField()),
-                ('message_id', models.CharField(max_length=100)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='contacts.contact')),
-                ('source', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='events.source')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("track", "Track"),
+                            ("identify", "Identify"),
+                            ("page", "Page"),
+                            ("screen", "Screen"),
+                            ("group", "Group"),
+                            ("alias", "Alias"),
+                        ],
+                        default="track",
+                        max_length=10,
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("properties", models.JSONField(blank=True, default=dict)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                ("timestamp", models.DateTimeField()),
+                ("received_at", models.DateTimeField()),
+                ("message_id", models.CharField(max_length=100)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="contacts.contact",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="events.source",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['contact', 'name', 'timestamp'], name='event_contact_name_ts'), models.Index(fields=['name', 'timestamp'], name='event_name_ts'), models.Index(fields=['contact', '-timestamp'], name='event_contact_ts'), models.Index(condition=models.Q(('processed_at__isnull', True)), fields=['received_at'], name='event_unprocessed')],
-                'constraints': [models.UniqueConstraint(fields=('source', 'message_id'), name='event_source_message_unique')],
+                "indexes": [
+                    models.Index(
+                        fields=["contact", "name", "timestamp"],
+                        name="event_contact_name_ts",
+                    ),
+                    models.Index(fields=["name", "timestamp"], name="event_name_ts"),
+                    models.Index(
+                        fields=["contact", "-timestamp"], name="event_contact_ts"
+                    ),
+                    models.Index(
+                        condition=models.Q(("processed_at__isnull", True)),
+                        fields=["received_at"],
+                        name="event_unprocessed",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("source", "message_id"),
+                        name="event_source_message_unique",
+                    )
+                ],
             },
         ),
     ]

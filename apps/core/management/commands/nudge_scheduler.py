@@ -13,7 +13,7 @@ logger = logging.getLogger("nudge.scheduler")
 
 class Command(BaseCommand):
     help = (
-        "Run the scheduler tick every few seconds: re-enqueue due work that Redis lost. "
+        "Run the scheduler tick every few seconds: re-enqueue due work Redis lost. "
         "Run one or more per cluster; only one ticks at a time."
     )
 

@@ -32,11 +32,17 @@ class Command(BaseCommand):
             try:
                 validate(url)
             except Exception:
-                raise CommandError(f"--origin {url!r} is not an http(s) origin") from None
+                raise CommandError(
+                    f"--origin {url!r} is not an http(s) origin"
+                ) from None
             origins.append(url.rstrip("/"))
         kind = Source.Kind.SERVER if server else Source.Kind.BROWSER
         source, key = source_create(name=name, kind=kind, allowed_origins=origins)
-        self.stdout.write(f"Created {source.get_kind_display()} source {source.name!r}.")
+        self.stdout.write(
+            f"Created {source.get_kind_display()} source {source.name!r}."
+        )
         if server:
-            self.stdout.write("The key is stored hashed: keep it now, it is not shown again.")
+            self.stdout.write(
+                "The key is stored hashed: keep it now, it is not shown again."
+            )
         self.stdout.write(key)

@@ -1,0 +1,212 @@
+"""Who is behind each event: anonymous ids, user ids, emails and merges."""
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from apps.contacts.models import ConsentStatus, Contact, ContactMerge, Identity
+from apps.events.models import Event
+from apps.events.schemas import Alias, Identify, Track
+from apps.events.services import events_ingest
+
+pytestmark = pytest.mark.django_db
+
+
+def _track(anonymous_id=None, user_id=None, event="product_viewed", **props):
+    return Track(
+        anonymousId=anonymous_id,
+        userId=user_id,
+        event=event,
+        properties=props,
+        messageId=str(uuid.uuid4()),
+    )
+
+
+def _identify(anonymous_id=None, user_id=None, **traits):
+    return Identify(
+        anonymousId=anonymous_id,
+        userId=user_id,
+        traits=traits,
+        messageId=str(uuid.uuid4()),
+    )
+
+
+def test_anonymous_browsing_then_identify_merges_into_the_known_contact(
+    browser_source, server_source
+):
+    # given a known customer, and a visitor browsing anonymously on another device
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-1", email="ada@example.com")],
+    )
+    known = Contact.objects.get(external_id="u-1")
+    events_ingest(
+        source=browser_source,
+        messages=[
+            _track("cookie-9"),
+            _track("cookie-9"),
+            _track("cookie-9", event="add_to_cart"),
+        ],
+    )
+    anonymous = Contact.objects.get(identities__anonymous_id="cookie-9")
+    assert anonymous.pk != known.pk
+    # when the visitor logs in
+    events_ingest(source=browser_source, messages=[_identify("cookie-9", "u-1")])
+    # then every event is on the known contact, none twice, and the merge is recorded
+    assert Contact.objects.count() == 1
+    assert Event.objects.filter(contact=known).count() == 5
+    assert Identity.objects.get(anonymous_id="cookie-9").contact_id == known.pk
+    merge = ContactMerge.objects.get()
+    assert merge.merged_contact_id == anonymous.pk
+    assert merge.into_id == known.pk
+    assert merge.moved == {"identities": 1, "events": 3}
+    assert merge.snapshot["id"] == anonymous.pk
+
+
+def test_identify_within_one_batch_needs_no_merge(browser_source):
+    events_ingest(
+        source=browser_source,
+        messages=[
+            _track("cookie-1"),
+            _identify("cookie-1", email="grace@example.com", firstName="Grace"),
+            _track("cookie-1", event="add_to_cart"),
+        ],
+    )
+    contact = Contact.objects.get()
+    assert contact.email == "grace@example.com"
+    assert contact.first_name == "Grace"
+    assert contact.events.count() == 3
+    assert not ContactMerge.objects.exists()
+
+
+def test_an_email_identifies_case_insensitively(browser_source, server_source):
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-1", email="Ada@Example.com")],
+    )
+    events_ingest(
+        source=browser_source, messages=[_identify("cookie-2", email="ADA@example.COM")]
+    )
+    assert Contact.objects.count() == 1
+    assert Contact.objects.get().email == "ada@example.com"
+
+
+def test_traits_merge_with_the_newer_winning(browser_source, server_source):
+    # given an old known contact and a more recently seen anonymous one
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-1", plan="free", city="Paris")],
+    )
+    known = Contact.objects.get()
+    Contact.objects.filter(pk=known.pk).update(
+        last_seen_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
+    events_ingest(source=browser_source, messages=[_identify("cookie-3", plan="pro")])
+    Contact.objects.filter(identities__anonymous_id="cookie-3").update(
+        last_seen_at=dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    )
+    # when
+    events_ingest(source=browser_source, messages=[_track("cookie-3", user_id="u-1")])
+    # then
+    contact = Contact.objects.get()
+    assert contact.attributes == {"plan": "pro", "city": "Paris"}
+    assert contact.last_seen_at == dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+
+
+def test_a_browser_key_cannot_change_a_known_contacts_email(browser_source):
+    events_ingest(
+        source=browser_source, messages=[_identify("cookie-4", email="old@example.com")]
+    )
+    events_ingest(
+        source=browser_source,
+        messages=[_identify("cookie-4", email="attacker@evil.example")],
+    )
+    assert Contact.objects.get().email == "old@example.com"
+
+
+def test_a_server_key_can_change_an_email(server_source):
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-5", email="old@example.com")],
+    )
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-5", email="new@example.com")],
+    )
+    assert Contact.objects.get().email == "new@example.com"
+
+
+def test_a_browser_key_cannot_set_consent(browser_source, server_source):
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-6", email_consent="unsubscribed")],
+    )
+    assert Contact.objects.get().email_consent == ConsentStatus.UNSUBSCRIBED
+    events_ingest(
+        source=browser_source,
+        messages=[_identify(user_id="u-6", email_consent="subscribed")],
+    )
+    assert Contact.objects.get().email_consent == ConsentStatus.UNSUBSCRIBED
+
+
+def test_a_browser_key_cannot_merge_two_known_contacts(browser_source):
+    # given two known people on one shared computer
+    events_ingest(
+        source=browser_source,
+        messages=[_identify("shared-cookie", email="a@example.com")],
+    )
+    events_ingest(source=browser_source, messages=[_identify("other-cookie", "u-7")])
+    # when someone tries to join them through the public key
+    events_ingest(
+        source=browser_source, messages=[_track("shared-cookie", user_id="u-7")]
+    )
+    # then both stay, with their own email / user id
+    assert Contact.objects.count() == 2
+    assert not ContactMerge.objects.exists()
+    assert Contact.objects.get(email="a@example.com").external_id is None
+
+
+def test_a_shared_device_starts_a_new_contact_for_another_user(browser_source):
+    events_ingest(source=browser_source, messages=[_identify("kiosk", "u-8")])
+    events_ingest(source=browser_source, messages=[_identify("kiosk", "u-9")])
+    assert set(Contact.objects.values_list("external_id", flat=True)) == {"u-8", "u-9"}
+    assert Identity.objects.get(anonymous_id="kiosk").contact.external_id == "u-9"
+
+
+def test_alias_merges_the_previous_id_into_the_user(browser_source, server_source):
+    events_ingest(
+        source=browser_source, messages=[_track("cookie-10"), _track("cookie-10")]
+    )
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-10", email="x@example.com")],
+    )
+    events_ingest(
+        source=server_source,
+        messages=[Alias(previousId="cookie-10", userId="u-10", messageId="alias-1")],
+    )
+    contact = Contact.objects.get()
+    assert contact.external_id == "u-10"
+    assert contact.events.count() == 4
+    assert ContactMerge.objects.get().reason == "alias"
+
+
+def test_a_merge_never_resubscribes_anyone(server_source):
+    events_ingest(
+        source=server_source, messages=[_identify("c-11", email_consent="unsubscribed")]
+    )
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-11", email="k@example.com")],
+    )
+    events_ingest(source=server_source, messages=[_track("c-11", user_id="u-11")])
+    assert Contact.objects.get().email_consent == ConsentStatus.UNSUBSCRIBED
+
+
+def test_context_timezone_and_locale_fill_in_the_contact(browser_source):
+    message = _track("cookie-12")
+    message.context = {"timezone": "Europe/Paris", "locale": "fr-FR"}
+    events_ingest(source=browser_source, messages=[message])
+    contact = Contact.objects.get()
+    assert (contact.timezone, contact.locale) == ("Europe/Paris", "fr-FR")

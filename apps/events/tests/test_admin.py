@@ -1,0 +1,139 @@
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from apps.contacts.models import Contact
+from apps.events.models import Source, hash_key
+from apps.events.schemas import Identify, Track
+from apps.events.services import events_ingest
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_contact_page_shows_the_timeline_newest_first_and_escaped(
+    admin_client, browser_source
+):
+    events_ingest(
+        source=browser_source,
+        messages=[
+            Identify(
+                anonymousId="a",
+                traits={"email": "ada@example.com"},
+                messageId="m0",
+                timestamp="2026-11-01T10:00:00Z",
+            ),
+            Track(
+                anonymousId="a",
+                event="product_viewed",
+                messageId="m1",
+                timestamp="2026-11-01T10:01:00Z",
+                properties={"name": "<script>alert(1)</script>"},
+            ),
+            Track(
+                anonymousId="a",
+                event="add_to_cart",
+                messageId="m2",
+                timestamp="2026-11-01T10:02:00Z",
+                properties={"cart_id": "c1"},
+            ),
+        ],
+    )
+    contact = Contact.objects.get()
+    page = admin_client.get(f"/admin/contacts/contact/{contact.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert (
+        html.index("add_to_cart")
+        < html.index("product_viewed")
+        < html.index(">identify<")
+    )
+    assert "a</td>" in html or ">a<" in html  # the anonymous id is listed
+
+
+def test_the_timeline_is_paginated(admin_client, browser_source):
+    events_ingest(
+        source=browser_source,
+        messages=[
+            Track(anonymousId="a", event=f"e{i}", messageId=str(uuid.uuid4()))
+            for i in range(30)
+        ],
+    )
+    contact = Contact.objects.get()
+    page2 = admin_client.get(
+        f"/admin/contacts/contact/{contact.pk}/change/?timeline_page=2"
+    )
+    assert "page 2 of 2 (30 events)" in page2.content.decode()
+
+
+def test_contacts_can_be_searched_and_filtered(admin_client, server_source):
+    events_ingest(
+        source=server_source,
+        messages=[
+            Identify(
+                userId="u-1", traits={"email": "ada@example.com", "firstName": "Ada"}
+            ),
+            Identify(userId="u-2", traits={"email": "bob@example.com"}),
+        ],
+    )
+    found = admin_client.get("/admin/contacts/contact/?q=ada").content.decode()
+    assert "ada@example.com" in found and "bob@example.com" not in found
+    filtered = admin_client.get("/admin/contacts/contact/?email_consent=unsubscribed")
+    assert "ada@example.com" not in filtered.content.decode()
+
+
+def test_adding_a_server_source_in_admin_shows_its_key_once(admin_client):
+    response = admin_client.post(
+        "/admin/events/source/add/",
+        {"name": "Backend", "kind": "server", "allowed_origins": "", "enabled": "on"},
+        follow=True,
+    )
+    source = Source.objects.get()
+    message = next(m.message for m in response.context["messages"])
+    key = message.split(": ")[1].split(".")[0]
+    assert key.startswith("sk_")
+    assert source.secret_key_hash == hash_key(key)
+    assert (
+        key
+        not in admin_client.get(
+            f"/admin/events/source/{source.pk}/change/"
+        ).content.decode()
+    )
+
+
+def test_a_bad_origin_is_refused_with_the_line_that_is_wrong(admin_client):
+    response = admin_client.post(
+        "/admin/events/source/add/",
+        {
+            "name": "Web",
+            "kind": "browser",
+            "allowed_origins": "https://ok.example\nnot a url",
+        },
+    )
+    assert response.status_code == 200
+    assert "line 2" in response.content.decode()
+    assert not Source.objects.exists()
+
+
+def test_rotating_a_key_invalidates_the_old_one(admin_client, browser_source):
+    old = browser_source.public_key
+    admin_client.post(
+        "/admin/events/source/",
+        {"action": "rotate_keys", "_selected_action": [browser_source.pk]},
+    )
+    browser_source.refresh_from_db()
+    assert browser_source.public_key != old
+    assert browser_source.key_rotated_at is not None
+
+
+def test_create_source_prints_the_key_on_its_last_line(capsys):
+    call_command("create_source", "Shop", "--origin", "https://shop.example.com")
+    browser_key = capsys.readouterr().out.strip().splitlines()[-1]
+    call_command("create_source", "Backend", "--server")
+    server_key = capsys.readouterr().out.strip().splitlines()[-1]
+    shop = Source.objects.get(name="Shop")
+    assert shop.public_key == browser_key
+    assert shop.allowed_origins == ["https://shop.example.com"]
+    assert Source.objects.get(name="Backend").secret_key_hash == hash_key(server_key)
