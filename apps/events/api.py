@@ -20,8 +20,24 @@ ERRORS = {
 RESPONSES = {200: schemas.Accepted, **ERRORS}
 
 
-def _accept(request: HttpRequest, messages: list[schemas.Message], **batch) -> dict:
-    result = events_ingest(source=request.auth, messages=messages, **batch)
+def _accept(
+    request: HttpRequest,
+    messages: list[schemas.Message],
+    *,
+    batch_sent_at=None,
+    batch_context: dict | None = None,
+) -> dict:
+    source = request.auth
+    context = dict(batch_context or {})
+    if not source.is_server:
+        # As Segment does: a browser's own address, unless the message says otherwise.
+        context.setdefault("ip", request.META.get("REMOTE_ADDR"))
+    result = events_ingest(
+        source=source,
+        messages=messages,
+        batch_sent_at=batch_sent_at,
+        batch_context=context,
+    )
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 

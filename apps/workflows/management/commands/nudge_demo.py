@@ -4,11 +4,11 @@ from django.core.management.base import BaseCommand
 from apps.events.demo import demo_history, demo_source
 
 DEMO_USER = "admin"
-DEMO_PASSWORD = "admin"
+DEMO_PASSWORD = "admin"  # noqa: S105 - the documented demo login
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin user (admin / admin) and demo data; safe to run twice."
+    help = "Create the demo admin (admin / admin) and demo data; safe to run twice."
 
     def handle(self, *args, **options):
         User = get_user_model()
