@@ -129,6 +129,8 @@ RQ_QUEUES = {
     for name in NUDGE_QUEUES
 }
 RQ_SHOW_ADMIN_LINK = True
+# apps.core.jobs already enqueues after commit; django-rq must not defer a second time.
+RQ = {"COMMIT_MODE": "auto"}
 
 CACHES = {
     "default": {
@@ -139,12 +141,41 @@ CACHES = {
 }
 
 # --- Email ---------------------------------------------------------------------------
-EMAIL_BACKEND = os.environ.get(
+# Any Django or Anymail backend, e.g. anymail.backends.postmark.EmailBackend. The
+# default writes each email to a file in var/mail/ (the demo's mail folder).
+EMAIL_BACKEND_PATH = os.environ.get(
     "EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
 )
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+MAIL_DIR = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+_MAILER_OPTIONS: dict = {}
+if EMAIL_BACKEND_PATH.endswith("filebased.EmailBackend"):
+    _MAILER_OPTIONS = {"file_path": MAIL_DIR}
+elif EMAIL_BACKEND_PATH.endswith("smtp.EmailBackend"):
+    _MAILER_OPTIONS = {
+        "host": os.environ.get("EMAIL_HOST", "localhost"),
+        "port": envint("EMAIL_PORT", 25),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": envbool("EMAIL_USE_TLS", False),
+        "timeout": 30,
+    }
+MAILERS = {"default": {"BACKEND": EMAIL_BACKEND_PATH, "OPTIONS": _MAILER_OPTIONS}}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Nudge <nudge@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The Message-ID domain: the same Message-ID on every retry lets ESPs and receiving
+# servers drop a duplicate.
+# Empty: the host of SITE_URL.
+NUDGE_MESSAGE_ID_DOMAIN = os.environ.get("NUDGE_MESSAGE_ID_DOMAIN", "")
+# CAN-SPAM and GDPR want a postal address in every marketing email's footer.
+NUDGE_COMPANY_NAME = os.environ.get("NUDGE_COMPANY_NAME", "Nudge Demo Shop")
+NUDGE_POSTAL_ADDRESS = os.environ.get(
+    "NUDGE_POSTAL_ADDRESS", "1 Example Street, Springfield, 00000"
+)
+# A message claimed for sending this long ago, never recorded as sent or failed, had
+# its worker die mid-send: it becomes "uncertain" rather than being sent again blindly.
+NUDGE_SENDING_TIMEOUT_SECONDS = envint("NUDGE_SENDING_TIMEOUT_SECONDS", 600)
+# Transient ESP errors are retried this many times, with growing delays.
+NUDGE_SEND_MAX_ATTEMPTS = envint("NUDGE_SEND_MAX_ATTEMPTS", 5)
 ANYMAIL = {
     key: os.environ[f"ANYMAIL_{key}"]
     for key in (

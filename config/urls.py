@@ -16,4 +16,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
     path("demo/", include("apps.events.demo_urls")),
+    path("e/", include("apps.campaigns.urls")),
+    # ESP tracking webhooks, e.g. /webhooks/anymail/postmark/tracking/ (Basic auth:
+    # ANYMAIL_WEBHOOK_SECRET; Mailgun: its signing key).
+    path("webhooks/anymail/", include("anymail.urls")),
 ]

@@ -60,7 +60,17 @@ def run_jobs():
     """Run every queued job in this process with a real RQ SimpleWorker, until empty."""
     import django_rq
     from django.conf import settings
+    from django.db import connection
     from rq import SimpleWorker
+
+    def commit_pending() -> bool:
+        # Inside a `db` test the transaction never commits, so on_commit callbacks
+        # (our enqueues) would never run; run them as a commit would.
+        callbacks = list(connection.run_on_commit)
+        connection.run_on_commit.clear()
+        for _sids, callback, _robust in callbacks:
+            callback()
+        return bool(callbacks)
 
     def run(queues: list[str] | None = None) -> int:
         names = queues or settings.NUDGE_QUEUES
@@ -68,11 +78,11 @@ def run_jobs():
             [django_rq.get_queue(name) for name in names],
             connection=django_rq.get_connection("default"),
         )
-        done = 0
-        while any(django_rq.get_queue(name).count for name in names):
+        rounds = 0
+        while commit_pending() or any(django_rq.get_queue(n).count for n in names):
             worker.work(burst=True, logging_level="WARNING")
-            done += 1
-        return done
+            rounds += 1
+        return rounds
 
     return run
 
@@ -94,3 +104,48 @@ def server_source(db):
     source, key = source_create(name="Backend", kind=Source.Kind.SERVER)
     source.key = key
     return source
+
+
+@pytest.fixture
+def outbox(settings):
+    """Email goes to Anymail's test backend (the ESP boundary); returns the outbox."""
+    from django.core import mail
+
+    settings.MAILERS = {"default": {"BACKEND": "tests.esp.FlakyEspBackend"}}
+    mail.outbox = []
+    return mail.outbox
+
+
+@pytest.fixture
+def layout(db):
+    from apps.campaigns.models import EmailLayout
+
+    return EmailLayout.objects.create(
+        name="Test layout",
+        html="<html><body><div>{{ content }}</div><footer>{{ company.address }} "
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></footer></body></html>',
+    )
+
+
+@pytest.fixture
+def template(layout):
+    from apps.campaigns.models import EmailTemplate
+
+    return EmailTemplate.objects.create(
+        name="Cart reminder",
+        subject="{{ contact.first_name | default: 'Hi' }}, your cart is waiting",
+        html_body="<p>Hello {{ contact.first_name }}</p>"
+        "{% if event.properties.cart_id %}<p>Cart {{ event.properties.cart_id }}</p>"
+        "{% endif %}",
+        layout=layout,
+        tags=["cart"],
+    )
+
+
+@pytest.fixture
+def contact(db):
+    from apps.contacts.models import Contact
+
+    return Contact.objects.create(
+        email="ada@example.com", first_name="Ada", timezone="Europe/London"
+    )

@@ -4,3 +4,27 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     name = "apps.campaigns"
     label = "campaigns"
+    verbose_name = "Email"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from apps.contacts.panels import Panel, register_panel
+        from apps.core import hooks
+        from apps.core.health import register_backlog
+        from apps.core.scheduler import register_tick_task
+
+        from .admin import messages_panel
+        from .delivery import messages_mark_uncertain, messages_reenqueue_due
+        from .selectors import queued_backlog
+        from .services import messages_move_to_contact
+        from .tracking import on_tracking
+
+        tracking.connect(on_tracking, dispatch_uid="nudge-email-tracking")
+        hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
+        register_tick_task("email", messages_reenqueue_due)
+        register_tick_task("email-uncertain", messages_mark_uncertain)
+        register_backlog("email", queued_backlog)
+        register_panel(
+            Panel(key="messages", title="Email", render=messages_panel, order=30)
+        )

@@ -62,7 +62,8 @@ def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMe
         hooks.CONTACTS_MERGED, source_id=source.pk, target_id=target.pk
     ):
         for kind, count in (result or {}).items():
-            moved[kind] = moved.get(kind, 0) + count
+            if count:
+                moved[kind] = moved.get(kind, 0) + count
 
     snapshot = model_to_dict(source)
     for key in ("created_at", "first_seen_at", "last_seen_at"):

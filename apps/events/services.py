@@ -304,3 +304,51 @@ def events_reenqueue_unprocessed(*, now: dt.datetime) -> int:
             process_events, chunk, queue="events", job_id=f"events-retry-{chunk[0]}"
         )
     return len(ids)
+
+
+# Events Nudge records itself (email delivered / opened / unsubscribed, segment
+# entered, ...) belong to this source, so (source, message_id) dedupes them too.
+INTERNAL_SOURCE_NAME = "Nudge (internal)"
+
+
+def internal_source() -> Source:
+    source, _created = Source.objects.get_or_create(
+        name=INTERNAL_SOURCE_NAME, defaults={"kind": Source.Kind.SERVER}
+    )
+    return source
+
+
+def event_record(
+    *,
+    contact_id: int,
+    name: str,
+    properties: dict,
+    dedupe_key: str,
+    timestamp: dt.datetime | None = None,
+) -> Event | None:
+    """Record an event Nudge itself observed; None if ``dedupe_key`` was seen before.
+
+    It goes through the same processing job as ingested events, so it can trigger
+    and resume workflows and move segment membership.
+    """
+    from .tasks import process_events
+
+    now = clock.now()
+    source = internal_source()
+    try:
+        with transaction.atomic():
+            event = Event.objects.create(
+                contact_id=contact_id,
+                source=source,
+                type=Event.Type.TRACK,
+                name=name,
+                properties=properties,
+                context={"library": {"name": "nudge"}},
+                timestamp=timestamp or now,
+                received_at=now,
+                message_id=dedupe_key[:100],
+            )
+    except IntegrityError:
+        return None
+    jobs.enqueue(process_events, [event.pk], queue="events")
+    return event

@@ -1,0 +1,325 @@
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from liquid.exceptions import LiquidError
+
+from apps.contacts.models import Contact
+
+from .context import build_context
+from .delivery import message_render
+from .models import EmailLayout, EmailTemplate, Message
+from .rendering import HTML_ENV, RenderError, liquid_error, render_email
+from .services import message_create_test
+from .validation import check_template
+
+PREVIEW_CONTACTS = 50
+
+
+def sample_contacts():
+    return Contact.objects.exclude(email__isnull=True).order_by("-last_seen_at", "-pk")[
+        :PREVIEW_CONTACTS
+    ]
+
+
+class EmailLayoutForm(forms.ModelForm):
+    class Meta:
+        model = EmailLayout
+        fields = ["name", "html", "is_default"]
+
+    def clean_html(self):
+        html = self.cleaned_data["html"]
+        try:
+            template = HTML_ENV.from_string(html)
+        except LiquidError as exc:
+            raise ValidationError(str(liquid_error(exc, "layout", html))) from None
+        names = set(template.global_variables())
+        missing = [n for n in ("content", "unsubscribe_url") if n not in names]
+        if missing:
+            raise ValidationError(
+                "The layout must use "
+                + " and ".join(f"{{{{ {n} }}}}" for n in missing)
+                + ": the body goes in {{ content }}, and every marketing email needs a "
+                "visible unsubscribe link."
+            )
+        return html
+
+
+@admin.register(EmailLayout)
+class EmailLayoutAdmin(admin.ModelAdmin):
+    form = EmailLayoutForm
+    list_display = ["name", "is_default", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if obj.is_default:
+            # One default at a time: the new one takes over.
+            EmailLayout.objects.exclude(pk=obj.pk).filter(is_default=True).update(
+                is_default=False
+            )
+        super().save_model(request, obj, form, change)
+
+
+class EmailTemplateForm(forms.ModelForm):
+    tags = forms.CharField(
+        required=False, help_text="Comma-separated, e.g. cart, reminder"
+    )
+
+    class Meta:
+        model = EmailTemplate
+        fields = [
+            "name",
+            "subject",
+            "preheader",
+            "html_body",
+            "text_body",
+            "layout",
+            "from_name",
+            "from_email",
+            "reply_to",
+            "tags",
+            "track_clicks",
+        ]
+        widgets = {
+            "html_body": forms.Textarea(
+                attrs={"rows": 18, "class": "vLargeTextField nudge-code"}
+            ),
+            "text_body": forms.Textarea(
+                attrs={"rows": 6, "class": "vLargeTextField nudge-code"}
+            ),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance and isinstance(self.instance.tags, list):
+            self.initial["tags"] = ", ".join(self.instance.tags)
+        self.warnings: list[str] = []
+
+    def clean_tags(self):
+        raw = self.cleaned_data.get("tags") or ""
+        return [t.strip() for t in raw.split(",") if t.strip()]
+
+    def clean(self):
+        cleaned = super().clean()
+        layout = (
+            cleaned.get("layout") or EmailLayout.objects.filter(is_default=True).first()
+        )
+        check = check_template(
+            fields={
+                k: cleaned.get(k) or ""
+                for k in ("subject", "preheader", "html_body", "text_body")
+            },
+            layout_html=layout.html if layout else None,
+            sample_contact=sample_contacts().first(),
+        )
+        for field_name, problems in check.errors.items():
+            for problem in problems:
+                self.add_error(
+                    field_name if field_name in self.fields else None, problem
+                )
+        self.warnings = check.warnings
+        return cleaned
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    form = EmailTemplateForm
+    list_display = ["name", "subject", "layout", "tag_list", "updated_at"]
+    list_filter = ["layout"]
+    search_fields = ["name", "subject"]
+    change_form_template = "admin/campaigns/emailtemplate/change_form.html"
+    actions = ["send_test"]
+
+    @admin.display(description="tags")
+    def tag_list(self, obj: EmailTemplate) -> str:
+        return ", ".join(obj.tags or [])
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        for warning in getattr(form, "warnings", []):
+            messages.warning(request, warning)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "preview/",
+                view(self.preview_view),
+                name="campaigns_emailtemplate_preview",
+            ),
+            path(
+                "<int:pk>/test-send/",
+                view(self.test_send_view),
+                name="campaigns_emailtemplate_test_send",
+            ),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["sample_contacts"] = sample_contacts()
+        context["preview_url"] = reverse("admin:campaigns_emailtemplate_preview")
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """The live preview: render the posted fields (saved or not) for a contact."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST the template fields"}, status=405)
+        contact = Contact.objects.filter(pk=request.POST.get("contact") or 0).first()
+        layout = EmailLayout.objects.filter(pk=request.POST.get("layout") or 0).first()
+        layout = layout or EmailLayout.objects.filter(is_default=True).first()
+        context = build_context(
+            contact=contact or Contact(first_name="Sample", email="sample@example.com"),
+            message_id=None,
+        )
+        try:
+            rendered = render_email(
+                subject=request.POST.get("subject", ""),
+                preheader=request.POST.get("preheader", ""),
+                html_body=request.POST.get("html_body", ""),
+                text_body=request.POST.get("text_body", ""),
+                layout_html=layout.html if layout else None,
+                context=context,
+            )
+        except RenderError as exc:
+            return JsonResponse({"error": str(exc), "field": exc.field})
+        return JsonResponse(
+            {"subject": rendered.subject, "html": rendered.html, "text": rendered.text}
+        )
+
+    def test_send_view(self, request: HttpRequest, pk: int):
+        template = get_object_or_404(EmailTemplate, pk=pk)
+        form = TestSendForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            contact = form.cleaned_data["contact"] or Contact(
+                first_name="Sample", email=form.cleaned_data["to_email"]
+            )
+            if contact.pk is None:
+                contact.email = None
+                contact.save()
+            message_create_test(
+                template=template,
+                contact=contact,
+                to_email=form.cleaned_data["to_email"],
+            )
+            messages.success(
+                request,
+                f"Test of “{template.name}” queued to {form.cleaned_data['to_email']} "
+                "(marked as a test: it does not count in reports).",
+            )
+            return redirect("admin:campaigns_emailtemplate_change", template.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Send a test of “{template.name}”",
+            "form": form,
+            "template": template,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(
+            request, "admin/campaigns/emailtemplate/test_send.html", context
+        )
+
+    @admin.action(description="Send a test email of the selected template")
+    def send_test(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Pick one template to test.", level=messages.WARNING
+            )
+            return None
+        return redirect("admin:campaigns_emailtemplate_test_send", queryset.get().pk)
+
+
+class TestSendForm(forms.Form):
+    to_email = forms.EmailField(label="Send to", help_text="Your own address.")
+    contact = forms.ModelChoiceField(
+        queryset=Contact.objects.none(),
+        required=False,
+        help_text="Personalise as this contact (empty: sample data).",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["contact"].queryset = Contact.objects.filter(
+            pk__in=[c.pk for c in sample_contacts()]
+        )
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "contact",
+        "template",
+        "status",
+        "delivery",
+        "is_test",
+        "created_at",
+        "sent_at",
+    ]
+    list_filter = ["status", "delivery", "is_test", "template", "created_at"]
+    search_fields = ["contact__email", "=esp_message_id", "subject"]
+    list_select_related = ["contact", "template"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Message._meta.fields] + ["rendered"]
+    actions = ["requeue_uncertain", "mark_uncertain_sent"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method != "POST" or obj is None
+
+    @admin.display(description="email as rendered now")
+    def rendered(self, obj: Message):
+        try:
+            rendered = message_render(obj)
+        except RenderError as exc:
+            return f"does not render: {exc}"
+        return format_html(
+            '<p><strong>{}</strong></p><iframe sandbox="" srcdoc="{}" style="width:100%;'
+            'max-width:700px;height:600px;border:1px solid #ccc"></iframe>',
+            rendered.subject,
+            rendered.html,
+        )
+
+    @admin.action(
+        permissions=["change"],
+        description="Send uncertain messages again (may duplicate)",
+    )
+    def requeue_uncertain(self, request, queryset):
+        from .services import message_enqueue_send
+
+        count = 0
+        for message in queryset.filter(status=Message.Status.UNCERTAIN):
+            Message.objects.filter(
+                pk=message.pk, status=Message.Status.UNCERTAIN
+            ).update(
+                status=Message.Status.QUEUED,
+                error="re-queued from admin after uncertain",
+            )
+            message_enqueue_send(message)
+            count += 1
+        self.message_user(request, f"{count} uncertain messages queued again.")
+
+    @admin.action(permissions=["change"], description="Mark uncertain messages as sent")
+    def mark_uncertain_sent(self, request, queryset):
+        count = queryset.filter(status=Message.Status.UNCERTAIN).update(
+            status=Message.Status.SENT, error="marked sent from admin after uncertain"
+        )
+        self.message_user(request, f"{count} uncertain messages marked sent.")
+
+
+def messages_panel(request, contact) -> str:
+    recent = (
+        Message.objects.filter(contact=contact)
+        .select_related("template")
+        .order_by("-created_at")[:20]
+    )
+    return render_to_string(
+        "admin/campaigns/messages_panel.html",
+        {"messages_list": recent},
+        request=request,
+    )

@@ -1,0 +1,232 @@
+"""Sending one message, exactly once.
+
+claim (queued -> sending, a conditional UPDATE) -> check consent -> render -> hand to
+the ESP -> record (sent, with the ESP's id). A job that runs twice, or two workers that
+run it at once, find the claim taken and do nothing. A worker killed between the
+claim and the record leaves the row in ``sending``; the tick turns it ``uncertain``
+after NUDGE_SENDING_TIMEOUT_SECONDS instead of sending it a second time blindly.
+"""
+
+import datetime as dt
+import logging
+import smtplib
+
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+from anymail.message import AnymailMessage
+from django.conf import settings
+from django.core.mail import mailers
+from django.db.models import F
+from django.urls import reverse
+
+from apps.core import clock
+
+from .context import build_context, link_urls
+from .models import Message
+from .rendering import RenderedEmail, RenderError, render_email
+from .services import SUPPRESSED_CONSENT
+from .tokens import make_click_token
+
+logger = logging.getLogger(__name__)
+
+# Retry delays after a transient ESP error: 1, 5, 15, 60 minutes, then give up.
+RETRY_DELAYS = [60, 300, 900, 3600]
+
+
+class SendOutcome:
+    SENT = "sent"
+    NOT_CLAIMED = "not claimed"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+def message_send(*, message_id: int) -> str:
+    """Send the message if it is queued and due; returns what happened."""
+    now = clock.now()
+    claimed = Message.objects.filter(
+        pk=message_id, status=Message.Status.QUEUED, send_after__lte=now
+    ).update(status=Message.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    if claimed != 1:
+        return SendOutcome.NOT_CLAIMED  # sent, sending elsewhere, or not due yet
+    message = Message.objects.select_related("contact", "template__layout").get(
+        pk=message_id
+    )
+    log = {"message_id": message.pk, "contact_id": message.contact_id}
+
+    consent = message.contact.email_consent
+    if not message.is_test and consent in SUPPRESSED_CONSENT:
+        _finish(
+            message,
+            Message.Status.SUPPRESSED,
+            error=f"suppressed: contact is {consent}",
+        )
+        logger.info("message suppressed", extra={**log, "consent": consent})
+        return SendOutcome.SUPPRESSED
+    if not message.recipient:
+        _finish(
+            message, Message.Status.FAILED, error="the contact has no email address"
+        )
+        return SendOutcome.FAILED
+    try:
+        rendered = message_render(message)
+    except RenderError as exc:
+        _finish(message, Message.Status.FAILED, error=f"template error: {exc}")
+        logger.warning("message failed to render", extra={**log, "error": str(exc)})
+        return SendOutcome.FAILED
+
+    email = _build_email(message, rendered)
+    try:
+        mailers.default.send_messages([email])
+    except AnymailRecipientsRefused as exc:
+        _finish(
+            message, Message.Status.FAILED, error=f"recipient refused by the ESP: {exc}"
+        )
+        return SendOutcome.FAILED
+    except AnymailAPIError as exc:
+        if _is_transient(exc):
+            return _retry_later(message, error=str(exc))
+        _finish(message, Message.Status.FAILED, error=f"ESP refused the message: {exc}")
+        return SendOutcome.FAILED
+    except (smtplib.SMTPException, OSError) as exc:
+        return _retry_later(message, error=f"{type(exc).__name__}: {exc}")
+
+    status = getattr(email, "anymail_status", None)
+    esp_id = status.message_id if status else None
+    if esp_id is None:  # Django's own backends (file, SMTP) return no ESP id
+        esp_id = message.message_id_header
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.SENT,
+        sent_at=clock.now(),
+        esp_message_id=str(esp_id)[:255],
+        subject=rendered.subject,
+        error="",
+    )
+    logger.info("message sent", extra={**log, "esp_message_id": esp_id})
+    return SendOutcome.SENT
+
+
+def message_render(message: Message) -> RenderedEmail:
+    template = message.template
+    layout = template.layout or _default_layout()
+    context = build_context(
+        contact=message.contact, message_id=message.pk, extra=message.render_context
+    )
+    rewriter = None
+    if template.track_clicks and message.pk:
+
+        def rewriter(url: str) -> str:
+            token = make_click_token(message_id=message.pk, url=url)
+            return settings.SITE_URL + reverse("campaigns:click", args=[token])
+
+    return render_email(
+        subject=template.subject,
+        preheader=template.preheader,
+        html_body=template.html_body,
+        text_body=template.text_body,
+        layout_html=layout.html if layout else None,
+        context=context,
+        link_rewriter=rewriter,
+    )
+
+
+def _default_layout():
+    from .models import EmailLayout
+
+    return EmailLayout.objects.filter(is_default=True).first()
+
+
+def _build_email(message: Message, rendered: RenderedEmail) -> AnymailMessage:
+    template = message.template
+    from_email = template.from_email or settings.DEFAULT_FROM_EMAIL
+    if template.from_name and template.from_email:
+        from_email = f"{template.from_name} <{template.from_email}>"
+    links = link_urls(contact_id=message.contact_id, message_id=message.pk)
+    email = AnymailMessage(
+        subject=("[TEST] " if message.is_test else "") + rendered.subject,
+        body=rendered.text,
+        from_email=from_email,
+        to=[message.recipient],
+        reply_to=[template.reply_to] if template.reply_to else None,
+        headers={
+            "Message-ID": message.message_id_header,
+            # RFC 8058 one-click unsubscribe: the https URL takes a POST.
+            "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    email.attach_alternative(rendered.html, "text/html")
+    email.metadata = {"nudge_message_id": str(message.pk)}
+    email.tags = [str(tag) for tag in (template.tags or [])][:10]
+    return email
+
+
+def _is_transient(exc: AnymailAPIError) -> bool:
+    status = getattr(exc, "status_code", None)
+    return status is None or status == 429 or status >= 500
+
+
+def _retry_later(message: Message, *, error: str) -> str:
+    from .services import message_enqueue_send
+
+    if message.attempts >= settings.NUDGE_SEND_MAX_ATTEMPTS:
+        _finish(
+            message,
+            Message.Status.FAILED,
+            error=f"gave up after {message.attempts} attempts: {error}",
+        )
+        return SendOutcome.FAILED
+    delay = RETRY_DELAYS[min(message.attempts - 1, len(RETRY_DELAYS) - 1)]
+    message.send_after = clock.now() + dt.timedelta(seconds=delay)
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED, send_after=message.send_after, error=error
+    )
+    message_enqueue_send(message)
+    logger.warning(
+        "message send failed, will retry",
+        extra={"message_id": message.pk, "retry_in": delay, "error": error},
+    )
+    return SendOutcome.RETRY
+
+
+def _finish(message: Message, status: str, *, error: str = "") -> None:
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=status, error=error[:2000]
+    )
+
+
+# -- the tick -------------------------------------------------------------------
+
+# Per tick: enough to drain a broadcast's stragglers, small enough to stay quick.
+REENQUEUE_PER_TICK = 5_000
+
+
+def messages_reenqueue_due(*, now: dt.datetime) -> int:
+    """Tick task: queued messages that are due but whose job Redis lost."""
+    from .services import message_enqueue_send
+
+    # Give the on_commit enqueue a head start before assuming it was lost.
+    due = Message.objects.filter(
+        status=Message.Status.QUEUED,
+        send_after__lte=now
+        - dt.timedelta(seconds=settings.NUDGE_REENQUEUE_AFTER_SECONDS),
+    ).only("pk", "send_after", "attempts")[:REENQUEUE_PER_TICK]
+    count = 0
+    for message in due:
+        message_enqueue_send(message)
+        count += 1
+    return count
+
+
+def messages_mark_uncertain(*, now: dt.datetime) -> int:
+    """Tick task: a claim with no outcome after the timeout is a worker that died."""
+    cutoff = now - dt.timedelta(seconds=settings.NUDGE_SENDING_TIMEOUT_SECONDS)
+    count = Message.objects.filter(
+        status=Message.Status.SENDING, claimed_at__lt=cutoff
+    ).update(
+        status=Message.Status.UNCERTAIN,
+        error="the worker stopped between claiming and recording the send; "
+        "it may or may not have gone out",
+    )
+    if count:
+        logger.warning("messages marked uncertain", extra={"count": count})
+    return count

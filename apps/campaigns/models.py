@@ -1,0 +1,202 @@
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import models
+
+from apps.contacts.models import Contact
+
+
+class EmailLayout(models.Model):
+    """The shared frame of every email: header, footer, physical address, unsubscribe.
+
+    Its HTML is Liquid with ``{{ content }}`` where the template's body goes.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    html = models.TextField(
+        help_text="Liquid HTML. Must contain {{ content }} and {{ unsubscribe_url }}."
+    )
+    is_default = models.BooleanField(
+        default=False, help_text="Used by templates that name no layout."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="one_default_layout",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmailTemplate(models.Model):
+    """An email a marketer writes: Liquid subject and body, rendered per contact."""
+
+    name = models.CharField(max_length=150, unique=True)
+    subject = models.CharField(max_length=255)
+    preheader = models.CharField(
+        max_length=255, blank=True, help_text="The preview text inboxes show."
+    )
+    html_body = models.TextField("HTML body", help_text="Liquid HTML")
+    text_body = models.TextField(
+        "text body",
+        blank=True,
+        help_text="Liquid plain text; empty = generated from the HTML.",
+    )
+    layout = models.ForeignKey(
+        EmailLayout,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        help_text="Empty = the default layout.",
+    )
+    from_name = models.CharField(max_length=100, blank=True)
+    from_email = models.EmailField(blank=True, help_text="Empty = DEFAULT_FROM_EMAIL.")
+    reply_to = models.EmailField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    track_clicks = models.BooleanField(
+        default=False,
+        help_text="Rewrite links through Nudge's signed redirect (for ESPs that "
+        "do not track clicks themselves).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Message(models.Model):
+    """One email to one contact: the unit that is sent exactly once.
+
+    What caused it is recorded as plain ids (the workflow engine sits above this app);
+    the unique (enrollment_id, step_id) is the last line of defence against the engine
+    ever producing two.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        SUPPRESSED = "suppressed"
+        # A worker died between claiming and recording: it may or may not have gone.
+        UNCERTAIN = "uncertain"
+
+    class Delivery(models.TextChoices):
+        """What the ESP told us since; only ever moves up (see DELIVERY_RANK)."""
+
+        NONE = "", "—"
+        DELIVERED = "delivered"
+        OPENED = "opened"
+        CLICKED = "clicked"
+        UNSUBSCRIBED = "unsubscribed"
+        COMPLAINED = "complained"
+        BOUNCED = "bounced"
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="messages"
+    )
+    template = models.ForeignKey(
+        EmailTemplate, on_delete=models.PROTECT, related_name="messages"
+    )
+    to_email = models.EmailField(
+        blank=True, help_text="Overrides the contact's address (test sends)."
+    )
+    enrollment_id = models.BigIntegerField(null=True, blank=True)
+    step_id = models.BigIntegerField(null=True, blank=True)
+    campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    is_test = models.BooleanField(default=False)
+    # Plain data the template renders with besides the contact: the trigger event,
+    # the workflow's name. Captured when the message is created.
+    render_context = models.JSONField(default=dict, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    delivery = models.CharField(
+        max_length=12, choices=Delivery.choices, default=Delivery.NONE, blank=True
+    )
+    esp_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField()
+    # When a queued message may next be tried (backoff after an ESP error).
+    send_after = models.DateTimeField(db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["enrollment_id", "step_id"],
+                name="message_once_per_enrollment_step",
+                condition=models.Q(enrollment_id__isnull=False),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["contact", "-created_at"], name="message_contact_idx"),
+            models.Index(fields=["template", "status"], name="message_template_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.template} -> {self.contact}"
+
+    @property
+    def recipient(self) -> str:
+        return self.to_email or self.contact.email or ""
+
+    @property
+    def message_id_header(self) -> str:
+        """A stable RFC 5322 Message-ID: the same on every retry, so ESPs and
+        receiving servers can recognise a duplicate."""
+        domain = (
+            settings.NUDGE_MESSAGE_ID_DOMAIN or urlsplit(settings.SITE_URL).hostname
+        )
+        return f"<nudge-{self.pk}@{domain}>"
+
+
+# Higher wins: a late "delivered" never overwrites "bounced".
+DELIVERY_RANK = {
+    Message.Delivery.NONE: 0,
+    Message.Delivery.DELIVERED: 1,
+    Message.Delivery.OPENED: 2,
+    Message.Delivery.CLICKED: 3,
+    Message.Delivery.UNSUBSCRIBED: 4,
+    Message.Delivery.COMPLAINED: 5,
+    Message.Delivery.BOUNCED: 6,
+}
+
+
+class EspEvent(models.Model):
+    """Each ESP tracking event, seen once by the ESP's event id: replays are no-ops."""
+
+    esp = models.CharField(max_length=30)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=30)
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_id"], name="esp_event_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_type} {self.event_id}"

@@ -1,0 +1,58 @@
+"""Signed tokens for links in email: unsubscribe, preferences, view, click redirect.
+
+django.core.signing with a salt per purpose, so a token made for one purpose is
+useless for another, and SECRET_KEY_FALLBACKS keep links in old emails working after
+the key is rotated. A token names its contact (and message): it cannot be altered to
+point at someone else without breaking the signature.
+"""
+
+from dataclasses import dataclass
+
+from django.core import signing
+
+UNSUBSCRIBE_SALT = "nudge.campaigns.unsubscribe"
+VIEW_SALT = "nudge.campaigns.view"
+CLICK_SALT = "nudge.campaigns.click"
+
+
+@dataclass(frozen=True)
+class ContactToken:
+    contact_id: int
+    message_id: int | None
+
+
+def make_contact_token(*, contact_id: int, message_id: int | None, salt: str) -> str:
+    return signing.dumps({"c": contact_id, "m": message_id}, salt=salt, compress=True)
+
+
+def read_contact_token(token: str, *, salt: str) -> ContactToken | None:
+    try:
+        data = signing.loads(token, salt=salt)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("c"), int):
+        return None
+    message_id = data.get("m")
+    return ContactToken(
+        contact_id=data["c"],
+        message_id=message_id if isinstance(message_id, int) else None,
+    )
+
+
+def make_click_token(*, message_id: int, url: str) -> str:
+    return signing.dumps({"m": message_id, "u": url}, salt=CLICK_SALT, compress=True)
+
+
+def read_click_token(token: str) -> tuple[int, str] | None:
+    try:
+        data = signing.loads(token, salt=CLICK_SALT)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    message_id, url = data.get("m"), data.get("u")
+    if not isinstance(message_id, int) or not isinstance(url, str):
+        return None
+    if not url.startswith(("http://", "https://")):
+        return None
+    return message_id, url

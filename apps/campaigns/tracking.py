@@ -1,0 +1,159 @@
+"""What the ESP tells us after sending: delivered, opened, clicked, bounced, ...
+
+Anymail turns each ESP's webhook into a normalised AnymailTrackingEvent and sends the
+``tracking`` signal; this module turns that into a Nudge Event on the contact, moves
+the Message's delivery status up (never down), and updates consent on hard bounces,
+complaints and ESP-side unsubscribes. The ESP's event id dedupes replays.
+"""
+
+import hashlib
+import logging
+
+from anymail.signals import AnymailTrackingEvent, EventType
+from django.db import IntegrityError, transaction
+
+from apps.contacts.models import ConsentStatus, Contact
+from apps.core import clock
+from apps.events.services import event_record
+
+from .models import DELIVERY_RANK, EspEvent, Message
+from .services import contact_set_consent
+
+logger = logging.getLogger(__name__)
+
+D = Message.Delivery
+# anymail event type -> (Nudge event name, delivery status, Message timestamp field)
+TRACKED = {
+    EventType.DELIVERED: ("email_delivered", D.DELIVERED, "delivered_at"),
+    EventType.OPENED: ("email_opened", D.OPENED, "opened_at"),
+    EventType.CLICKED: ("email_clicked", D.CLICKED, "clicked_at"),
+    EventType.BOUNCED: ("email_bounced", D.BOUNCED, "bounced_at"),
+    EventType.COMPLAINED: ("email_complained", D.COMPLAINED, "complained_at"),
+    EventType.UNSUBSCRIBED: ("email_unsubscribed", D.UNSUBSCRIBED, "unsubscribed_at"),
+    EventType.DEFERRED: ("email_deferred", None, None),
+    EventType.REJECTED: ("email_rejected", None, None),
+    EventType.FAILED: ("email_failed", None, None),
+}
+CONSENT_AFTER = {
+    EventType.BOUNCED: ConsentStatus.BOUNCED,
+    EventType.COMPLAINED: ConsentStatus.COMPLAINED,
+    EventType.UNSUBSCRIBED: ConsentStatus.UNSUBSCRIBED,
+}
+
+
+def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
+    """anymail.signals.tracking receiver."""
+    email_event_record(
+        esp=esp_name,
+        event_type=event.event_type,
+        event_id=event.event_id,
+        message_id=_our_message_id(event.metadata),
+        esp_message_id=event.message_id,
+        recipient=event.recipient,
+        timestamp=event.timestamp,
+        click_url=event.click_url,
+        reason=event.reject_reason or event.description or event.mta_response,
+    )
+
+
+def _our_message_id(metadata) -> int | None:
+    try:
+        return int((metadata or {}).get("nudge_message_id"))
+    except (TypeError, ValueError):
+        return None
+
+
+def email_event_record(
+    *,
+    esp: str,
+    event_type: str,
+    event_id: str | None,
+    message_id: int | None,
+    esp_message_id: str | None = None,
+    recipient: str | None = None,
+    timestamp=None,
+    click_url: str | None = None,
+    reason: str | None = None,
+) -> bool:
+    """Apply one tracking event; False if it was a replay or is not ours."""
+    if event_type not in TRACKED:
+        return False  # queued / sent: we know that already
+    message = _find_message(message_id, esp_message_id)
+    key = event_id or _derived_event_id(
+        esp, event_type, esp_message_id, recipient, timestamp, click_url
+    )
+    try:
+        with transaction.atomic():
+            EspEvent.objects.create(
+                esp=esp,
+                event_id=key[:255],
+                event_type=event_type,
+                message=message,
+                received_at=clock.now(),
+            )
+    except IntegrityError:
+        logger.info("ESP event replayed, ignored", extra={"esp": esp, "event_id": key})
+        return False
+    contact = message.contact if message else _contact_by_email(recipient)
+    if contact is None:
+        logger.info("ESP event for no known message or contact", extra={"esp": esp})
+        return False
+
+    name, delivery, stamp = TRACKED[event_type]
+    if message is not None and delivery:
+        _raise_delivery(message, delivery, stamp, timestamp or clock.now())
+    event_record(
+        contact_id=contact.pk,
+        name=name,
+        properties={
+            "message_id": message.pk if message else None,
+            "template": message.template.name if message else None,
+            "campaign_id": message.campaign_id if message else None,
+            "enrollment_id": message.enrollment_id if message else None,
+            "url": click_url,
+            "reason": reason,
+            "esp": esp,
+            "is_test": bool(message and message.is_test),
+        },
+        dedupe_key=f"esp:{esp}:{key}",
+        timestamp=timestamp,
+    )
+    consent = CONSENT_AFTER.get(event_type)
+    # A test send went to the marketer, not the contact: it says nothing of them.
+    if consent and not (message and message.is_test):
+        contact_set_consent(
+            contact=contact,
+            status=consent,
+            reason=f"{esp} {event_type}",
+            message=message,
+            record_event=False,
+        )
+    return True
+
+
+def _find_message(message_id: int | None, esp_message_id: str | None) -> Message | None:
+    queryset = Message.objects.select_related("contact", "template")
+    if message_id is not None:
+        return queryset.filter(pk=message_id).first()
+    if esp_message_id:
+        return queryset.filter(esp_message_id=esp_message_id).first()
+    return None
+
+
+def _contact_by_email(email: str | None) -> Contact | None:
+    if not email:
+        return None
+    return Contact.objects.filter(email__iexact=email.strip()).first()
+
+
+def _derived_event_id(*parts) -> str:
+    # Some ESPs give no event id; the event's own facts make a stable one.
+    return "derived:" + hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def _raise_delivery(message: Message, delivery: str, stamp: str, at) -> None:
+    lower = [d for d, rank in DELIVERY_RANK.items() if rank < DELIVERY_RANK[delivery]]
+    Message.objects.filter(pk=message.pk, delivery__in=lower).update(delivery=delivery)
+    Message.objects.filter(pk=message.pk, **{f"{stamp}__isnull": True}).update(
+        **{stamp: at}
+    )

@@ -1,0 +1,151 @@
+"""Public pages reached from links in email. No login, no cookies: the signed token
+in the URL is the authority, and only for its own contact."""
+
+import hashlib
+
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from apps.contacts.models import ConsentStatus, Contact
+from apps.events.services import event_record
+
+from .delivery import message_render
+from .models import Message
+from .services import contact_resubscribe, contact_unsubscribe
+from .tokens import UNSUBSCRIBE_SALT, VIEW_SALT, read_click_token, read_contact_token
+from .tracking import _raise_delivery
+
+
+def _resolve(token: str, salt: str) -> tuple[Contact, Message | None] | None:
+    data = read_contact_token(token, salt=salt)
+    if data is None:
+        return None
+    contact = Contact.objects.filter(pk=data.contact_id).first()
+    if contact is None:
+        return None
+    message = None
+    if data.message_id is not None:
+        message = Message.objects.filter(pk=data.message_id, contact=contact).first()
+    return contact, message
+
+
+def _invalid_link() -> HttpResponse:
+    return HttpResponseBadRequest(
+        "This link is invalid or has been altered. Use the link from your email as is."
+    )
+
+
+# RFC 8058: mail clients POST "List-Unsubscribe=One-Click" to the List-Unsubscribe URL,
+# with no cookies and no CSRF token. A GET (from a person or a link scanner) only asks.
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    resolved = _resolve(token, UNSUBSCRIBE_SALT)
+    if resolved is None:
+        return _invalid_link()
+    contact, message = resolved
+    done = False
+    if request.method == "POST":
+        contact_unsubscribe(contact=contact, reason="unsubscribe link", message=message)
+        done = True
+    response = render(
+        request,
+        "campaigns/unsubscribe.html",
+        {
+            "contact": contact,
+            "token": token,
+            "done": done,
+            "unsubscribed": contact.email_consent != ConsentStatus.SUBSCRIBED,
+        },
+    )
+    return _no_cache(response)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest, token: str) -> HttpResponse:
+    resolved = _resolve(token, UNSUBSCRIBE_SALT)
+    if resolved is None:
+        return _invalid_link()
+    contact, message = resolved
+    saved = False
+    if request.method == "POST":
+        choice = request.POST.get("marketing")
+        if choice == "unsubscribe":
+            contact_unsubscribe(
+                contact=contact, reason="preference page", message=message
+            )
+            saved = True
+        elif choice == "subscribe":
+            contact_resubscribe(contact=contact, reason="preference page")
+            saved = True
+        contact.refresh_from_db()
+    response = render(
+        request,
+        "campaigns/preferences.html",
+        {
+            "contact": contact,
+            "token": token,
+            "saved": saved,
+            "subscribed": contact.email_consent == ConsentStatus.SUBSCRIBED,
+            "can_resubscribe": contact.email_consent
+            in (ConsentStatus.SUBSCRIBED, ConsentStatus.UNSUBSCRIBED),
+        },
+    )
+    return _no_cache(response)
+
+
+@require_http_methods(["GET"])
+def view_in_browser(request: HttpRequest, token: str) -> HttpResponse:
+    resolved = _resolve(token, VIEW_SALT)
+    if resolved is None or resolved[1] is None:
+        return _invalid_link()
+    rendered = message_render(resolved[1])
+    response = HttpResponse(rendered.html)
+    # Marketer HTML on our origin: no scripts, no forms, no plugins.
+    response["Content-Security-Policy"] = "sandbox; script-src 'none'"
+    return _no_cache(response)
+
+
+@require_http_methods(["GET"])
+def click(request: HttpRequest, token: str) -> HttpResponse:
+    """Own click tracking: a signed (message, url) pair, never an open redirect."""
+    data = read_click_token(token)
+    if data is None:
+        return HttpResponseBadRequest("This link is invalid or has been altered.")
+    message_id, url = data
+    message = Message.objects.filter(pk=message_id).select_related("template").first()
+    if message is not None:
+        from apps.core import clock
+
+        _raise_delivery(message, Message.Delivery.CLICKED, "clicked_at", clock.now())
+        event_record(
+            contact_id=message.contact_id,
+            name="email_clicked",
+            properties={
+                "message_id": message.pk,
+                "template": message.template.name,
+                "url": url,
+                "esp": "nudge",
+                "is_test": message.is_test,
+            },
+            # one click event per message, link and minute: a double click is one
+            dedupe_key=f"click:{message.pk}:{_digest(url)}:{clock.now():%Y%m%d%H%M}",
+        )
+    return HttpResponseRedirect(url)
+
+
+def _no_cache(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
