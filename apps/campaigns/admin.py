@@ -279,8 +279,9 @@ class MessageAdmin(admin.ModelAdmin):
         except RenderError as exc:
             return f"does not render: {exc}"
         return format_html(
-            '<p><strong>{}</strong></p><iframe sandbox="" srcdoc="{}" style="width:100%;'
-            'max-width:700px;height:600px;border:1px solid #ccc"></iframe>',
+            '<p><strong>{}</strong></p><iframe sandbox="" srcdoc="{}" '
+            'style="width:100%;max-width:700px;height:600px;border:1px solid #ccc">'
+            "</iframe>",
             rendered.subject,
             rendered.html,
         )
