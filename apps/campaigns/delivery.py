@@ -8,6 +8,7 @@ after NUDGE_SENDING_TIMEOUT_SECONDS instead of sending it a second time blindly.
 """
 
 import datetime as dt
+import email.policy
 import logging
 import smtplib
 
@@ -30,6 +31,18 @@ logger = logging.getLogger(__name__)
 
 # Retry delays after a transient ESP error: 1, 5, 15, 60 minutes, then give up.
 RETRY_DELAYS = [60, 300, 900, 3600]
+
+
+# RFC 5322 allows 998 characters a line. With the stdlib's default of 78, a long
+# unbreakable header (List-Unsubscribe with its signed URL) is "folded" into RFC 2047
+# encoded words, which mail clients do not decode in that header: the one-click link
+# would break for everyone sending over SMTP.
+EMAIL_POLICY = email.policy.default.clone(max_line_length=998)
+
+
+class NudgeEmail(AnymailMessage):
+    def message(self, *, policy=EMAIL_POLICY):
+        return super().message(policy=policy)
 
 
 class SendOutcome:
@@ -135,13 +148,13 @@ def _default_layout():
     return EmailLayout.objects.filter(is_default=True).first()
 
 
-def _build_email(message: Message, rendered: RenderedEmail) -> AnymailMessage:
+def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     template = message.template
     from_email = template.from_email or settings.DEFAULT_FROM_EMAIL
     if template.from_name and template.from_email:
         from_email = f"{template.from_name} <{template.from_email}>"
     links = link_urls(contact_id=message.contact_id, message_id=message.pk)
-    email = AnymailMessage(
+    email = NudgeEmail(
         subject=("[TEST] " if message.is_test else "") + rendered.subject,
         body=rendered.text,
         from_email=from_email,

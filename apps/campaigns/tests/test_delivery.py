@@ -50,6 +50,9 @@ def test_a_message_is_rendered_and_handed_to_the_esp_with_its_headers(
     assert email.metadata == {"nudge_message_id": str(message.pk)}
     assert email.tags == ["cart"]
     assert "Unsubscribe" in email.body  # the generated text part keeps the link
+    # over SMTP the long header stays one readable line, not RFC 2047 encoded words
+    raw = email.message().as_string()
+    assert f"List-Unsubscribe: {email.extra_headers['List-Unsubscribe']}\n" in raw
     assert message.esp_message_id == str(email.anymail_status.message_id)
 
 

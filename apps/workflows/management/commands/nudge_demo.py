@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from apps.campaigns.demo import demo_messages
 from apps.events.demo import demo_history, demo_source
 
 DEMO_USER = "admin"
@@ -17,7 +18,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Created superuser {DEMO_USER} / {DEMO_PASSWORD}")
         source = demo_source()
         events = demo_history()
+        emails = demo_messages()
         self.stdout.write(
             f"Demo source {source.name!r} (key {source.public_key}); "
-            f"{events} demo events added."
+            f"{events} demo events and {emails} demo emails added. Sent mail: "
+            "admin > Email > Messages, and the files in var/mail/."
         )
