@@ -217,6 +217,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(
+    parents=True, exist_ok=True
+)  # whitenoise warns on every start without it
 # Serve straight from the app and project static folders, so the demo needs no
 # collectstatic; production may run collectstatic and turn this off.
 WHITENOISE_USE_FINDERS = envbool("WHITENOISE_USE_FINDERS", True)

@@ -43,9 +43,13 @@ CONSENT_AFTER = {
 
 def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
     """anymail.signals.tracking receiver."""
+    event_type = event.event_type
+    if event_type == EventType.BOUNCED and is_soft_bounce(esp_name, event.esp_event):
+        # A full mailbox is not a dead address: note it, do not suppress the contact.
+        event_type = EventType.DEFERRED
     email_event_record(
         esp=esp_name,
-        event_type=event.event_type,
+        event_type=event_type,
         event_id=event.event_id,
         message_id=_our_message_id(event.metadata),
         esp_message_id=event.message_id,
@@ -54,6 +58,35 @@ def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) ->
         click_url=event.click_url,
         reason=event.reject_reason or event.description or event.mta_response,
     )
+
+
+def is_soft_bounce(esp: str, raw) -> bool:
+    """Anymail reports some ESPs' soft (temporary) bounces as "bounced" too."""
+    if not isinstance(raw, dict):
+        return False
+    esp = esp.lower().replace(" ", "")
+    if esp == "postmark":
+        return raw.get("Type") in {
+            "SoftBounce",
+            "Transient",
+            "DnsError",
+            "AutoResponder",
+        }
+    if esp in {"brevo", "sendinblue"}:
+        return raw.get("event") in {"soft_bounce", "deferred"}
+    if esp == "sendgrid":
+        return raw.get("type") == "blocked"
+    if esp == "amazonses":
+        bounce = raw.get("bounce") or {}
+        if not bounce and isinstance(raw.get("Message"), str):
+            import json
+
+            try:
+                bounce = json.loads(raw["Message"]).get("bounce") or {}
+            except ValueError:
+                bounce = {}
+        return bounce.get("bounceType") in {"Transient", "Undetermined"}
+    return False
 
 
 def _our_message_id(metadata) -> int | None:
@@ -78,66 +111,79 @@ def email_event_record(
     """Apply one tracking event; False if it was a replay or is not ours."""
     if event_type not in TRACKED:
         return False  # queued / sent: we know that already
-    message = _find_message(message_id, esp_message_id)
     key = event_id or _derived_event_id(
         esp, event_type, esp_message_id, recipient, timestamp, click_url
     )
-    try:
-        with transaction.atomic():
-            EspEvent.objects.create(
-                esp=esp,
-                event_id=key[:255],
-                event_type=event_type,
-                message=message,
-                received_at=clock.now(),
+    # One transaction: the replay guard and the changes it guards land together, so
+    # a failure half-way lets the ESP's retry apply the event instead of ignoring it.
+    with transaction.atomic():
+        message = _find_message(message_id, esp_message_id, recipient)
+        try:
+            with transaction.atomic():
+                EspEvent.objects.create(
+                    esp=esp,
+                    event_id=key[:255],
+                    event_type=event_type,
+                    message=message,
+                    received_at=clock.now(),
+                )
+        except IntegrityError:
+            logger.info(
+                "ESP event replayed, ignored", extra={"esp": esp, "event_id": key}
             )
-    except IntegrityError:
-        logger.info("ESP event replayed, ignored", extra={"esp": esp, "event_id": key})
-        return False
-    contact = message.contact if message else _contact_by_email(recipient)
-    if contact is None:
-        logger.info("ESP event for no known message or contact", extra={"esp": esp})
-        return False
-
-    name, delivery, stamp = TRACKED[event_type]
-    if message is not None and delivery:
-        _raise_delivery(message, delivery, stamp, timestamp or clock.now())
-    event_record(
-        contact_id=contact.pk,
-        name=name,
-        properties={
-            "message_id": message.pk if message else None,
-            "template": message.template.name if message else None,
-            "campaign_id": message.campaign_id if message else None,
-            "enrollment_id": message.enrollment_id if message else None,
-            "url": click_url,
-            "reason": reason,
-            "esp": esp,
-            "is_test": bool(message and message.is_test),
-        },
-        dedupe_key=f"esp:{esp}:{key}",
-        timestamp=timestamp,
-    )
-    consent = CONSENT_AFTER.get(event_type)
-    # A test send went to the marketer, not the contact: it says nothing of them.
-    if consent and not (message and message.is_test):
-        contact_set_consent(
-            contact=contact,
-            status=consent,
-            reason=f"{esp} {event_type}",
-            message=message,
-            record_event=False,
+            return False
+        name, delivery, stamp = TRACKED[event_type]
+        if message is not None and delivery:
+            _raise_delivery(message, delivery, stamp, timestamp or clock.now())
+        if message is not None and message.is_test:
+            # A test send went to the marketer, not the contact: it says nothing of
+            # them, and never counts in reports or segments.
+            return True
+        contact = message.contact if message else _contact_by_email(recipient)
+        if contact is None:
+            logger.info("ESP event for no known message or contact", extra={"esp": esp})
+            return False
+        event_record(
+            contact_id=contact.pk,
+            name=name,
+            properties={
+                "message_id": message.pk if message else None,
+                "template": message.template.name if message else None,
+                "campaign_id": message.campaign_id if message else None,
+                "enrollment_id": message.enrollment_id if message else None,
+                "url": click_url,
+                "reason": reason,
+                "esp": esp,
+            },
+            dedupe_key=f"esp:{esp}:{key}",
+            timestamp=timestamp,
         )
+        consent = CONSENT_AFTER.get(event_type)
+        if consent:
+            contact_set_consent(
+                contact=contact,
+                status=consent,
+                reason=f"{esp} {event_type}",
+                message=message,
+                record_event=False,
+            )
     return True
 
 
-def _find_message(message_id: int | None, esp_message_id: str | None) -> Message | None:
+def _find_message(
+    message_id: int | None, esp_message_id: str | None, recipient: str | None
+) -> Message | None:
     queryset = Message.objects.select_related("contact", "template")
+    message = None
     if message_id is not None:
-        return queryset.filter(pk=message_id).first()
-    if esp_message_id:
-        return queryset.filter(esp_message_id=esp_message_id).first()
-    return None
+        message = queryset.filter(pk=message_id).first()
+    if message is None and esp_message_id:
+        message = queryset.filter(esp_message_id=esp_message_id).first()
+    # Another Nudge (staging, say) on the same ESP account has its own message ids:
+    # an event whose recipient is not this message's is not about this message.
+    if message and recipient and message.recipient.lower() != recipient.strip().lower():
+        return None
+    return message
 
 
 def _contact_by_email(email: str | None) -> Contact | None:
