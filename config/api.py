@@ -6,6 +6,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from apps.events.api import router as tracking_router
 from apps.events.auth import ApiError, BodyParser
+from apps.segments.api import router as segments_router
 
 api = NinjaAPI(
     title="Nudge API",
@@ -19,6 +20,7 @@ api = NinjaAPI(
     parser=BodyParser(),
 )
 api.add_router("/", tracking_router)
+api.add_router("/", segments_router)
 
 
 def _field(loc: tuple) -> str:

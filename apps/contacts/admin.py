@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from .identity import normalize_email
 from .models import Contact, ContactMerge, Identity
-from .panels import contact_panels
+from .panels import contact_actions, contact_panels
 
 
 class IdentityInline(admin.TabularInline):
@@ -95,6 +95,13 @@ class ContactAdmin(admin.ModelAdmin):
     def attributes_pretty(self, obj: Contact):
         text = json.dumps(obj.attributes or {}, indent=2, sort_keys=True, default=str)
         return format_html("<pre style='margin:0'>{}</pre>", text)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        for action in contact_actions():
+            name = action.__name__
+            actions[name] = (action, name, action.short_description)
+        return actions
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}

@@ -30,3 +30,16 @@ def register_panel(panel: Panel) -> None:
 
 def contact_panels() -> list[Panel]:
     return sorted(_panels.values(), key=lambda p: (p.order, p.key))
+
+
+# Admin actions on the contact list contributed by other apps ("add to a static list").
+_contact_actions: list[Callable] = []
+
+
+def register_contact_action(action: Callable) -> None:
+    if action not in _contact_actions:
+        _contact_actions.append(action)
+
+
+def contact_actions() -> list[Callable]:
+    return list(_contact_actions)
