@@ -12,10 +12,37 @@ from .services import events_ingest
 
 DEMO_SHOP_KEY = "pk_demo_shop"
 DEMO_SOURCE_NAME = "Demo shop"
+# The demo shop's catalogue (/demo/shop/), also used for the demo history below.
+DEMO_PRODUCTS = [
+    {
+        "product_id": "sku-boots",
+        "name": "Trail boots",
+        "price": 129.0,
+        "category": "shoes",
+    },
+    {
+        "product_id": "sku-jacket",
+        "name": "Rain jacket",
+        "price": 89.0,
+        "category": "outerwear",
+    },
+    {
+        "product_id": "sku-socks",
+        "name": "Wool socks",
+        "price": 15.0,
+        "category": "accessories",
+    },
+    {
+        "product_id": "sku-beanie",
+        "name": "Merino beanie",
+        "price": 25.0,
+        "category": "accessories",
+    },
+]
 
 
 def demo_source() -> Source:
-    source, created = Source.objects.get_or_create(
+    source, _created = Source.objects.get_or_create(
         name=DEMO_SOURCE_NAME,
         defaults={"kind": Source.Kind.BROWSER, "public_key": DEMO_SHOP_KEY},
     )
@@ -23,7 +50,7 @@ def demo_source() -> Source:
 
 
 def demo_history() -> int:
-    """Three shoppers with a week of browsing; returns the events created (0 if there)."""
+    """Three shoppers with a week of browsing; the events created (0 if done)."""
     source = demo_source()
     if Contact.objects.filter(email="ada@example.com").exists():
         return 0
@@ -33,25 +60,49 @@ def demo_history() -> int:
         ("grace@example.com", "Grace", "Hopper", "America/New_York"),
         ("linus@example.com", "Linus", "Torvalds", "Europe/Helsinki"),
     ]
-    products = [
-        {"product_id": "sku-boots", "name": "Trail boots", "price": 129.0, "category": "shoes"},
-        {"product_id": "sku-jacket", "name": "Rain jacket", "price": 89.0, "category": "outerwear"},
-        {"product_id": "sku-socks", "name": "Wool socks", "price": 15.0, "category": "accessories"},
-    ]
+    products = DEMO_PRODUCTS
     messages = []
     for index, (email, first, last, tz) in enumerate(shoppers):
         anonymous_id = str(uuid.uuid5(uuid.NAMESPACE_URL, email))
         start = now - dt.timedelta(days=7 - index)
         context = {"timezone": tz, "locale": "en-GB"}
-        messages.append(Page(anonymousId=anonymous_id, name="Home", timestamp=start, context=context,
-                             properties={"url": "http://127.0.0.1:8000/demo/shop/"}))
+        messages.append(
+            Page(
+                anonymousId=anonymous_id,
+                name="Home",
+                timestamp=start,
+                context=context,
+                properties={"url": "http://127.0.0.1:8000/demo/shop/"},
+            )
+        )
         for offset, product in enumerate(products[: 3 - index]):
-            messages.append(Track(anonymousId=anonymous_id, event="product_viewed",
-                                  timestamp=start + dt.timedelta(minutes=2 + offset), properties=product))
-        messages.append(Identify(anonymousId=anonymous_id, timestamp=start + dt.timedelta(minutes=10),
-                                 traits={"email": email, "firstName": first, "lastName": last, "plan": "free"}))
-        messages.append(Track(anonymousId=anonymous_id, event="add_to_cart",
-                              timestamp=start + dt.timedelta(minutes=11),
-                              properties={**products[0], "cart_id": f"cart-{index}", "quantity": 1}))
+            messages.append(
+                Track(
+                    anonymousId=anonymous_id,
+                    event="product_viewed",
+                    timestamp=start + dt.timedelta(minutes=2 + offset),
+                    properties=product,
+                )
+            )
+        messages.append(
+            Identify(
+                anonymousId=anonymous_id,
+                timestamp=start + dt.timedelta(minutes=10),
+                traits={
+                    "email": email,
+                    "firstName": first,
+                    "lastName": last,
+                    "plan": "free",
+                },
+            )
+        )
+        messages.append(
+            Track(
+                anonymousId=anonymous_id,
+                event="add_to_cart",
+                timestamp=start + dt.timedelta(minutes=11),
+                properties={**products[0], "cart_id": f"cart-{index}", "quantity": 1},
+            )
+        )
     result = events_ingest(source=source, messages=messages)
     return result.accepted

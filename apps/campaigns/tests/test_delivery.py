@@ -213,7 +213,7 @@ def test_the_tick_sends_queued_messages_whose_job_redis_lost(
     outbox, template, contact, run_jobs
 ):
     message, _ = message_create(contact=contact, template=template)
-    django_rq.get_connection("default").flushall()
+    django_rq.get_connection("default").flushdb()
     with clock.frozen(clock.now() + dt.timedelta(minutes=1)):
         assert tick()["email"] == 1
         run_jobs()

@@ -56,7 +56,7 @@ def test_the_tick_re_enqueues_events_that_redis_lost(browser_source, run_jobs):
     # given events accepted, whose job Redis then lost
     _ingest(browser_source)
     assert django_rq.get_queue("events").count == 1
-    django_rq.get_connection("default").flushall()
+    django_rq.get_connection("default").flushdb()
     # when the tick runs before they are due for a retry, nothing happens
     assert tick()["events"] == 0
     # and once they are overdue, it hands them back to the workers
