@@ -103,6 +103,10 @@ class SegmentAdmin(admin.ModelAdmin):
     change_form_template = "admin/segments/segment/change_form.html"
     actions = ["refresh_now"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # On the add page the builder's live sentence says it; a stale one would not.
+        return self.readonly_fields if obj else ["member_count", "last_refreshed_at"]
+
     @admin.display(description="condition")
     def sentence(self, obj: Segment) -> str:
         if not obj.is_dynamic:

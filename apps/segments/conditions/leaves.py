@@ -85,6 +85,8 @@ def describe_comparison(subject: str, op: str, value: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    if value is None or value == "":
+        return "…"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
