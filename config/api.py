@@ -7,6 +7,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from apps.events.api import router as tracking_router
 from apps.events.auth import ApiError, BodyParser
 from apps.segments.api import router as segments_router
+from apps.workflows.api import router as workflows_router
 
 api = NinjaAPI(
     title="Nudge API",
@@ -21,6 +22,7 @@ api = NinjaAPI(
 )
 api.add_router("/", tracking_router)
 api.add_router("/", segments_router)
+api.add_router("/", workflows_router)
 
 
 def _field(loc: tuple) -> str:

@@ -202,6 +202,12 @@ NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
+# Signs webhook steps' POSTs (X-Nudge-Signature); give receivers this secret.
+NUDGE_WEBHOOK_SECRET = (
+    os.environ.get("NUDGE_WEBHOOK_SECRET", "") or f"whsec-{SECRET_KEY}"
+)
+# "Why wasn't this contact enrolled?" records are kept this many days.
+NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 
 # --- CORS: allowed origins come from the Sources (see apps.events.cors) --------------
 CORS_URLS_REGEX = r"^/api/v1/.*$"

@@ -45,6 +45,8 @@ def message_create(
     campaign_id: int | None = None,
     render_context: dict[str, Any] | None = None,
     send_after=None,
+    to_email: str = "",
+    is_test: bool = False,
 ) -> tuple[Message, bool]:
     """Create the message for this cause and queue it; returns (message, created).
 
@@ -69,6 +71,8 @@ def message_create(
                 render_context=render_context or {},
                 created_at=now,
                 send_after=send_after or now,
+                to_email=to_email,
+                is_test=is_test,
             )
     except IntegrityError:
         # A concurrent retry of the same step created it first.

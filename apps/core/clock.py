@@ -1,7 +1,8 @@
 """The one clock engine code reads.
 
-Tests and the workflow simulator move time with ``frozen(...)`` / ``advance(...)``
-instead of sleeping. Outside those, it is ``django.utils.timezone.now()``.
+Tests move time with ``frozen(...)`` / ``advance(...)`` instead of sleeping. The
+frozen time is process-wide (the test's live server thread sees it too). Outside
+those, it is ``django.utils.timezone.now()``.
 """
 
 import contextlib
@@ -11,31 +12,36 @@ from collections.abc import Iterator
 
 from django.utils import timezone
 
-_state = threading.local()
+_lock = threading.Lock()
+_frozen_at: dt.datetime | None = None
 
 
 def now() -> dt.datetime:
     """The current time, aware and in UTC."""
-    frozen_at = getattr(_state, "frozen_at", None)
+    frozen_at = _frozen_at
     return frozen_at if frozen_at is not None else timezone.now()
 
 
 @contextlib.contextmanager
 def frozen(at: dt.datetime) -> Iterator[None]:
-    """Stop the clock at ``at`` (aware) for this thread until the block ends."""
+    """Stop the clock at ``at`` (aware) until the block ends."""
+    global _frozen_at
     if timezone.is_naive(at):
         raise ValueError("clock.frozen() needs an aware datetime")
-    previous = getattr(_state, "frozen_at", None)
-    _state.frozen_at = at
+    with _lock:
+        previous, _frozen_at = _frozen_at, at
     try:
         yield
     finally:
-        _state.frozen_at = previous
+        with _lock:
+            _frozen_at = previous
 
 
 def advance(delta: dt.timedelta) -> dt.datetime:
     """Move a frozen clock forward; returns the new time."""
-    if getattr(_state, "frozen_at", None) is None:
-        raise RuntimeError("clock.advance() only works inside clock.frozen()")
-    _state.frozen_at = _state.frozen_at + delta
-    return _state.frozen_at
+    global _frozen_at
+    with _lock:
+        if _frozen_at is None:
+            raise RuntimeError("clock.advance() only works inside clock.frozen()")
+        _frozen_at = _frozen_at + delta
+        return _frozen_at

@@ -4,3 +4,34 @@ from django.apps import AppConfig
 class WorkflowsConfig(AppConfig):
     name = "apps.workflows"
     label = "workflows"
+
+    def ready(self) -> None:
+        from apps.contacts.panels import Panel, register_panel
+        from apps.core import hooks
+        from apps.core.health import register_backlog
+        from apps.core.scheduler import register_tick_task
+
+        from . import steps  # noqa: F401  (registers the step types)
+        from .admin import enrollments_panel
+        from .handlers import (
+            decisions_expire,
+            enrollments_due,
+            on_events_ingested,
+            time_triggers_due,
+            webhooks_due,
+        )
+        from .selectors import due_backlog
+        from .services import enrollments_move_to_contact
+
+        hooks.register(hooks.EVENTS_INGESTED, on_events_ingested)
+        hooks.register(hooks.CONTACTS_MERGED, enrollments_move_to_contact)
+        register_tick_task("workflows", enrollments_due)
+        register_tick_task("workflow-triggers", time_triggers_due)
+        register_tick_task("webhooks", webhooks_due)
+        register_tick_task("workflow-decisions", decisions_expire)
+        register_backlog("workflows", due_backlog)
+        register_panel(
+            Panel(
+                key="workflows", title="Workflows", render=enrollments_panel, order=40
+            )
+        )

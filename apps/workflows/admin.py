@@ -1,0 +1,302 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from apps.contacts.panels import register_contact_action
+
+from .definition import validate_definition
+from .models import (
+    Enrollment,
+    StepRun,
+    TriggerDecision,
+    WebhookDelivery,
+    Workflow,
+    WorkflowVersion,
+)
+from .services import (
+    DefinitionError,
+    enroll_manually,
+    workflow_activate,
+    workflow_archive,
+    workflow_pause,
+    workflow_resume,
+    workflow_save_version,
+)
+
+
+class WorkflowForm(forms.ModelForm):
+    definition = forms.JSONField(
+        widget=forms.Textarea(
+            attrs={
+                "rows": 24,
+                "class": "vLargeTextField",
+                "style": "font-family:monospace",
+            }
+        ),
+        help_text="Trigger, rules and steps (see docs/workflows.md). Saving an edit creates a new "
+        "version; running enrollments stay on the version they entered.",
+    )
+
+    class Meta:
+        model = Workflow
+        fields = ["name", "description"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.current_version:
+            self.initial["definition"] = self.instance.current_version.definition
+
+    def clean_definition(self):
+        definition = self.cleaned_data["definition"]
+        errors = validate_definition(definition)
+        if errors:
+            raise forms.ValidationError(errors)
+        return definition
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = ["step_key", "started_at", "outcome", "why"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="why")
+    def why(self, obj: StepRun) -> str:
+        return (obj.detail or {}).get("reason", "")
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    form = WorkflowForm
+    list_display = [
+        "name",
+        "status",
+        "trigger",
+        "running",
+        "version_number",
+        "updated_at",
+    ]
+    list_filter = ["status", "trigger_type"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["status"]
+    actions = ["activate", "pause", "resume", "archive"]
+
+    @admin.display(description="trigger")
+    def trigger(self, obj: Workflow) -> str:
+        from .triggers import trigger_of
+
+        if not obj.current_version:
+            return ""
+        kind, config = trigger_of(obj.current_version.definition)
+        return kind.describe(config)
+
+    @admin.display(description="running")
+    def running(self, obj: Workflow) -> int:
+        return obj.enrollments.filter(status__in=Enrollment.RUNNING).count()
+
+    @admin.display(description="version")
+    def version_number(self, obj: Workflow) -> int | None:
+        return obj.current_version.number if obj.current_version else None
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        try:
+            version = workflow_save_version(
+                workflow=obj,
+                definition=form.cleaned_data["definition"],
+                user=request.user,
+            )
+        except DefinitionError as exc:  # validated in the form already; a race at most
+            messages.error(request, "; ".join(exc.errors))
+            return
+        if change and version.number > 1:
+            messages.info(
+                request,
+                f"Saved as version {version.number}: " + ", ".join(version.changes),
+            )
+
+    def _confirm(self, request, queryset, verb, run, affected):
+        if request.POST.get("confirmed"):
+            total = sum(run(workflow=w) or 0 for w in queryset)
+            self.message_user(
+                request,
+                f"{queryset.count()} workflows: {verb} ({total} enrollments affected).",
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{verb.capitalize()} {queryset.count()} workflows?",
+            "queryset": queryset,
+            "verb": verb,
+            "affected": affected,
+            "action": request.POST.get("action"),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(
+            request, "admin/workflows/workflow/confirm_action.html", context
+        )
+
+    def _running(self, queryset) -> int:
+        return Enrollment.objects.filter(
+            workflow__in=queryset, status__in=Enrollment.RUNNING
+        ).count()
+
+    @admin.action(permissions=["change"], description="Activate the selected workflows")
+    def activate(self, request, queryset):
+        return self._confirm(request, queryset, "activate", workflow_activate, 0)
+
+    @admin.action(
+        permissions=["change"],
+        description="Pause (running contacts wait where they are)",
+    )
+    def pause(self, request, queryset):
+        return self._confirm(
+            request, queryset, "pause", workflow_pause, self._running(queryset)
+        )
+
+    @admin.action(permissions=["change"], description="Resume paused workflows")
+    def resume(self, request, queryset):
+        return self._confirm(
+            request, queryset, "resume", workflow_resume, self._running(queryset)
+        )
+
+    @admin.action(permissions=["change"], description="Archive (running contacts exit)")
+    def archive(self, request, queryset):
+        return self._confirm(
+            request, queryset, "archive", workflow_archive, self._running(queryset)
+        )
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "contact",
+        "workflow",
+        "status",
+        "current_step",
+        "entered_at",
+        "finished_at",
+        "exit_reason",
+    ]
+    list_filter = ["status", "workflow", "is_test"]
+    search_fields = ["contact__email", "=id", "trigger_key"]
+    list_select_related = ["contact", "workflow", "current_step"]
+    show_full_result_count = False
+    inlines = [StepRunInline]
+    readonly_fields = [f.name for f in Enrollment._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(TriggerDecision)
+class TriggerDecisionAdmin(admin.ModelAdmin):
+    list_display = ["decided_at", "contact", "workflow", "event_name", "reason"]
+    list_filter = ["workflow"]
+    search_fields = ["contact__email", "reason"]
+    list_select_related = ["contact", "workflow"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["id", "url", "status", "attempts", "response_status", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(admin.ModelAdmin):
+    list_display = ["workflow", "number", "created_at", "created_by", "change_list"]
+    list_filter = ["workflow"]
+    readonly_fields = [
+        "workflow",
+        "number",
+        "created_at",
+        "created_by",
+        "changes",
+        "definition_pretty",
+    ]
+    exclude = ["definition"]
+
+    @admin.display(description="changes")
+    def change_list(self, obj):
+        return ", ".join(obj.changes or [])
+
+    @admin.display(description="definition")
+    def definition_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.definition, indent=2))
+
+    def has_add_permission(self, request):
+        return False
+
+
+def enrollments_panel(request, contact) -> str:
+    enrollments = (
+        Enrollment.objects.filter(contact=contact)
+        .select_related("workflow", "current_step")
+        .prefetch_related("runs")
+        .order_by("-entered_at")[:20]
+    )
+    decisions = (
+        TriggerDecision.objects.filter(contact=contact)
+        .select_related("workflow")
+        .order_by("-decided_at")[:20]
+    )
+    return render_to_string(
+        "admin/workflows/enrollments_panel.html",
+        {"enrollments": enrollments, "decisions": decisions},
+        request=request,
+    )
+
+
+class EnrollForm(forms.Form):
+    workflow = forms.ModelChoiceField(
+        queryset=Workflow.objects.filter(status=Workflow.Status.ACTIVE)
+    )
+
+
+@admin.action(permissions=["change"], description="Enroll in a workflow…")
+def enroll_in_workflow(modeladmin, request, queryset):
+    form = EnrollForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        result = enroll_manually(
+            workflow=form.cleaned_data["workflow"], contacts=list(queryset)
+        )
+        modeladmin.message_user(
+            request,
+            f"{len(result['enrolled'])} enrolled; {len(result['skipped'])} not.",
+        )
+        for who, reason in list(result["skipped"].items())[:10]:
+            modeladmin.message_user(request, f"{who}: {reason}", level=messages.WARNING)
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Enroll in a workflow",
+        "form": form,
+        "contacts": queryset,
+        "opts": modeladmin.model._meta,
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/workflows/enroll_action.html", context)
+
+
+register_contact_action(enroll_in_workflow)

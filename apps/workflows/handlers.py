@@ -1,0 +1,213 @@
+"""Workflows reacting to events (the EVENTS_INGESTED hook) and to time (tick tasks)."""
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings as django_settings
+from django.db.models import Count, Max, Q
+
+from apps.core import clock
+
+from .engine import check_goal_and_exit
+from .models import Enrollment, TriggerDecision, WebhookDelivery, Workflow
+from .services import enqueue_advance, enrollment_start
+from .steps.waits import event_satisfies
+from .triggers import TIME, trigger_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Index:
+    signature: tuple
+    by_event: dict[str, list[Workflow]]
+    goal_exit_events: dict[
+        int, set[str]
+    ]  # version id -> event names its goal/exit read
+
+
+_index: _Index | None = None
+_lock = threading.Lock()
+
+
+def trigger_index() -> _Index:
+    """Active event-triggered workflows by event name: not a scan of all workflows.
+    Rebuilt when a workflow changes (one cheap aggregate query per job)."""
+    global _index
+    signature = tuple(
+        Workflow.objects.aggregate(n=Count("pk"), changed=Max("updated_at")).values()
+    )
+    if _index is not None and _index.signature == signature:
+        return _index
+    by_event: dict[str, list[Workflow]] = {}
+    active = Workflow.objects.filter(status=Workflow.Status.ACTIVE).select_related(
+        "current_version"
+    )
+    for workflow in active:
+        if workflow.trigger_event:
+            by_event.setdefault(workflow.trigger_event, []).append(workflow)
+    with _lock:
+        _index = _Index(signature=signature, by_event=by_event, goal_exit_events={})
+    return _index
+
+
+def _goal_exit_events(index: _Index, version) -> set[str]:
+    if version.pk not in index.goal_exit_events:
+        from apps.segments.conditions import references
+
+        names: set[str] = set()
+        definition = version.definition
+        goal = definition.get("goal") or {}
+        if goal.get("event"):
+            names.add(goal["event"])
+        if goal.get("condition"):
+            names |= references(goal["condition"]).event_names
+        if definition.get("exit_condition"):
+            names |= references(definition["exit_condition"]).event_names
+        index.goal_exit_events[version.pk] = names
+    return index.goal_exit_events[version.pk]
+
+
+def on_events_ingested(*, events) -> None:
+    """New events: start runs, resume waits for them, end runs whose goal or exit
+    they satisfy (a purchase during a wait converts at once, not at the timeout)."""
+    now = clock.now()
+    index = trigger_index()
+    to_advance: list[int] = []
+    contact_ids = {e.contact_id for e in events}
+    running = list(
+        Enrollment.objects.filter(
+            contact_id__in=contact_ids, status__in=Enrollment.RUNNING
+        ).select_related("version", "contact", "current_step", "workflow")
+    )
+    for event in events:
+        for enrollment in running:
+            if enrollment.contact_id != event.contact_id or not enrollment.is_running:
+                continue
+            reads_it = event.name in _goal_exit_events(index, enrollment.version)
+            if reads_it and check_goal_and_exit(
+                enrollment, enrollment.version.definition, now
+            ):
+                continue
+            if (
+                enrollment.status == Enrollment.Status.WAITING
+                and enrollment.awaiting_event == event.name
+                and event.timestamp >= enrollment.entered_at
+                and event_satisfies(
+                    event.properties,
+                    enrollment.current_step.config,
+                    enrollment.awaiting_key or None,
+                    now,
+                )
+            ):
+                Enrollment.objects.filter(
+                    pk=enrollment.pk, status=Enrollment.Status.WAITING
+                ).update(resume_outlet="happened", resume_at=now)
+                to_advance.append(enrollment.pk)
+        for workflow in index.by_event.get(event.name, []):
+            kind, config = trigger_of(workflow.current_version.definition)
+            fires, why_not = kind.matches(config, event)
+            if not fires:
+                TriggerDecision.objects.create(
+                    workflow=workflow,
+                    contact_id=event.contact_id,
+                    event_id=event.pk,
+                    event_name=event.name,
+                    reason=why_not[:300],
+                    decided_at=now,
+                )
+                continue
+            enrollment, _reason = enrollment_start(
+                workflow=workflow,
+                contact=event.contact,
+                trigger_event=event,
+                advance=False,
+            )
+            if enrollment is not None:
+                to_advance.append(enrollment.pk)
+    if to_advance:
+        enqueue_advance(to_advance)
+
+
+# -- tick tasks -------------------------------------------------------------------------
+
+# A due enrollment whose job should already have run gets this much grace first.
+GRACE = dt.timedelta(seconds=2)
+# Running enrollments not touched for this long lost their job (worker killed, Redis
+# flushed): hand them to a worker again. Steps are idempotent, so a false alarm is safe.
+STALE = dt.timedelta(seconds=30)
+PER_TICK = 5_000
+
+
+def enrollments_due(*, now: dt.datetime) -> int:
+    """Tick task: re-enqueue enrollments that are due and not in flight."""
+    live = Q(workflow__status=Workflow.Status.ACTIVE) | Q(is_test=True)
+    due = Enrollment.objects.filter(live).filter(
+        Q(status=Enrollment.Status.WAITING, resume_at__lte=now - GRACE)
+        | Q(
+            status=Enrollment.Status.WAITING,
+            resume_outlet__gt="",
+            last_advanced_at__lte=now - STALE,
+        )
+        | Q(status=Enrollment.Status.ACTIVE, last_advanced_at__lte=now - STALE)
+    )
+    ids = list(due.order_by("resume_at").values_list("pk", flat=True)[:PER_TICK])
+    if ids:
+        enqueue_advance(ids)
+    return len(ids)
+
+
+def time_triggers_due(*, now: dt.datetime) -> int:
+    """Tick task: run time-based triggers (once a minute per workflow at most)."""
+    enrolled = 0
+    workflows = Workflow.objects.filter(status=Workflow.Status.ACTIVE).exclude(
+        trigger_type=""
+    )
+    for workflow in workflows.select_related("current_version"):
+        kind, config = trigger_of(workflow.current_version.definition)
+        if kind.kind != TIME:
+            continue
+        last = workflow.trigger_checked_at
+        if last and last > now - dt.timedelta(minutes=1):
+            continue
+        Workflow.objects.filter(pk=workflow.pk).update(trigger_checked_at=now)
+        from apps.contacts.models import Contact
+
+        ids = []
+        for contact_id, occurrence in kind.due(config, now, last):
+            if Enrollment.objects.filter(
+                workflow=workflow, contact_id=contact_id, occurrence_key=occurrence
+            ).exists():
+                continue  # this occurrence is done: never twice
+            enrollment, _ = enrollment_start(
+                workflow=workflow,
+                contact=Contact(pk=contact_id),
+                occurrence_key=occurrence,
+                advance=False,
+            )
+            if enrollment is not None:
+                ids.append(enrollment.pk)
+        enqueue_advance(ids)
+        enrolled += len(ids)
+    return enrolled
+
+
+def webhooks_due(*, now: dt.datetime) -> int:
+    from .steps.webhook import enqueue_delivery
+
+    due = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - STALE
+    )[:PER_TICK]
+    count = 0
+    for delivery in due:
+        enqueue_delivery(delivery)
+        count += 1
+    return count
+
+
+def decisions_expire(*, now: dt.datetime) -> int:
+    cutoff = now - dt.timedelta(days=django_settings.NUDGE_DECISIONS_DAYS)
+    deleted, _ = TriggerDecision.objects.filter(decided_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,339 @@
+"""Writes for workflows: versions, status changes, enrolling, finishing."""
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from apps.contacts.models import Contact
+from apps.core import clock, jobs
+from apps.segments.conditions import describe, evaluate
+
+from .definition import validate_definition
+from .models import Enrollment, Step, TriggerDecision, Workflow, WorkflowVersion
+
+logger = logging.getLogger(__name__)
+
+
+class DefinitionError(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+# -- versions -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def workflow_create(
+    *, name: str, definition: dict, description: str = "", user=None
+) -> Workflow:
+    errors = validate_definition(definition)
+    if errors:
+        raise DefinitionError(errors)
+    workflow = Workflow.objects.create(name=name, description=description)
+    workflow_save_version(workflow=workflow, definition=definition, user=user)
+    return workflow
+
+
+@transaction.atomic
+def workflow_save_version(
+    *, workflow: Workflow, definition: dict, user=None
+) -> WorkflowVersion:
+    """Store a new version and make it current. Running enrollments stay on theirs."""
+    errors = validate_definition(definition)
+    if errors:
+        raise DefinitionError(errors)
+    previous = workflow.current_version
+    if previous is not None and previous.definition == definition:
+        return previous
+    number = (workflow.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = WorkflowVersion.objects.create(
+        workflow=workflow,
+        number=number,
+        definition=definition,
+        created_at=clock.now(),
+        created_by=user if getattr(user, "pk", None) else None,
+        changes=diff_definitions(previous.definition if previous else None, definition),
+    )
+    Step.objects.bulk_create(
+        Step(
+            version=version,
+            key=s["key"],
+            type=s["type"],
+            config=s.get("config") or {},
+            outlets=s.get("next") or {},
+            position=i,
+        )
+        for i, s in enumerate(definition["steps"])
+    )
+    trigger = definition["trigger"]
+    from .triggers import TRIGGER_TYPES
+
+    trigger_type = TRIGGER_TYPES[trigger["type"]]
+    workflow.current_version = version
+    workflow.trigger_type = trigger["type"]
+    workflow.trigger_event = trigger_type.event_name(
+        {k: v for k, v in trigger.items() if k != "type"}
+    )
+    workflow.save(
+        update_fields=["current_version", "trigger_type", "trigger_event", "updated_at"]
+    )
+    return version
+
+
+def diff_definitions(old: dict | None, new: dict) -> list[str]:
+    """What changed, in words: "step remind: config changed", "goal changed"."""
+    if old is None:
+        return ["created"]
+    changes = []
+    for key in (
+        "trigger",
+        "entry_condition",
+        "reentry",
+        "goal",
+        "exit_condition",
+        "frequency_cap",
+        "quiet_hours",
+    ):
+        if old.get(key) != new.get(key):
+            changes.append(f"{key.replace('_', ' ')} changed")
+    old_steps = {s["key"]: s for s in old.get("steps", [])}
+    new_steps = {s["key"]: s for s in new.get("steps", [])}
+    for key in new_steps.keys() - old_steps.keys():
+        changes.append(f"step {key} added")
+    for key in old_steps.keys() - new_steps.keys():
+        changes.append(f"step {key} removed")
+    for key in new_steps.keys() & old_steps.keys():
+        for part in ("type", "config", "next"):
+            if old_steps[key].get(part) != new_steps[key].get(part):
+                changes.append(
+                    f"step {key}: {'outlets' if part == 'next' else part} changed"
+                )
+    if [s["key"] for s in old.get("steps", [])] != [
+        s["key"] for s in new.get("steps", [])
+    ] and not any(c.endswith(("added", "removed")) for c in changes):
+        changes.append("steps reordered")
+    return changes
+
+
+# -- status -------------------------------------------------------------------------
+
+
+def workflow_activate(*, workflow: Workflow) -> None:
+    if workflow.status == Workflow.Status.ARCHIVED:
+        raise ValueError("an archived workflow cannot be activated")
+    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ACTIVE)
+    workflow.status = Workflow.Status.ACTIVE
+
+
+def workflow_pause(*, workflow: Workflow) -> int:
+    """Stop advancing; running enrollments hold where they are. Returns how many."""
+    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.PAUSED)
+    workflow.status = Workflow.Status.PAUSED
+    return workflow.enrollments.filter(status__in=Enrollment.RUNNING).count()
+
+
+def workflow_resume(*, workflow: Workflow) -> int:
+    """Continue: due enrollments are picked up by the next scheduler tick (or now)."""
+    workflow_activate(workflow=workflow)
+    ids = list(
+        workflow.enrollments.filter(status__in=Enrollment.RUNNING).values_list(
+            "pk", flat=True
+        )
+    )
+    enqueue_advance(ids)
+    return len(ids)
+
+
+@transaction.atomic
+def workflow_archive(*, workflow: Workflow) -> int:
+    """Retire the workflow: running enrollments exit with the reason."""
+    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ARCHIVED)
+    workflow.status = Workflow.Status.ARCHIVED
+    return workflow.enrollments.filter(status__in=Enrollment.RUNNING).update(
+        status=Enrollment.Status.EXITED,
+        finished_at=clock.now(),
+        exit_reason="workflow archived",
+        resume_at=None,
+        awaiting_event="",
+    )
+
+
+# -- enrolling ----------------------------------------------------------------------
+
+
+def reentry_block(workflow: Workflow, contact_id: int, definition: dict, now) -> str:
+    """Why the re-entry rule keeps this contact out ("" if it does not)."""
+    rule = (definition.get("reentry") or {}).get("rule", "every_time")
+    past = Enrollment.objects.filter(
+        workflow=workflow, contact_id=contact_id, is_test=False
+    )
+    if rule == "once":
+        first = past.order_by("entered_at").first()
+        if first:
+            return f"re-entry rule “once”: already enrolled on {first.entered_at:%Y-%m-%d %H:%M}"
+    elif rule == "once_per_period":
+        days = definition["reentry"]["days"]
+        recent = (
+            past.filter(entered_at__gte=now - _days(days))
+            .order_by("-entered_at")
+            .first()
+        )
+        if recent:
+            return f"re-entry rule “once per {days} days”: last enrolled {recent.entered_at:%Y-%m-%d %H:%M}"
+    elif rule == "while_not_enrolled":
+        running = past.filter(status__in=Enrollment.RUNNING).first()
+        if running:
+            return f"re-entry rule “not while enrolled”: enrollment #{running.pk} is still running"
+    return ""
+
+
+def _days(n: int):
+    import datetime as dt
+
+    return dt.timedelta(days=n)
+
+
+def enrollment_start(
+    *,
+    workflow: Workflow,
+    contact: Contact,
+    trigger_event=None,
+    occurrence_key: str = "",
+    test_email: str = "",
+    advance: bool = True,
+) -> tuple[Enrollment | None, str]:
+    """Enroll ``contact`` if the entry condition and re-entry rule allow.
+
+    Returns (enrollment, "") or (None, the reason). Non-enrollments from a trigger
+    event are recorded, so admin can answer "why didn't they get it?".
+    """
+    now = clock.now()
+    definition = workflow.current_version.definition
+    is_test = bool(test_email)
+    if not is_test and workflow.status != Workflow.Status.ACTIVE:
+        return None, f"workflow is {workflow.status}"
+    with transaction.atomic():
+        # One decision at a time per contact: two events at once cannot both pass "once".
+        contact = Contact.objects.select_for_update().get(pk=contact.pk)
+        reason = "" if is_test else reentry_block(workflow, contact.pk, definition, now)
+        entry = definition.get("entry_condition")
+        if not reason and entry and not evaluate(entry, contact, now=now):
+            reason = f"entry condition not met: {describe(entry)}"
+        if reason:
+            _record_decision(workflow, contact, trigger_event, reason, now)
+            return None, reason
+        version = workflow.current_version
+        first_step = version.steps.order_by("position").first()
+        key_name = (definition.get("trigger") or {}).get("key")
+        props = (
+            dict(trigger_event.properties or {}) if trigger_event is not None else {}
+        )
+        try:
+            with transaction.atomic():
+                enrollment = Enrollment.objects.create(
+                    workflow=workflow,
+                    version=version,
+                    contact=contact,
+                    current_step=first_step,
+                    entered_at=now,
+                    last_advanced_at=now,
+                    trigger_event_id=trigger_event.pk
+                    if trigger_event is not None
+                    else None,
+                    trigger_event={
+                        "name": trigger_event.name,
+                        "properties": props,
+                        "timestamp": trigger_event.timestamp.isoformat(),
+                    }
+                    if trigger_event is not None
+                    else {},
+                    trigger_key=str(props.get(key_name, "")) if key_name else "",
+                    occurrence_key=occurrence_key,
+                    is_test=is_test,
+                    test_email=test_email,
+                )
+        except IntegrityError:
+            return None, "already enrolled for this trigger event / occurrence"
+    logger.info(
+        "enrolled",
+        extra={
+            "enrollment_id": enrollment.pk,
+            "contact_id": contact.pk,
+            "workflow_id": workflow.pk,
+        },
+    )
+    if advance:
+        enqueue_advance([enrollment.pk])
+    return enrollment, ""
+
+
+def _record_decision(workflow, contact, event, reason: str, now) -> None:
+    if event is None:
+        return
+    TriggerDecision.objects.create(
+        workflow=workflow,
+        contact=contact,
+        event_id=event.pk,
+        event_name=event.name,
+        reason=reason[:300],
+        decided_at=now,
+    )
+
+
+def enqueue_advance(enrollment_ids: list[int], *, at=None) -> None:
+    """One job for many enrollments ("carry many ids per job")."""
+    from .tasks import advance_enrollments
+
+    # 200 ids per job: a few hundred milliseconds of work, so a stuck one delays few.
+    for start in range(0, len(enrollment_ids), 200):
+        chunk = enrollment_ids[start : start + 200]
+        job_id = None
+        if len(chunk) == 1:
+            stamp = int(at.timestamp()) if at else "now"
+            job_id = f"advance-{chunk[0]}-{stamp}"
+        jobs.enqueue(
+            advance_enrollments, chunk, queue="workflows", job_id=job_id, at=at
+        )
+
+
+def enrollment_finish(enrollment: Enrollment, status: str, reason: str, now) -> None:
+    enrollment.status = status
+    enrollment.finished_at = now
+    enrollment.exit_reason = reason[:200]
+    enrollment.resume_at = None
+    enrollment.awaiting_event = ""
+    enrollment.awaiting_key = ""
+    if status == Enrollment.Status.CONVERTED:
+        enrollment.converted_at = now
+    enrollment.save()
+    logger.info(
+        "enrollment finished",
+        extra={"enrollment_id": enrollment.pk, "status": status, "reason": reason},
+    )
+
+
+def contact_keys(keys: list[str]) -> dict[str, int]:
+    from apps.segments.services import contacts_by_keys
+
+    return contacts_by_keys(keys)
+
+
+def enroll_manually(*, workflow: Workflow, contacts: list[Contact]) -> dict[str, Any]:
+    enrolled, skipped = [], {}
+    for contact in contacts:
+        enrollment, reason = enrollment_start(workflow=workflow, contact=contact)
+        if enrollment:
+            enrolled.append(enrollment.pk)
+        else:
+            skipped[str(contact.email or contact.external_id or contact.pk)] = reason
+    return {"enrolled": enrolled, "skipped": skipped}
+
+
+def enrollments_move_to_contact(*, source_id: int, target_id: int) -> dict[str, int]:
+    """CONTACTS_MERGED hook: runs and decisions follow the merged contact."""
+    moved = Enrollment.objects.filter(contact_id=source_id).update(contact_id=target_id)
+    TriggerDecision.objects.filter(contact_id=source_id).update(contact_id=target_id)
+    return {"enrollments": moved}

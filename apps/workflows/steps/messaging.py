@@ -1,0 +1,216 @@
+"""Email steps: send a template (or an A/B of templates), notify the team."""
+
+import datetime as dt
+import re
+
+from apps.campaigns.models import EmailTemplate, Message
+from apps.campaigns.rendering import RenderError, render_string
+from apps.campaigns.services import SUPPRESSED_CONSENT, message_create
+from apps.core import jobs
+
+from .base import Outcome, StepContext, StepType, register_step
+from .flow import bucket, pick
+from .waits import contact_zone
+
+COUNTED = [Message.Status.QUEUED, Message.Status.SENDING, Message.Status.SENT]
+
+
+def _templates(config) -> list[tuple[str, float]]:
+    if config.get("variants"):
+        return [(v.get("template"), v.get("weight", 1)) for v in config["variants"]]
+    return [(config.get("template"), 1)]
+
+
+class SendEmail(StepType):
+    name = "send_email"
+    label = "Send email"
+
+    def validate(self, config, where):
+        choices = _templates(config)
+        errors = []
+        names = [name for name, _ in choices]
+        if not names or not all(isinstance(n, str) and n for n in names):
+            return [f"{where}.template: choose a template"]
+        known = set(
+            EmailTemplate.objects.filter(name__in=names).values_list("name", flat=True)
+        )
+        for name in names:
+            if name not in known:
+                errors.append(f"{where}.template: no template named {name!r}")
+        if any(not isinstance(w, int | float) or w <= 0 for _, w in choices):
+            errors.append(f"{where}.variants: weights must be positive numbers")
+        return errors
+
+    def run(self, ctx: StepContext) -> Outcome:
+        existing = Message.objects.filter(
+            enrollment_id=ctx.enrollment.pk, step_id=ctx.step.pk
+        ).first()
+        if existing:  # a retry after a crash: the message exists, do not decide again
+            return Outcome(
+                "sent",
+                detail={"message_id": existing.pk},
+                reason="message already created",
+            )
+        if not ctx.enrollment.is_test:
+            if ctx.contact.email_consent in SUPPRESSED_CONSENT:
+                return Outcome(
+                    "skipped",
+                    reason=f"suppressed: contact is {ctx.contact.email_consent}",
+                )
+            if not ctx.contact.email:
+                return Outcome("skipped", reason="the contact has no email address")
+            held = quiet_hours(ctx)
+            if held is not None:
+                return held
+            capped = frequency_cap(ctx)
+            if capped is not None:
+                return capped
+        choices = _templates(ctx.step.config)
+        name = (
+            pick(choices, bucket(ctx.enrollment.pk, ctx.step.pk))
+            if len(choices) > 1
+            else choices[0][0]
+        )
+        template = EmailTemplate.objects.get(name=name)
+        message, _created = message_create(
+            contact=ctx.contact,
+            template=template,
+            enrollment_id=ctx.enrollment.pk,
+            step_id=ctx.step.pk,
+            render_context={
+                "event": ctx.enrollment.trigger_event,
+                "workflow": {"name": ctx.enrollment.workflow.name},
+                "variant": name if len(choices) > 1 else "",
+            },
+            to_email=ctx.enrollment.test_email if ctx.enrollment.is_test else "",
+            is_test=ctx.enrollment.is_test,
+        )
+        detail = {"message_id": message.pk, "template": name}
+        if len(choices) > 1:
+            detail["variant"] = name
+        return Outcome("sent", detail=detail, reason=f"“{name}” queued for sending")
+
+    def describe(self, config):
+        names = [n for n, _ in _templates(config)]
+        if len(names) > 1:
+            return "Send A/B: " + " / ".join(f"“{n}”" for n in names)
+        return f"Send “{names[0]}”"
+
+
+def quiet_hours(ctx: StepContext) -> Outcome | None:
+    """Defer (wait until they end) or skip a send inside the contact's quiet hours."""
+    quiet = ctx.settings.get("quiet_hours") or {}
+    if not quiet.get("start") or not quiet.get("end"):
+        return None
+    zone = contact_zone(ctx.contact)
+    local = ctx.now.astimezone(zone)
+    start, end = (
+        dt.time.fromisoformat(quiet["start"]),
+        dt.time.fromisoformat(quiet["end"]),
+    )
+    now_t = local.time()
+    inside = (start <= now_t < end) if start < end else (now_t >= start or now_t < end)
+    if not inside:
+        return None
+    if quiet.get("mode") == "skip":
+        return Outcome(
+            "skipped",
+            reason=f"quiet hours ({quiet['start']}-{quiet['end']} {zone}): skipped",
+        )
+    end_day = local.date() if now_t < end else local.date() + dt.timedelta(days=1)
+    until = dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
+    return Outcome(
+        "deferred",
+        outlet=None,
+        wait_until=until,
+        reason=f"quiet hours ({quiet['start']}-{quiet['end']} {zone}): deferred to {quiet['end']}",
+    )
+
+
+def frequency_cap(ctx: StepContext) -> Outcome | None:
+    """At most N marketing emails per contact per rolling window, across workflows and
+    campaigns (test sends do not count)."""
+    cap = ctx.settings.get("frequency_cap") or {}
+    if not cap.get("max"):
+        return None
+    since = ctx.now - dt.timedelta(hours=cap.get("hours", 24))
+    sent = Message.objects.filter(
+        contact_id=ctx.contact.pk,
+        is_test=False,
+        created_at__gte=since,
+        status__in=COUNTED,
+    ).count()
+    if sent < cap["max"]:
+        return None
+    return Outcome(
+        "skipped",
+        reason=f"frequency cap: {sent} emails in the last {cap.get('hours', 24)} hours (max {cap['max']})",
+        detail={"cap": cap, "recent": sent},
+    )
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class Notify(StepType):
+    """An internal email to the team (an address, or the contact's owner attribute)."""
+
+    name = "notify"
+    label = "Notify the team"
+
+    def validate(self, config, where):
+        errors = []
+        to = config.get("to")
+        if not (isinstance(to, str) and (EMAIL.match(to) or to == "owner")):
+            errors.append(
+                f"{where}.to: an email address, or 'owner' (the contact's owner_email)"
+            )
+        if not config.get("subject"):
+            errors.append(f"{where}.subject: a subject")
+        return errors
+
+    def run(self, ctx: StepContext) -> Outcome:
+        config = ctx.step.config
+        to = config["to"]
+        if to == "owner":
+            to = (ctx.contact.attributes or {}).get("owner_email") or ""
+            if not EMAIL.match(str(to)):
+                return Outcome("skipped", reason="the contact has no owner_email")
+        data = {
+            "contact": {
+                "email": ctx.contact.email or "",
+                "name": ctx.contact.full_name,
+                "attributes": ctx.contact.attributes or {},
+            },
+            "event": ctx.enrollment.trigger_event,
+            "workflow": {"name": ctx.enrollment.workflow.name},
+        }
+        try:
+            subject = render_string(
+                config["subject"], data, html=False, field="subject"
+            )
+            body = render_string(
+                config.get("body") or "", data, html=False, field="body"
+            )
+        except RenderError as exc:
+            return Outcome("failed", reason=str(exc))
+        from ..tasks import send_internal_email
+
+        jobs.enqueue(
+            send_internal_email,
+            to,
+            subject,
+            body,
+            queue="email",
+            job_id=f"notify-{ctx.enrollment.pk}-{ctx.step.pk}",
+        )
+        return Outcome(
+            "notified", reason=f"told {to}", detail={"to": to, "subject": subject}
+        )
+
+    def describe(self, config):
+        return f"Notify {config.get('to')}"
+
+
+register_step(SendEmail())
+register_step(Notify())

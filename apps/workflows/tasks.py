@@ -1,0 +1,23 @@
+"""RQ entry points for workflows: ids in, one service call each, nothing else."""
+
+from django.core.mail import EmailMessage, mailers
+
+from .engine import enrollment_advance
+from .steps.webhook import webhook_deliver
+
+
+def advance_enrollments(enrollment_ids: list[int]) -> dict[str, int]:
+    outcomes: dict[str, int] = {}
+    for enrollment_id in enrollment_ids:
+        outcome = enrollment_advance(enrollment_id=enrollment_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def deliver_webhook(delivery_id: int) -> str:
+    return webhook_deliver(delivery_id=delivery_id)
+
+
+def send_internal_email(to: str, subject: str, body: str) -> None:
+    """A notify step's email to the team (not marketing: no consent, no tracking)."""
+    mailers.default.send_messages([EmailMessage(subject=subject, body=body, to=[to])])

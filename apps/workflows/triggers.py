@@ -1,0 +1,377 @@
+"""Trigger types: what starts a run. Event-like triggers fire from the ingestion
+job; time-based ones from the scheduler, each contact once per occurrence."""
+
+import abc
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from croniter import croniter
+
+from apps.contacts.models import Contact
+from apps.segments.conditions import (
+    ConditionError,
+    check,
+    event_matches_filters,
+    filters_errors,
+    matching_contacts,
+)
+
+TIME = "time"
+EVENT = "event"
+MANUAL = "manual"
+
+
+class TriggerType(abc.ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    kind: ClassVar[str]  # EVENT, TIME or MANUAL
+
+    @abc.abstractmethod
+    def validate(self, config: dict, where: str) -> list[str]:
+        """Errors in the trigger's config."""
+
+    def event_name(self, config: dict) -> str:
+        """For event triggers: the event name they listen to (the index key)."""
+        return ""
+
+    def matches(self, config: dict, event) -> tuple[bool, str]:
+        """For event triggers: (fires?, why not)."""
+        return False, "not an event trigger"
+
+    def due(
+        self, config: dict, now: dt.datetime, last: dt.datetime | None
+    ) -> Iterator[tuple[int, str]]:
+        """For time triggers: (contact id, occurrence key) pairs due now."""
+        return iter(())
+
+    def describe(self, config: dict) -> str:
+        return self.label
+
+
+TRIGGER_TYPES: dict[str, TriggerType] = {}
+
+
+def register_trigger(trigger: TriggerType) -> TriggerType:
+    TRIGGER_TYPES[trigger.name] = trigger
+    return trigger
+
+
+def _name_required(config: dict, key: str, where: str) -> list[str]:
+    value = config.get(key)
+    return [] if isinstance(value, str) and value else [f"{where}.{key}: required"]
+
+
+class EventTrigger(TriggerType):
+    name, label, kind = "event", "An event happens", EVENT
+
+    def validate(self, config, where):
+        return _name_required(config, "event", where) + filters_errors(
+            config.get("where"), f"{where}.where"
+        )
+
+    def event_name(self, config):
+        return config["event"]
+
+    def matches(self, config, event):
+        if event_matches_filters(
+            event.properties, config.get("where"), now=event.timestamp
+        ):
+            return True, ""
+        return False, "the trigger's property filter did not match"
+
+    def describe(self, config):
+        where = " (filtered)" if config.get("where") else ""
+        return f"When {config.get('event')} happens{where}"
+
+
+class SegmentTrigger(TriggerType):
+    kind = EVENT
+
+    def __init__(self, entered: bool) -> None:
+        self.entered = entered
+        self.name = "segment_entered" if entered else "segment_exited"
+        self.label = "Enters a segment" if entered else "Leaves a segment"
+
+    def validate(self, config, where):
+        value = config.get("segment")
+        return (
+            []
+            if isinstance(value, int) and not isinstance(value, bool)
+            else [f"{where}.segment: a segment id"]
+        )
+
+    def event_name(self, config):
+        return self.name
+
+    def matches(self, config, event):
+        if (event.properties or {}).get("segment_id") == config["segment"]:
+            return True, ""
+        return False, "another segment"
+
+    def describe(self, config):
+        return f"{self.label} #{config.get('segment')}"
+
+
+class EmailTrigger(TriggerType):
+    name, label, kind = "email", "Email engagement", EVENT
+    ACTIONS = (
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "unsubscribed",
+        "complained",
+    )
+
+    def validate(self, config, where):
+        if config.get("action") not in self.ACTIONS:
+            return [f"{where}.action: one of {', '.join(self.ACTIONS)}"]
+        return []
+
+    def event_name(self, config):
+        return f"email_{config['action']}"
+
+    def matches(self, config, event):
+        template = config.get("template")
+        if template and (event.properties or {}).get("template") != template:
+            return False, f"not the template “{template}”"
+        return True, ""
+
+    def describe(self, config):
+        return f"Email {config.get('action')}" + (
+            f" (“{config['template']}”)" if config.get("template") else ""
+        )
+
+
+class ScoreTrigger(TriggerType):
+    name, label, kind = "score", "Score crosses a threshold", EVENT
+
+    def validate(self, config, where):
+        value = config.get("threshold")
+        return (
+            []
+            if isinstance(value, int) and not isinstance(value, bool)
+            else [f"{where}.threshold: a whole number"]
+        )
+
+    def event_name(self, config):
+        return "score_changed"
+
+    def matches(self, config, event):
+        props = event.properties or {}
+        old, new, threshold = (
+            props.get("old", 0),
+            props.get("new", 0),
+            config["threshold"],
+        )
+        if old < threshold <= new:
+            return True, ""
+        return False, f"score went {old} -> {new}, not across {threshold}"
+
+    def describe(self, config):
+        return f"Score reaches {config.get('threshold')}"
+
+
+class DateTrigger(TriggerType):
+    """Anniversary of a date attribute (birthday, renewal), N days before, once a year."""
+
+    name, label, kind = "date", "A date comes round", TIME
+
+    def validate(self, config, where):
+        errors = _name_required(config, "attribute", where)
+        days = config.get("days_before", 0)
+        if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 366:
+            errors.append(f"{where}.days_before: 0-366")
+        return errors
+
+    def due(self, config, now, last):
+        condition = {
+            "attribute": config["attribute"],
+            "op": "anniversary",
+            "value": config.get("days_before", 0),
+        }
+        for contact_id in (
+            matching_contacts(condition, now=now)
+            .values_list("pk", flat=True)
+            .iterator()
+        ):
+            yield contact_id, f"{config['attribute']}:{now.year}"
+
+    def describe(self, config):
+        before = config.get("days_before", 0)
+        return (
+            f"{before} days before {config.get('attribute')}"
+            if before
+            else f"On {config.get('attribute')}"
+        )
+
+
+class RelativeTrigger(TriggerType):
+    """N days after (or before, negative) a date attribute: "3 days after signup"."""
+
+    name, label, kind = "relative", "Some days after a date", TIME
+
+    def validate(self, config, where):
+        errors = _name_required(config, "attribute", where)
+        days = config.get("days_after")
+        if (
+            not isinstance(days, int)
+            or isinstance(days, bool)
+            or not -3650 <= days <= 3650
+        ):
+            errors.append(f"{where}.days_after: whole days (negative = before)")
+        return errors
+
+    def due(self, config, now, last):
+        days = config["days_after"]
+        attribute = config["attribute"]
+        if days >= 0:
+            condition = {
+                "all": [{"attribute": attribute, "op": "within_past", "value": days}]
+            }
+            if days > 0:
+                condition["all"].append(
+                    {"attribute": attribute, "op": "more_than_past", "value": days - 1}
+                )
+        else:
+            condition = {
+                "all": [{"attribute": attribute, "op": "within_future", "value": -days}]
+            }
+            if days < -1:
+                condition["all"].append(
+                    {
+                        "attribute": attribute,
+                        "op": "more_than_future",
+                        "value": -days - 1,
+                    }
+                )
+        if attribute in {"created_at", "first_seen_at", "last_seen_at"}:
+            # timestamps: the whole day, days ago
+            start = (now - dt.timedelta(days=days)).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
+            rows = Contact.objects.filter(
+                **{
+                    f"{attribute}__gte": start,
+                    f"{attribute}__lt": start + dt.timedelta(days=1),
+                }
+            )
+        else:
+            rows = matching_contacts(condition, now=now)
+        for contact_id in rows.values_list("pk", flat=True).iterator():
+            yield contact_id, f"{attribute}{days:+d}"
+
+    def describe(self, config):
+        days = config.get("days_after", 0)
+        return f"{abs(days)} days {'after' if days >= 0 else 'before'} {config.get('attribute')}"
+
+
+class InactivityTrigger(TriggerType):
+    """No event in N days (win-back); again after each new spell of activity."""
+
+    name, label, kind = "inactivity", "Inactive for a while", TIME
+
+    def validate(self, config, where):
+        days = config.get("days")
+        return (
+            []
+            if isinstance(days, int) and not isinstance(days, bool) and days > 0
+            else [f"{where}.days: a number of days"]
+        )
+
+    def due(self, config, now, last):
+        cutoff = now - dt.timedelta(days=config["days"])
+        rows = Contact.objects.filter(last_seen_at__lt=cutoff).values_list(
+            "pk", "last_seen_at"
+        )
+        for contact_id, last_seen in rows.iterator():
+            yield contact_id, f"inactive-since:{last_seen:%Y%m%d%H%M%S}"
+
+    def describe(self, config):
+        return f"No activity for {config.get('days')} days"
+
+
+class ScheduleTrigger(TriggerType):
+    """A cron schedule in each contact's own timezone, for an optional audience."""
+
+    name, label, kind = "schedule", "On a schedule", TIME
+
+    def validate(self, config, where):
+        errors = []
+        if not isinstance(config.get("cron"), str) or not croniter.is_valid(
+            config["cron"]
+        ):
+            errors.append(
+                f"{where}.cron: a cron expression like '0 9 * * 1' (9:00 on Mondays)"
+            )
+        if config.get("audience") is not None:
+            try:
+                check(config["audience"])
+            except ConditionError as exc:
+                errors += [f"{where}.audience: {e}" for e in exc.errors]
+        return errors
+
+    def due(self, config, now, last):
+        last = last or now - dt.timedelta(minutes=5)
+        audience = config.get("audience")
+        base = (
+            matching_contacts(audience, now=now) if audience else Contact.objects.all()
+        )
+        zones = base.order_by().values_list("timezone", flat=True).distinct()
+        for name in zones:
+            occurrence = _last_occurrence(config["cron"], name, now)
+            if occurrence is None or not last < occurrence <= now:
+                continue
+            for contact_id in (
+                base.filter(timezone=name).values_list("pk", flat=True).iterator()
+            ):
+                yield contact_id, f"cron:{occurrence:%Y%m%d%H%M}"
+
+    def describe(self, config):
+        return f"On schedule {config.get('cron')} (contact's time)"
+
+
+def _last_occurrence(
+    expression: str, zone_name: str, now: dt.datetime
+) -> dt.datetime | None:
+    try:
+        zone = zoneinfo.ZoneInfo(zone_name) if zone_name else dt.UTC
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    local_now = now.astimezone(zone)
+    previous = croniter(expression, local_now + dt.timedelta(seconds=1)).get_prev(
+        dt.datetime
+    )
+    return previous.astimezone(dt.UTC)
+
+
+class ManualTrigger(TriggerType):
+    name, label, kind = "manual", "Added by hand or the API", MANUAL
+
+    def validate(self, config, where):
+        return []
+
+    def describe(self, config):
+        return "Enrolled by hand or through the API"
+
+
+for _trigger in (
+    EventTrigger(),
+    SegmentTrigger(True),
+    SegmentTrigger(False),
+    EmailTrigger(),
+    ScoreTrigger(),
+    DateTrigger(),
+    RelativeTrigger(),
+    InactivityTrigger(),
+    ScheduleTrigger(),
+    ManualTrigger(),
+):
+    register_trigger(_trigger)
+
+
+def trigger_of(definition: dict) -> tuple[TriggerType, dict[str, Any]]:
+    config = dict(definition.get("trigger") or {})
+    return TRIGGER_TYPES[config.pop("type")], config
