@@ -202,6 +202,9 @@ NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
+# A running enrollment (or webhook) untouched this long lost its job (a killed
+# worker, a flushed Redis): the tick hands it to a worker again.
+NUDGE_STALE_SECONDS = envint("NUDGE_STALE_SECONDS", 30)
 # Signs webhook steps' POSTs (X-Nudge-Signature); give receivers this secret.
 NUDGE_WEBHOOK_SECRET = (
     os.environ.get("NUDGE_WEBHOOK_SECRET", "") or f"whsec-{SECRET_KEY}"

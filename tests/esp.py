@@ -49,3 +49,27 @@ class FlakyEspBackend(AnymailTestBackend):
                 }
             }
         return super().post_to_esp(payload, message)
+
+
+class RecordingBackend(AnymailTestBackend):
+    """For tests with real worker processes: each email handed over is appended to
+    the file NUDGE_TEST_OUTBOX as "<Message-ID> <recipient>". The first email to a
+    ``slow@`` address hangs (after leaving a marker file), so a test can kill the
+    worker in the middle of a send."""
+
+    def post_to_esp(self, payload, message):
+        import os
+        import threading
+
+        outbox = os.environ["NUDGE_TEST_OUTBOX"]
+        marker = outbox + ".sending"
+        if message.to[0].startswith("slow@") and not os.path.exists(marker):
+            with open(marker, "w") as handle:
+                handle.write(message.extra_headers.get("Message-ID", ""))
+            threading.Event().wait(120)  # the test SIGKILLs us here
+        response = super().post_to_esp(payload, message)
+        with open(outbox, "a") as handle:
+            handle.write(f"{message.extra_headers.get('Message-ID')} {message.to[0]}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return response

@@ -135,26 +135,30 @@ def on_events_ingested(*, events) -> None:
 
 # A due enrollment whose job should already have run gets this much grace first.
 GRACE = dt.timedelta(seconds=2)
-# Running enrollments not touched for this long lost their job (worker killed, Redis
-# flushed): hand them to a worker again. Steps are idempotent, so a false alarm is safe.
-STALE = dt.timedelta(seconds=30)
 PER_TICK = 5_000
 
 
+def _stale() -> dt.timedelta:
+    """Running enrollments (and webhooks) untouched this long lost their job (worker
+    killed, Redis flushed). Steps are idempotent, so a false alarm is safe."""
+    return dt.timedelta(seconds=django_settings.NUDGE_STALE_SECONDS)
+
+
 def enrollments_due(*, now: dt.datetime) -> int:
-    """Tick task: re-enqueue enrollments that are due and not in flight."""
+    """Tick task: re-enqueue enrollments that are due and not in flight.
+
+    "Not in flight" is last_advanced_at: the engine stamps it on every move, and this
+    task stamps what it hands over, so a backlog is not enqueued again every tick.
+    """
     live = Q(workflow__status=Workflow.Status.ACTIVE) | Q(is_test=True)
-    due = Enrollment.objects.filter(live).filter(
-        Q(status=Enrollment.Status.WAITING, resume_at__lte=now - GRACE)
-        | Q(
-            status=Enrollment.Status.WAITING,
-            resume_outlet__gt="",
-            last_advanced_at__lte=now - STALE,
-        )
-        | Q(status=Enrollment.Status.ACTIVE, last_advanced_at__lte=now - STALE)
+    due = Enrollment.objects.filter(live, last_advanced_at__lte=now - _stale()).filter(
+        Q(status=Enrollment.Status.ACTIVE)
+        | Q(status=Enrollment.Status.WAITING, resume_at__lte=now - GRACE)
+        | Q(status=Enrollment.Status.WAITING, resume_outlet__gt="")
     )
     ids = list(due.order_by("resume_at").values_list("pk", flat=True)[:PER_TICK])
     if ids:
+        Enrollment.objects.filter(pk__in=ids).update(last_advanced_at=now)
         enqueue_advance(ids)
     return len(ids)
 
@@ -198,7 +202,7 @@ def webhooks_due(*, now: dt.datetime) -> int:
     from .steps.webhook import enqueue_delivery
 
     due = WebhookDelivery.objects.filter(
-        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - STALE
+        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now - _stale()
     )[:PER_TICK]
     count = 0
     for delivery in due:
