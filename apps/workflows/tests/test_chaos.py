@@ -56,13 +56,15 @@ def processes(tmp_path, require_postgres):
         "RQ_LOG_LEVEL": "WARNING",
     }
     started: list[subprocess.Popen] = []
+    logs = []
 
     def start(*args: str, log: str) -> subprocess.Popen:
+        logs.append(open(tmp_path / log, "w"))  # noqa: SIM115 - closed below
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), *args],
             cwd=ROOT,
             env=env,
-            stdout=open(tmp_path / log, "w"),
+            stdout=logs[-1],
             stderr=subprocess.STDOUT,
         )
         started.append(process)
@@ -90,6 +92,8 @@ def processes(tmp_path, require_postgres):
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+    for log in logs:
+        log.close()
 
 
 def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice(

@@ -47,7 +47,7 @@ def test_a_paused_workflow_holds_its_contacts_and_resuming_continues(
     make_workflow, customer, settle, later, outbox, frozen_clock
 ):
     workflow = make_workflow("Hold", **WAIT_THEN_SEND)
-    enrollment, _ = enrollment_start(workflow=workflow, contact=customer("p1"))
+    enrollment_start(workflow=workflow, contact=customer("p1"))
     settle()
     assert workflow_pause(workflow=workflow) == 1
     later(hours=2)
