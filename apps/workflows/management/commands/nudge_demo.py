@@ -2,7 +2,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from apps.campaigns.demo import demo_messages
+from apps.campaigns.demo import demo_templates
 from apps.events.demo import demo_history, demo_source
+from apps.workflows.demo import demo_workflows
 
 DEMO_USER = "admin"
 DEMO_PASSWORD = "admin"  # noqa: S105 - the documented demo login
@@ -19,6 +21,9 @@ class Command(BaseCommand):
         source = demo_source()
         events = demo_history()
         emails = demo_messages()
+        demo_templates()
+        if demo_workflows():
+            self.stdout.write("Active workflow: Cart abandonment (demo).")
         self.stdout.write(
             f"Demo source {source.name!r} (key {source.public_key}); "
             f"{events} demo events and {emails} demo emails added. Sent mail: "
