@@ -8,8 +8,8 @@ from django.utils.html import format_html
 
 from apps.contacts.panels import register_contact_action
 
-from .definition import validate_definition
-from .models import (
+from ..definition import validate_definition
+from ..models import (
     Enrollment,
     StepRun,
     TriggerDecision,
@@ -17,7 +17,7 @@ from .models import (
     Workflow,
     WorkflowVersion,
 )
-from .services import (
+from ..services import (
     DefinitionError,
     enroll_manually,
     workflow_activate,
@@ -89,9 +89,15 @@ class WorkflowAdmin(admin.ModelAdmin):
     readonly_fields = ["status"]
     actions = ["activate", "pause", "resume", "archive"]
 
+    def get_urls(self):
+        from .editor import editor_urls
+        from .reports import report_urls
+
+        return [*editor_urls(self), *report_urls(self), *super().get_urls()]
+
     @admin.display(description="trigger")
     def trigger(self, obj: Workflow) -> str:
-        from .triggers import trigger_of
+        from ..triggers import trigger_of
 
         if not obj.current_version:
             return ""
