@@ -22,7 +22,11 @@ CART_ABANDONMENT = {
             },
             "next": {"happened": "", "timed_out": "reminder"},
         },
-        {"key": "reminder", "type": "send_email", "config": {"template": "Cart reminder"}},
+        {
+            "key": "reminder",
+            "type": "send_email",
+            "config": {"template": "Cart reminder"},
+        },
     ],
 }
 

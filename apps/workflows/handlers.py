@@ -73,14 +73,27 @@ def _goal_exit_events(index: _Index, version) -> set[str]:
 def on_events_ingested(*, events) -> None:
     """New events: start runs, resume waits for them, end runs whose goal or exit
     they satisfy (a purchase during a wait converts at once, not at the timeout)."""
-    now = clock.now()
     index = trigger_index()
+    to_advance = react_to_events(events, by_event=index.by_event, index=index)
+    if to_advance:
+        enqueue_advance(to_advance)
+
+
+def react_to_events(
+    events, *, by_event: dict, index: _Index, only_workflow=None
+) -> list[int]:
+    """The work of on_events_ingested; returns the enrollments to advance. The
+    simulator calls it with its own workflow only."""
+    now = clock.now()
     to_advance: list[int] = []
     contact_ids = {e.contact_id for e in events}
+    running = Enrollment.objects.filter(
+        contact_id__in=contact_ids, status__in=Enrollment.RUNNING
+    )
+    if only_workflow is not None:
+        running = running.filter(workflow=only_workflow)
     running = list(
-        Enrollment.objects.filter(
-            contact_id__in=contact_ids, status__in=Enrollment.RUNNING
-        ).select_related("version", "contact", "current_step", "workflow")
+        running.select_related("version", "contact", "current_step", "workflow")
     )
     for event in events:
         for enrollment in running:
@@ -106,7 +119,7 @@ def on_events_ingested(*, events) -> None:
                     pk=enrollment.pk, status=Enrollment.Status.WAITING
                 ).update(resume_outlet="happened", resume_at=now)
                 to_advance.append(enrollment.pk)
-        for workflow in index.by_event.get(event.name, []):
+        for workflow in by_event.get(event.name, []):
             kind, config = trigger_of(workflow.current_version.definition)
             fires, why_not = kind.matches(config, event)
             if not fires:
@@ -127,8 +140,7 @@ def on_events_ingested(*, events) -> None:
             )
             if enrollment is not None:
                 to_advance.append(enrollment.pk)
-    if to_advance:
-        enqueue_advance(to_advance)
+    return to_advance
 
 
 # -- tick tasks -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ class Workflow(models.Model):
     )
     current_version = models.ForeignKey(
         "WorkflowVersion",
-        on_delete=models.PROTECT,
+        on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
@@ -115,7 +115,7 @@ class Enrollment(models.Model):
         Workflow, on_delete=models.CASCADE, related_name="enrollments"
     )
     version = models.ForeignKey(
-        WorkflowVersion, on_delete=models.PROTECT, related_name="+"
+        WorkflowVersion, on_delete=models.RESTRICT, related_name="+"
     )
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="enrollments"
@@ -124,7 +124,7 @@ class Enrollment(models.Model):
         max_length=10, choices=Status.choices, default=Status.ACTIVE
     )
     current_step = models.ForeignKey(
-        Step, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        Step, on_delete=models.RESTRICT, null=True, blank=True, related_name="+"
     )
     resume_at = models.DateTimeField(null=True, blank=True)
     # Set when the awaited event arrived: the outlet to leave the wait by.

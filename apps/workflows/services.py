@@ -337,3 +337,80 @@ def enrollments_move_to_contact(*, source_id: int, target_id: int) -> dict[str, 
     moved = Enrollment.objects.filter(contact_id=source_id).update(contact_id=target_id)
     TriggerDecision.objects.filter(contact_id=source_id).update(contact_id=target_id)
     return {"enrollments": moved}
+
+
+@transaction.atomic
+def enrollments_move_to_current_version(
+    *, workflow: Workflow
+) -> tuple[int, dict[str, int]]:
+    """Move running enrollments on older versions to the current one, step by key.
+
+    An enrollment whose current step no longer exists stays on its version (nobody is
+    stranded). Returns (moved, {reason: count} for those that stayed).
+    """
+    current = workflow.current_version
+    steps = {s.key: s for s in current.steps.all()}
+    moved, stayed = 0, {}
+    running = (
+        Enrollment.objects.select_for_update(of=("self",))
+        .filter(workflow=workflow, status__in=Enrollment.RUNNING)
+        .exclude(version=current)
+        .select_related("current_step", "version")
+    )
+    for enrollment in running:
+        key = enrollment.current_step.key if enrollment.current_step else None
+        if key is not None and key not in steps:
+            reason = f"step “{key}” is not in version {current.number}"
+            stayed[reason] = stayed.get(reason, 0) + 1
+            continue
+        enrollment.version = current
+        enrollment.current_step = steps.get(key) if key else None
+        enrollment.save(update_fields=["version", "current_step"])
+        moved += 1
+    return moved, stayed
+
+
+def why_not_enrolled(*, workflow: Workflow, contact: Contact) -> list[str]:
+    """Why this contact did not (or would not now) get this workflow, in sentences."""
+    from .triggers import trigger_of
+
+    now = clock.now()
+    lines = []
+    runs = Enrollment.objects.filter(workflow=workflow, contact=contact).order_by(
+        "-entered_at"
+    )
+    for run in runs[:5]:
+        lines.append(
+            f"Enrolled {run.entered_at:%Y-%m-%d %H:%M} (run #{run.pk}): {run.status}"
+            + (f", {run.exit_reason}" if run.exit_reason else "")
+        )
+    for decision in TriggerDecision.objects.filter(workflow=workflow, contact=contact)[
+        :10
+    ]:
+        lines.append(
+            f"{decision.decided_at:%Y-%m-%d %H:%M} {decision.event_name or 'trigger'}: not enrolled, {decision.reason}"
+        )
+    if workflow.status != Workflow.Status.ACTIVE:
+        lines.append(
+            f"The workflow is {workflow.status}: nobody is enrolled until it is active."
+        )
+    definition = workflow.current_version.definition
+    kind, config = trigger_of(definition)
+    if not runs and not lines:
+        lines.append(f"No trigger for this contact yet ({kind.describe(config)}).")
+    entry = definition.get("entry_condition")
+    if entry:
+        holds = evaluate(entry, contact, now=now)
+        lines.append(
+            f"Entry condition now: {describe(entry)}: {'met' if holds else 'not met'}."
+        )
+    block = reentry_block(workflow, contact.pk, definition, now)
+    if block:
+        lines.append(f"Now: {block}.")
+    if contact.email_consent != "subscribed":
+        lines.append(
+            f"Email consent is {contact.email_consent}: marketing email is suppressed."
+        )
+    if not contact.email:
+        lines.append("The contact has no email address.")
+    return lines

@@ -76,6 +76,7 @@ class StepRunInline(admin.TabularInline):
 @admin.register(Workflow)
 class WorkflowAdmin(admin.ModelAdmin):
     form = WorkflowForm
+    change_form_template = "admin/workflows/workflow/change_form.html"
     list_display = [
         "name",
         "status",
@@ -91,9 +92,15 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         from .editor import editor_urls
+        from .pages import page_urls
         from .reports import report_urls
 
-        return [*editor_urls(self), *report_urls(self), *super().get_urls()]
+        return [
+            *editor_urls(self),
+            *report_urls(self),
+            *page_urls(self),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="trigger")
     def trigger(self, obj: Workflow) -> str:

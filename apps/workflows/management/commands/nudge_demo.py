@@ -1,8 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from apps.campaigns.demo import demo_messages
-from apps.campaigns.demo import demo_templates
+from apps.campaigns.demo import demo_messages, demo_templates
 from apps.events.demo import demo_history, demo_source
 from apps.workflows.demo import demo_workflows
 
