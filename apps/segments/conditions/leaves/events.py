@@ -1,10 +1,9 @@
-"""The built-in leaf types. Each answers the same question twice: in SQL over all
-contacts, and in Python for one; tests/test_conditions_agree.py holds them to it."""
+"""Event leaves: counts in a window, sequences, the last event's property."""
 
 import datetime as dt
 from typing import Any
 
-from .base import (
+from ..base import (
     Env,
     EventFact,
     Facts,
@@ -13,225 +12,33 @@ from .base import (
     describe_window,
     humanize,
     join,
-    register_leaf,
     validate_window,
     window_delta,
     window_start,
 )
-from .sql import (
+from ..sql import (
     Dialect,
     Fragment,
     JsonRef,
-    column_compare,
-    datetime_matches,
     json_compare,
 )
-from .values import (
-    DATE_OPS,
+from ..values import (
     MISSING,
-    ORDER_OPS,
-    RELATIVE_DATE_OPS,
-    TEXT_OPS,
     Today,
     compare,
     dig,
-    is_number,
     validate_comparison,
     validate_path,
 )
-
-EVENTS = "events_event"
-MEMBERSHIPS = "segments_segmentmembership"
-
-OP_WORDS = {
-    "eq": "is",
-    "ne": "is not",
-    "gt": "is more than",
-    "gte": "is at least",
-    "lt": "is less than",
-    "lte": "is at most",
-    "contains": "contains",
-    "starts_with": "starts with",
-    "in": "is one of",
-    "exists": "is set",
-    "not_exists": "is not set",
-    "before": "is before",
-    "after": "is after",
-    "within_past": "is within the last",
-    "more_than_past": "is more than",
-    "within_future": "is within the next",
-    "more_than_future": "is more than",
-    "anniversary": "has its anniversary",
-}
-
-
-def describe_comparison(subject: str, op: str, value: Any) -> str:
-    words = OP_WORDS.get(op, op)
-    if op in {"exists", "not_exists"}:
-        return f"{subject} {words}"
-    if op == "in":
-        return f"{subject} {words} " + join((_show(v) for v in value), "or")
-    if op == "within_past":
-        return f"{subject} {words} {value} days"
-    if op == "more_than_past":
-        return f"{subject} {words} {value} days ago"
-    if op == "within_future":
-        return f"{subject} {words} {value} days"
-    if op == "more_than_future":
-        return f"{subject} {words} {value} days from now"
-    if op == "anniversary":
-        return f"{subject} {words} " + (f"in {value} days" if value else "today")
-    return f"{subject} {words} {_show(value)}"
-
-
-def _show(value: Any) -> str:
-    if value is None or value == "":
-        return "…"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"“{value}”"
-    return str(value)
-
-
-def _where_errors(filters: Any, where: str) -> list[str]:
-    if filters in (None, []):
-        return []
-    if not isinstance(filters, list):
-        return [f"{where}: property filters are a list"]
-    errors = []
-    for i, item in enumerate(filters):
-        here = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            errors.append(f"{here}: a filter is {{'property', 'op', 'value'}}")
-            continue
-        errors += validate_path(item.get("property"), f"{here}.property")
-        errors += validate_comparison(item.get("op"), item.get("value"), here)
-    return errors
-
-
-def _where_sql(d: Dialect, alias: str, filters: list | None) -> Fragment:
-    parts, params = [], []
-    for item in filters or []:
-        ref = JsonRef(f"{alias}.properties", (), tuple(item["property"].split(".")))
-        sql, p = json_compare(d, ref, item["op"], item.get("value"))
-        parts.append(sql)
-        params += p
-    return (" AND ".join(parts) or "(1=1)"), params
-
-
-def _where_matches(event: EventFact, filters: list | None, today: Today) -> bool:
-    return all(
-        compare(
-            dig(event.properties, item["property"].split(".")),
-            item["op"],
-            item.get("value"),
-            today=today,
-        )
-        for item in filters or []
-    )
-
-
-def _describe_where(filters: list | None) -> str:
-    if not filters:
-        return ""
-    return " where " + join(
-        (describe_comparison(f["property"], f["op"], f.get("value")) for f in filters),
-        "and",
-    )
-
-
-def _ts(d: Dialect, value: dt.datetime) -> Any:
-    return d.ts(value)
-
-
-# -- attribute ------------------------------------------------------------------------
-
-BUILTIN = {
-    "email": ("email", "text"),
-    "first_name": ("first_name", "text"),
-    "last_name": ("last_name", "text"),
-    "phone": ("phone", "text"),
-    "timezone": ("timezone", "text"),
-    "locale": ("locale", "text"),
-    "user_id": ("external_id", "text"),
-    "email_consent": ("email_consent", "text"),
-    "score": ("score", "number"),
-    "created_at": ("created_at", "datetime"),
-    "first_seen_at": ("first_seen_at", "datetime"),
-    "last_seen_at": ("last_seen_at", "datetime"),
-}
-KIND_OPS = {
-    "text": {"eq", "ne", "in", "exists", "not_exists", *ORDER_OPS, *TEXT_OPS},
-    "number": {"eq", "ne", "in", "exists", "not_exists", *ORDER_OPS},
-    "datetime": {"exists", "not_exists", *DATE_OPS},
-}
-
-
-def attribute_path(name: str) -> list[str]:
-    return name.removeprefix("attributes.").split(".")
-
-
-class AttributeLeaf(Leaf):
-    """{"attribute": "plan", "op": "eq", "value": "pro"}: a field or a trait."""
-
-    key = "attribute"
-
-    def validate(self, node: dict, where: str) -> list[str]:
-        name, op, value = node.get("attribute"), node.get("op"), node.get("value")
-        if name in BUILTIN:
-            _column, kind = BUILTIN[name]
-            if op not in KIND_OPS[kind]:
-                return [f"{where}.op: {op!r} does not apply to {name} ({kind})"]
-            errors = validate_comparison(op, value, where)
-            wants_number = kind == "number" and op not in {"exists", "not_exists"}
-            values = value if isinstance(value, list) else [value]
-            if wants_number and not all(is_number(v) for v in values):
-                errors.append(f"{where}.value: {name} is a number")
-            wants_text = kind == "text" and op not in {"exists", "not_exists"}
-            if wants_text and not all(isinstance(v, str) for v in values):
-                errors.append(f"{where}.value: {name} is text")
-            return errors
-        errors = validate_path(
-            name.removeprefix("attributes.") if isinstance(name, str) else name,
-            f"{where}.attribute",
-        )
-        return errors + validate_comparison(op, value, where)
-
-    def sql(self, node: dict, d: Dialect, contact: str) -> Fragment:
-        name, op, value = node["attribute"], node["op"], node.get("value")
-        if name in BUILTIN:
-            column, kind = BUILTIN[name]
-            return column_compare(d, f'{contact}."{column}"', kind, op, value)
-        ref = JsonRef(f'{contact}."attributes"', (), tuple(attribute_path(name)))
-        return json_compare(d, ref, op, value, tz_sql=f'{contact}."timezone"')
-
-    def matches(self, node: dict, facts: Facts, env: Env) -> bool:
-        name, op, value = node["attribute"], node["op"], node.get("value")
-        contact = facts.contact
-        if name in BUILTIN:
-            column, kind = BUILTIN[name]
-            actual = getattr(contact, column)
-            if kind == "datetime":
-                return datetime_matches(actual, op, value, env.now)
-            if kind == "text":
-                actual = actual if actual else MISSING
-            return compare(actual, op, value, today=Today(env.now))
-        actual = dig(contact.attributes or {}, attribute_path(name))
-        return compare(
-            actual, op, value, today=Today(env.now), timezone=contact.timezone or None
-        )
-
-    def describe(self, node: dict) -> str:
-        name = node.get("attribute", "")
-        subject = humanize(name.removeprefix("attributes.").replace(".", " "))
-        return describe_comparison(subject, node.get("op"), node.get("value"))
-
-    def collect(self, node: dict, refs: Refs) -> None:
-        refs.attributes.add(node["attribute"].removeprefix("attributes.").split(".")[0])
-        if node.get("op") in RELATIVE_DATE_OPS | {"anniversary"}:
-            refs.time_based = True
-
+from .common import (
+    EVENTS,
+    _describe_where,
+    _ts,
+    _where_errors,
+    _where_matches,
+    _where_sql,
+    describe_comparison,
+)
 
 # -- event count ----------------------------------------------------------------------
 
@@ -587,179 +394,4 @@ class LastEventLeaf(Leaf):
         _collect_event(refs, node["last_event"], None)
 
 
-# -- segment, email engagement, score, consent ----------------------------------------
-
-
-class SegmentLeaf(Leaf):
-    """{"segment": 12}: a member of that segment now."""
-
-    key = "segment"
-
-    def validate(self, node: dict, where: str) -> list[str]:
-        value = node.get("segment")
-        if not isinstance(value, int) or isinstance(value, bool):
-            return [f"{where}.segment: a segment id is required"]
-        return []
-
-    def sql(self, node: dict, d: Dialect, contact: str) -> Fragment:
-        return (
-            f"EXISTS (SELECT 1 FROM {MEMBERSHIPS} m "
-            f'WHERE m.contact_id = {contact}."id" '
-            "AND m.segment_id = %s AND m.exited_at IS NULL)",
-            [node["segment"]],
-        )
-
-    def matches(self, node: dict, facts: Facts, env: Env) -> bool:
-        return node["segment"] in facts.segment_ids
-
-    def describe(self, node: dict) -> str:
-        from apps.segments.models import Segment
-
-        segment = Segment.objects.filter(pk=node.get("segment")).first()
-        return f"is in the segment “{segment.name if segment else node.get('segment')}”"
-
-    def collect(self, node: dict, refs: Refs) -> None:
-        refs.segment_ids.add(node["segment"])
-
-
-EMAIL_ACTIONS = [
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "bounced",
-    "complained",
-    "unsubscribed",
-]
-
-
-class EmailLeaf(Leaf):
-    """{"email": "opened", "template": "Cart reminder", "window": ..., "count": ...}:
-    email engagement, read from the email_* events (test sends excluded)."""
-
-    key = "email"
-
-    def as_event(self, node: dict) -> dict:
-        name = (
-            "message_sent"
-            if node.get("email") == "sent"
-            else f"email_{node.get('email')}"
-        )
-        filters = [{"property": "is_test", "op": "ne", "value": True}]
-        if node.get("template"):
-            filters.append(
-                {"property": "template", "op": "eq", "value": node["template"]}
-            )
-        event = {
-            "event": name,
-            "where": filters,
-            "count": node.get("count", DEFAULT_COUNT),
-        }
-        if node.get("window"):
-            event["window"] = node["window"]
-        return event
-
-    def validate(self, node: dict, where: str) -> list[str]:
-        if node.get("email") not in EMAIL_ACTIONS:
-            return [f"{where}.email: one of {', '.join(EMAIL_ACTIONS)}"]
-        if node.get("template") is not None and not isinstance(
-            node.get("template"), str
-        ):
-            return [f"{where}.template: a template name"]
-        return EVENTS_LEAF.validate(self.as_event(node), where)
-
-    def sql(self, node: dict, d: Dialect, contact: str) -> Fragment:
-        return EVENTS_LEAF.sql(self.as_event(node), d, contact)
-
-    def matches(self, node: dict, facts: Facts, env: Env) -> bool:
-        return EVENTS_LEAF.matches(self.as_event(node), facts, env)
-
-    def describe(self, node: dict) -> str:
-        what = f"“{node['template']}”" if node.get("template") else "an email"
-        rule = node.get("count", DEFAULT_COUNT)
-        window = describe_window(node.get("window"))
-        if (rule["op"], rule["value"]) in {("eq", 0), ("lt", 1), ("lte", 0)}:
-            return f"was not {node.get('email')} {what}{window}".replace(
-                "was not opened", "did not open"
-            ).replace("was not clicked", "did not click")
-        return f"{node.get('email')} {what}{window}"
-
-    def collect(self, node: dict, refs: Refs) -> None:
-        EVENTS_LEAF.collect(self.as_event(node), refs)
-
-
-class ScoreLeaf(Leaf):
-    """{"score": {"op": "gte", "value": 50}}."""
-
-    key = "score"
-
-    def validate(self, node: dict, where: str) -> list[str]:
-        rule = node.get("score")
-        if not isinstance(rule, dict) or rule.get("op") not in {"eq", "ne", *ORDER_OPS}:
-            return [f"{where}.score: {{'op': 'gte', 'value': 50}}"]
-        if not is_number(rule.get("value")):
-            return [f"{where}.score.value: a number"]
-        return []
-
-    def sql(self, node: dict, d: Dialect, contact: str) -> Fragment:
-        rule = node["score"]
-        return column_compare(
-            d, f'{contact}."score"', "number", rule["op"], rule["value"]
-        )
-
-    def matches(self, node: dict, facts: Facts, env: Env) -> bool:
-        rule = node["score"]
-        return compare(
-            facts.contact.score, rule["op"], rule["value"], today=Today(env.now)
-        )
-
-    def describe(self, node: dict) -> str:
-        rule = node.get("score", {})
-        return describe_comparison("score", rule.get("op"), rule.get("value"))
-
-    def collect(self, node: dict, refs: Refs) -> None:
-        refs.attributes.add("score")
-
-
-class ConsentLeaf(Leaf):
-    """{"consent": "subscribed"} or {"consent": ["subscribed", "pending"]}."""
-
-    key = "consent"
-
-    def _values(self, node: dict) -> list:
-        value = node.get("consent")
-        return value if isinstance(value, list) else [value]
-
-    def validate(self, node: dict, where: str) -> list[str]:
-        from apps.contacts.models import ConsentStatus
-
-        bad = [v for v in self._values(node) if v not in ConsentStatus.values]
-        if bad or not self._values(node):
-            return [
-                f"{where}.consent: one or more of {', '.join(ConsentStatus.values)}"
-            ]
-        return []
-
-    def sql(self, node: dict, d: Dialect, contact: str) -> Fragment:
-        return column_compare(
-            d, f'{contact}."email_consent"', "text", "in", self._values(node)
-        )
-
-    def matches(self, node: dict, facts: Facts, env: Env) -> bool:
-        return facts.contact.email_consent in self._values(node)
-
-    def describe(self, node: dict) -> str:
-        return "email consent is " + join(self._values(node), "or")
-
-    def collect(self, node: dict, refs: Refs) -> None:
-        refs.attributes.add("email_consent")
-
-
-register_leaf(AttributeLeaf())
-EVENTS_LEAF = register_leaf(EventLeaf())
-register_leaf(SequenceLeaf())
-register_leaf(LastEventLeaf())
-register_leaf(SegmentLeaf())
-register_leaf(EmailLeaf())
-register_leaf(ScoreLeaf())
-register_leaf(ConsentLeaf())
+EVENTS_LEAF = EventLeaf()
