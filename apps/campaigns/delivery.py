@@ -20,6 +20,7 @@ from django.db.models import F
 from django.urls import reverse
 
 from apps.core import clock
+from apps.events.services import event_record
 
 from .context import build_context, link_urls
 from .models import Message
@@ -114,6 +115,19 @@ def message_send(*, message_id: int) -> str:
         subject=rendered.subject,
         error="",
     )
+    if not message.is_test:
+        event_record(
+            contact_id=message.contact_id,
+            name="email_sent",
+            properties={
+                "message_id": message.pk,
+                "template": message.template.name,
+                "campaign_id": message.campaign_id,
+                "enrollment_id": message.enrollment_id,
+            },
+            dedupe_key=f"sent:{message.pk}",
+            process_now=False,
+        )
     logger.info("message sent", extra={**log, "esp_message_id": esp_id})
     return SendOutcome.SENT
 

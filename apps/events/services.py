@@ -325,11 +325,13 @@ def event_record(
     properties: dict,
     dedupe_key: str,
     timestamp: dt.datetime | None = None,
+    process_now: bool = True,
 ) -> Event | None:
     """Record an event Nudge itself observed; None if ``dedupe_key`` was seen before.
 
     It goes through the same processing job as ingested events, so it can trigger
-    and resume workflows and move segment membership.
+    and resume workflows and move segment membership. High-volume facts (one per
+    email sent) pass ``process_now=False`` and are processed by the tick's sweep.
     """
     from .tasks import process_events
 
@@ -350,5 +352,7 @@ def event_record(
             )
     except IntegrityError:
         return None
-    jobs.enqueue(process_events, [event.pk], queue="events")
+    if process_now:
+        jobs.enqueue(process_events, [event.pk], queue="events")
+    # else the tick's sweep processes it with others, in batches of 500
     return event

@@ -235,3 +235,14 @@ def test_a_test_send_goes_to_the_typed_address_marked_as_a_test(
     assert email.to == ["me@agency.example"]
     assert email.subject.startswith("[TEST] Ada")
     assert Message.objects.get().is_test
+
+
+def test_a_sent_message_is_recorded_as_an_email_sent_event(outbox, template, contact):
+    from apps.events.models import Event
+
+    message, _ = message_create(contact=contact, template=template)
+    message_send(message_id=message.pk)
+    event = Event.objects.get(name="email_sent")
+    assert event.contact_id == contact.pk
+    assert event.properties["message_id"] == message.pk
+    assert event.properties["template"] == "Cart reminder"

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.contacts.panels import register_contact_action
@@ -110,6 +111,11 @@ class WorkflowAdmin(admin.ModelAdmin):
             return ""
         kind, config = trigger_of(obj.current_version.definition)
         return kind.describe(config)
+
+    @admin.display(description="report")
+    def report_link(self, obj: Workflow) -> str:
+        url = reverse("admin:workflows_workflow_report", args=[obj.pk])
+        return format_html('<a href="{}">Report</a>', url)
 
     @admin.display(description="running")
     def running(self, obj: Workflow) -> int:

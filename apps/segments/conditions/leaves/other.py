@@ -75,11 +75,7 @@ class EmailLeaf(Leaf):
     key = "email"
 
     def as_event(self, node: dict) -> dict:
-        name = (
-            "message_sent"
-            if node.get("email") == "sent"
-            else f"email_{node.get('email')}"
-        )
+        name = f"email_{node.get('email')}"
         filters = [{"property": "is_test", "op": "ne", "value": True}]
         if node.get("template"):
             filters.append(
