@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
@@ -127,10 +128,11 @@ def _apply(segment: Segment, changes: Changes, now: dt.datetime) -> None:
                 ],
                 ignore_conflicts=True,  # a concurrent job opened it first: fine
             )
+        # A running count: COUNT(*) over a big segment costs milliseconds per event.
+        # The full refresh sets the exact number again.
+        delta = len(changes.entered) - len(changes.exited)
         Segment.objects.filter(pk=segment.pk).update(
-            member_count=SegmentMembership.objects.filter(
-                segment=segment, exited_at__isnull=True
-            ).count()
+            member_count=F("member_count") + delta
         )
         _record_changes(segment, changes, now)
 
@@ -161,20 +163,22 @@ def _record_changes(segment: Segment, changes: Changes, now: dt.datetime) -> Non
         )
         for contact_id in ids
     ]
+    if rows and len(rows) <= EVENT_BATCH:
+        # Few changes (the usual case): insert them with their ids back, and process
+        # them now, not at the next sweep.
+        from apps.events.tasks import process_events
+
+        try:
+            with transaction.atomic():
+                created = Event.objects.bulk_create(rows)
+        except IntegrityError:  # the same change recorded already (a retried job)
+            return
+        jobs.enqueue(process_events, [e.pk for e in created], queue="events")
+        return
     for start in range(0, len(rows), EVENT_BATCH):
         Event.objects.bulk_create(
             rows[start : start + EVENT_BATCH], ignore_conflicts=True
         )
-    if rows and len(rows) <= EVENT_BATCH:
-        # Few changes (the usual case): process them now, not at the next sweep.
-        from apps.events.tasks import process_events
-
-        ids = list(
-            Event.objects.filter(
-                source=source, message_id__in=[r.message_id for r in rows]
-            ).values_list("pk", flat=True)
-        )
-        jobs.enqueue(process_events, ids, queue="events")
 
 
 def _finish_refresh(

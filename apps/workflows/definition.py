@@ -42,7 +42,10 @@ def validate_definition(definition: Any) -> list[str]:
         errors.append(f"trigger.type: one of {', '.join(TRIGGER_TYPES)}")
     else:
         config = {k: v for k, v in trigger.items() if k != "type"}
-        errors += TRIGGER_TYPES[trigger["type"]].validate(config, "trigger")
+        try:
+            errors += TRIGGER_TYPES[trigger["type"]].validate(config, "trigger")
+        except (AttributeError, TypeError, ValueError, KeyError):
+            errors.append(f"trigger: malformed for a {trigger['type']} trigger")
     errors += _condition_errors(definition.get("entry_condition"), "entry_condition")
     errors += _condition_errors(definition.get("exit_condition"), "exit_condition")
     errors += _reentry_errors(definition.get("reentry") or {"rule": "every_time"})
@@ -131,16 +134,29 @@ def validate_steps(steps: Any) -> list[str]:
         if kind is None:
             errors.append(f"{where}.type: one of {', '.join(STEP_TYPES)}")
             continue
-        errors += kind.validate(step.get("config") or {}, f"{where} ({key}).config")
-        allowed = kind.outlet_names(step.get("config") or {})
-        for outlet, target in (step.get("next") or {}).items():
+        config, outlets = step.get("config") or {}, step.get("next") or {}
+        if not isinstance(config, dict):
+            errors.append(f"{where} ({key}).config: an object")
+            continue
+        if not isinstance(outlets, dict):
+            errors.append(f"{where} ({key}).next: an object of outlet -> step key")
+            continue
+        try:
+            errors += kind.validate(config, f"{where} ({key}).config")
+            allowed = kind.outlet_names(config)
+        except (AttributeError, TypeError, ValueError, KeyError):
+            # A config of the wrong shape (a list where an object belongs, ...).
+            errors.append(
+                f"{where} ({key}).config: malformed for a {step['type']} step"
+            )
+            continue
+        known = {s.get("key") for s in steps if isinstance(s, dict)}
+        for outlet, target in outlets.items():
             if outlet not in allowed:
                 errors.append(
                     f"{where} ({key}).next.{outlet}: this step has no outlet {outlet!r}"
                 )
-            elif target and target not in {
-                s.get("key") for s in steps if isinstance(s, dict)
-            }:
+            elif target and (not isinstance(target, str) or target not in known):
                 errors.append(
                     f"{where} ({key}).next.{outlet}: no step {target!r} (a dangling outlet)"
                 )

@@ -28,6 +28,9 @@ from ..services import (
     workflow_save_version,
 )
 
+# Runs (with their traces) shown on the workflow page; the rest are in Enrollments.
+RECENT_RUNS = 20
+
 
 class WorkflowForm(forms.ModelForm):
     definition = forms.JSONField(
@@ -124,6 +127,24 @@ class WorkflowAdmin(admin.ModelAdmin):
     @admin.display(description="version")
     def version_number(self, obj: Workflow) -> int | None:
         return obj.current_version.number if obj.current_version else None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        workflow = self.get_object(request, object_id)
+        if workflow is not None:
+            runs = (
+                workflow.enrollments.select_related("contact", "version")
+                .prefetch_related("runs")
+                .order_by("-entered_at")[:RECENT_RUNS]
+            )
+            older = workflow.enrollments.filter(status__in=Enrollment.RUNNING).exclude(
+                version=workflow.current_version
+            )
+            extra_context = {
+                **(extra_context or {}),
+                "recent_runs": runs,
+                "older_version_runs": older.count(),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -137,7 +137,33 @@ def page_urls(model_admin) -> list:
         ),
         path("import/", view(pages.import_), name="workflows_workflow_import"),
         path("library/", view(pages.library), name="workflows_workflow_library"),
+        path(
+            "<int:pk>/status/<str:verb>/",
+            view(pages.status),
+            name="workflows_workflow_status",
+        ),
     ]
+
+
+STATUS_CHANGES = {
+    # verb: (service, allowed from, what happens to running contacts)
+    "activate": (
+        "workflow_activate",
+        {"draft", "paused"},
+        "New trigger events start enrolling contacts.",
+    ),
+    "pause": (
+        "workflow_pause",
+        {"active"},
+        "They wait where they are until you resume.",
+    ),
+    "resume": ("workflow_resume", {"paused"}, "They continue from where they are."),
+    "archive": (
+        "workflow_archive",
+        {"draft", "active", "paused"},
+        "They leave the workflow (exit reason “workflow archived”).",
+    ),
+}
 
 
 class Pages:
@@ -307,6 +333,44 @@ class Pages:
             for reason, count in stayed.items():
                 messages.warning(request, f"{count} stayed on their version: {reason}.")
         return redirect("admin:workflows_workflow_change", workflow.pk)
+
+    def status(self, request: HttpRequest, pk: int, verb: str):
+        """Activate / pause / resume / archive, after a confirmation that counts who
+        is affected."""
+        from .. import services
+        from ..models import Enrollment
+
+        workflow = get_object_or_404(
+            Workflow.objects.select_related("current_version"), pk=pk
+        )
+        if verb not in STATUS_CHANGES:
+            return redirect("admin:workflows_workflow_change", workflow.pk)
+        service, allowed, consequence = STATUS_CHANGES[verb]
+        running = workflow.enrollments.filter(status__in=Enrollment.RUNNING).count()
+        if workflow.status not in allowed:
+            messages.error(
+                request, f"A {workflow.status} workflow cannot be told to {verb}."
+            )
+            return redirect("admin:workflows_workflow_change", workflow.pk)
+        if request.method == "POST":
+            getattr(services, service)(workflow=workflow)
+            messages.success(
+                request,
+                f"“{workflow.name}” is now {workflow.status}; {running} contacts were in it.",
+            )
+            return redirect("admin:workflows_workflow_change", workflow.pk)
+        return TemplateResponse(
+            request,
+            "admin/workflows/workflow/confirm_status.html",
+            self._context(
+                request,
+                workflow,
+                f"{verb.capitalize()} “{workflow.name}”?",
+                verb=verb,
+                running=running,
+                consequence=consequence,
+            ),
+        )
 
     def library(self, request: HttpRequest):
         if request.method == "POST" and request.POST.get("slug") in LIBRARY:

@@ -430,3 +430,31 @@ def test_a_loop_through_a_wait_is_allowed(templates):
         },
     ]
     assert validate_definition({"trigger": {"type": "manual"}, "steps": steps}) == []
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        (
+            {"key": "a", "type": "wait", "config": "1h"},
+            "steps[0] (a).config: an object",
+        ),
+        (
+            {
+                "key": "a",
+                "type": "wait",
+                "config": {"duration": {"hours": 1}},
+                "next": "b",
+            },
+            "steps[0] (a).next: an object of outlet -> step key",
+        ),
+        (
+            {"key": "a", "type": "split", "config": {"variants": ["A", "B"]}},
+            "steps[0] (a).config: malformed for a split step",
+        ),
+    ],
+)
+def test_malformed_json_is_an_error_not_a_crash(step, error):
+    assert error in validate_definition(
+        {"trigger": {"type": "manual"}, "steps": [step]}
+    )

@@ -184,3 +184,51 @@ def test_export_and_import_through_admin(admin_client, make_workflow):
         "/admin/workflows/workflow/import/", {"file": bad}
     ).content.decode()
     assert "not a Nudge workflow export" in page
+
+
+def test_pausing_from_the_page_confirms_how_many_are_affected(
+    admin_client, make_workflow, customer, settle
+):
+    workflow = make_workflow(
+        "Hold",
+        trigger={"type": "manual"},
+        steps=[{"key": "wait", "type": "wait", "config": {"duration": {"days": 1}}}],
+    )
+    for i in range(3):
+        enrollment_start(workflow=workflow, contact=customer(f"h{i}"))
+    settle()
+    confirm = admin_client.get(
+        f"/admin/workflows/workflow/{workflow.pk}/status/pause/"
+    ).content.decode()
+    assert (
+        '<strong id="affected">3</strong> contacts are in “Hold” right now.' in confirm
+    )
+    assert "They wait where they are until you resume." in confirm
+    admin_client.post(f"/admin/workflows/workflow/{workflow.pk}/status/pause/")
+    workflow.refresh_from_db()
+    assert workflow.status == "paused"
+    admin_client.post(
+        f"/admin/workflows/workflow/{workflow.pk}/status/pause/"
+    )  # not from paused
+    response = admin_client.post(
+        f"/admin/workflows/workflow/{workflow.pk}/status/archive/", follow=True
+    )
+    assert "is now archived; 3 contacts were in it" in response.content.decode()
+    assert set(Enrollment.objects.values_list("exit_reason", flat=True)) == {
+        "workflow archived"
+    }
+
+
+def test_the_workflow_page_shows_tools_diagram_and_recent_traces(
+    admin_client, make_workflow, customer, settle
+):
+    workflow = make_workflow("Cart", **CART_ABANDONMENT)
+    enrollment_start(workflow=workflow, contact=customer("t9"))
+    settle()
+    page = admin_client.get(
+        f"/admin/workflows/workflow/{workflow.pk}/change/"
+    ).content.decode()
+    assert 'id="nudge-workflow-tools"' in page
+    assert f"/admin/workflows/workflow/{workflow.pk}/diagram.svg" in page
+    assert "t9@example.com" in page
+    assert "waiting for order_completed" in page

@@ -1,0 +1,585 @@
+"""static/nudge/admin/workflow_editor.js in headless Chromium, against a live server.
+
+A marketer builds the cart-abandonment workflow by clicking, saves and activates it;
+a shop's events then run it, and the contact's page shows the trace. Errors show on
+the step they are about, and the server refuses to save them. Nothing sleeps: the
+tests wait on what the page shows (Playwright's expect) and move the clock.
+"""
+
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.urls import reverse
+from playwright.sync_api import expect, sync_playwright
+
+from apps.campaigns.models import EmailTemplate
+from apps.contacts.models import Contact
+from apps.core import clock
+from apps.core.scheduler import tick
+from apps.segments.models import Segment
+from apps.workflows.models import Enrollment, Workflow
+from apps.workflows.services import workflow_create
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+]
+WAIT_SECONDS = 10
+PASSWORD = "correct horse battery staple"
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+
+# What the clicks in the first test build (docs/workflows.md's example, less the
+# rules it does not set); the editor writes every outlet of a step it adds.
+CART_ABANDONMENT = {
+    "trigger": {"type": "event", "event": "add_to_cart", "key": "cart_id"},
+    "goal": {"event": "order_completed", "match_key": "cart_id", "within_days": 7},
+    "steps": [
+        {
+            "key": "wait",
+            "type": "wait_for_event",
+            "config": {
+                "event": "order_completed",
+                "match_key": "cart_id",
+                "timeout": {"hours": 1},
+            },
+            "next": {"happened": "", "timed_out": "remind"},
+        },
+        {
+            "key": "remind",
+            "type": "send_email",
+            "config": {"template": "Cart reminder"},
+            "next": {"next": ""},
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    # Playwright's sync API keeps an asyncio loop in this thread while the browser
+    # lives, so Django sees an "async context" in the ORM calls the tests make; they
+    # are plain synchronous code all the same.
+    with pytest.MonkeyPatch.context() as env, sync_playwright() as playwright:
+        env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server, transactional_db):
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}
+    )
+    context.set_default_timeout(WAIT_SECONDS * 1000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], "uncaught errors in the page"
+
+
+@pytest.fixture
+def admin_page(page):
+    User.objects.create_superuser("marketer", "marketer@example.com", PASSWORD)
+    page.goto(reverse("admin:login"))
+    page.get_by_label("Username").fill("marketer")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{reverse('admin:index')}")
+    return page
+
+
+@pytest.fixture
+def settle(run_jobs):
+    """Run every job that is due, the way workers and the scheduler tick would."""
+
+    def run() -> None:
+        for _ in range(10):
+            run_jobs()
+            results = tick() or {}
+            if not any(v > 0 for v in results.values()):
+                run_jobs()
+                return
+        run_jobs()
+
+    return run
+
+
+@pytest.fixture
+def later(settle):
+    """Move the (frozen) clock forward and let whatever became due run."""
+
+    def move(**delta) -> None:
+        clock.advance(dt.timedelta(**delta))
+        settle()
+
+    return move
+
+
+def editor(page):
+    root = page.locator("#nudge-workflow-editor")
+    expect(root).to_have_attribute("data-state", "ready")
+    return root
+
+
+def step(page, n: int):
+    return page.locator('#nudge-workflow-editor [data-role="step"]').nth(n)
+
+
+def add_step(page, type_: str):
+    page.get_by_label("New step type").select_option(type_)
+    page.get_by_role("button", name="Add step").click()
+
+
+def definition_in_form(page) -> dict:
+    return json.loads(page.locator("#id_definition").input_value())
+
+
+def save(page):
+    page.get_by_role("button", name="Save", exact=True).click()
+
+
+def track(base_url: str, key: str, user: str, event: str, **properties) -> None:
+    response = httpx.post(
+        f"{base_url}/api/v1/track",
+        auth=(key, ""),
+        json={
+            "userId": user,
+            "event": event,
+            "properties": properties,
+            "messageId": str(uuid.uuid4()),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def build_cart_abandonment(page):
+    area = editor(page)
+    expect(page.locator("#id_definition")).to_be_hidden()
+    page.locator("#id_name").fill("Cart abandonment")
+
+    trigger = area.locator('[data-section="trigger"]')
+    trigger.get_by_label("When").select_option("event")
+    trigger.get_by_label("Event", exact=True).fill("add_to_cart")
+    trigger.get_by_label("Key property").fill("cart_id")
+
+    rules = area.locator('[data-section="settings"]')
+    rules.get_by_label("Goal", exact=True).select_option("event")
+    rules.get_by_label("Goal event", exact=True).fill("order_completed")
+    rules.get_by_label("Matching").fill("cart_id")
+    rules.get_by_label("Within (days)").fill("7")
+
+    add_step(page, "wait_for_event")
+    wait = step(page, 0)
+    expect(wait.get_by_label("Key of step 1")).to_be_focused()
+    wait.get_by_label("Event", exact=True).fill("order_completed")
+    wait.get_by_label("Matching").fill("cart_id")
+    wait.get_by_label("Timeout", exact=True).fill("1")
+    wait.get_by_label("Timeout: unit").select_option("hours")
+
+    add_step(page, "send_email")
+    remind = step(page, 1)
+    remind.get_by_label("Template", exact=True).select_option("Cart reminder")
+
+    # outlets are picked from the other steps, never typed
+    happened = wait.locator('[data-outlet="happened"]')
+    timed_out = wait.locator('[data-outlet="timed_out"]')
+    happened.select_option(label="(end)")
+    timed_out.select_option(label="send-email (step 2)")
+    return area, wait, remind
+
+
+def test_a_marketer_builds_the_cart_abandonment_workflow_by_clicking_and_it_runs(
+    admin_page, live_server, template, server_source, settle, later, outbox
+):
+    page = admin_page
+    # given the add page, when the workflow is built by clicking
+    page.goto(reverse("admin:workflows_workflow_add"))
+    area, wait, remind = build_cart_abandonment(page)
+
+    # ... and the steps get readable keys, then the outlet follows the rename
+    wait.get_by_label("Key of step 1").fill("wait")
+    remind.get_by_label("Key of step 2").fill("remind")
+    expect(wait.locator('[data-outlet="timed_out"]')).to_have_value("remind")
+
+    # then the server finds nothing wrong and describes each step
+    expect(remind.locator('[data-role="describe"]')).to_have_text(
+        "Send “Cart reminder”"
+    )
+    expect(wait.locator('[data-role="describe"]')).to_have_text(
+        "Wait up to 1 hour for order_completed (same cart_id)"
+    )
+    expect(area.locator('[data-role="general-errors"] li')).to_have_count(0)
+    expect(area.locator('[data-role="step-errors"] li')).to_have_count(0)
+    assert definition_in_form(page) == CART_ABANDONMENT
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "workflow-editor.png"), full_page=True)
+
+    # when it is saved
+    save(page)
+    page.wait_for_url(f"**{reverse('admin:workflows_workflow_changelist')}")
+
+    # then the stored definition is the one built
+    workflow = Workflow.objects.get()
+    assert workflow.name == "Cart abandonment"
+    assert workflow.status == Workflow.Status.DRAFT
+    assert workflow.current_version.definition == CART_ABANDONMENT
+
+    # when it is activated from the changelist (with the confirm page)
+    page.locator('input[name="_selected_action"]').check()
+    page.locator('select[name="action"]').select_option("activate")
+    page.get_by_role("button", name="Run").click()
+    page.get_by_role("button", name="Yes, activate").click()
+    expect(page.locator(".messagelist")).to_contain_text("activate")
+    workflow.refresh_from_db()
+    assert workflow.status == Workflow.Status.ACTIVE
+
+    # when a shop's customer adds to cart and an hour passes without an order
+    ada = Contact.objects.create(
+        external_id="u1", email="ada@example.com", first_name="Ada"
+    )
+    with clock.frozen(clock.now()):
+        track(live_server.url, server_source.key, "u1", "add_to_cart", cart_id="c1")
+        settle()
+        assert outbox == []
+        later(minutes=61)
+
+    # then the reminder went out
+    assert [m.subject for m in outbox] == ["Ada, your cart is waiting"]
+    enrollment = Enrollment.objects.get()
+    assert enrollment.status == Enrollment.Status.COMPLETED
+
+    # and the contact's page shows the run, step by step
+    page.goto(reverse("admin:contacts_contact_change", args=[ada.pk]))
+    trace = page.locator("#panel-workflows")
+    expect(trace).to_contain_text("Cart abandonment — completed")
+    rows = trace.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text(
+        "Wait up to 1 hour for order_completed (same cart_id)"
+    )
+    expect(rows.nth(0)).to_contain_text("waiting")
+    expect(rows.nth(1)).to_contain_text("timed out")
+    expect(rows.nth(1)).to_contain_text("no order_completed within 1 hour")
+    expect(rows.nth(2)).to_contain_text("Send “Cart reminder”")
+    expect(rows.nth(2)).to_contain_text("sent")
+
+
+def test_errors_show_on_the_step_they_name_and_the_save_is_refused(
+    admin_page, template
+):
+    page = admin_page
+    page.goto(reverse("admin:workflows_workflow_add"))
+    area = editor(page)
+    page.locator("#id_name").fill("Broken")
+
+    # then an empty workflow is missing its trigger and steps, said at the top
+    general = area.locator('[data-role="general-errors"]')
+    expect(general).to_contain_text("trigger.type: one of event, segment_entered")
+    expect(general).to_contain_text("steps: at least one step")
+    expect(area.locator('[data-path="trigger.type"]')).to_have_class(
+        "nudge-wf-field nudge-wf-invalid"
+    )
+    area.locator('[data-section="trigger"]').get_by_label("When").select_option(
+        "manual"
+    )
+    expect(general.locator("li")).to_have_text(["steps: at least one step"])
+
+    # when a send step has no template, and two sends lead to each other
+    add_step(page, "send_email")
+    add_step(page, "send_email")
+    first, second = step(page, 0), step(page, 1)
+    first.get_by_label("Key of step 1").fill("a")
+    second.get_by_label("Key of step 2").fill("b")
+    second.get_by_label("Template", exact=True).select_option("Cart reminder")
+    first.locator('[data-outlet="next"]').select_option("b")
+    second.locator('[data-outlet="next"]').select_option("a")
+
+    # then the missing template shows on the first step, and only there
+    expect(first.locator('[data-role="step-errors"]')).to_have_text(
+        "template: choose a template"
+    )
+    expect(first).to_have_class("nudge-wf-step nudge-wf-step-invalid")
+    expect(first.locator('[data-path="config.template"]')).to_have_class(
+        "nudge-wf-field nudge-wf-invalid"
+    )
+    expect(second.locator('[data-role="step-errors"] li')).to_have_count(0)
+
+    # when saved anyway (and the live check is unavailable), then the server refuses
+    # and the editor puts its errors on the step again
+    page.route("**/validate/", lambda route: route.abort())
+    save(page)
+    expect(page.locator(".errornote")).to_be_visible()
+    area = editor(page)
+    assert not Workflow.objects.exists()
+    first = step(page, 0)
+    expect(first.locator('[data-role="step-errors"]')).to_have_text(
+        "template: choose a template"
+    )
+    expect(area.locator('[data-role="note"]')).to_contain_text(
+        "Could not check the workflow"
+    )
+    page.unroute("**/validate/")
+
+    # when the template is chosen, then the loop without a wait is named on step a
+    first.get_by_label("Template", exact=True).select_option("Cart reminder")
+    expect(first.locator('[data-role="step-errors"]')).to_have_text(
+        "a loop without a wait: a -> b -> a"
+    )
+    expect(area.locator('[data-role="note"]')).to_have_text("")
+    save(page)
+    expect(page.locator(".errornote")).to_be_visible()
+    assert not Workflow.objects.exists()
+    editor(page)
+    expect(step(page, 0).locator('[data-role="step-errors"]')).to_have_text(
+        "a loop without a wait: a -> b -> a"
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "workflow-editor-error.png"), full_page=True)
+
+    # when the loop is broken, then it saves
+    step(page, 1).locator('[data-outlet="next"]').select_option(label="(end)")
+    expect(step(page, 0).locator('[data-role="step-errors"] li')).to_have_count(0)
+    save(page)
+    page.wait_for_url(f"**{reverse('admin:workflows_workflow_changelist')}")
+    assert Workflow.objects.get().current_version.definition["steps"][1]["next"] == {
+        "next": ""
+    }
+
+
+def test_an_existing_workflow_reopens_as_it_was_and_is_not_rewritten(
+    admin_page, template
+):
+    # given a saved workflow with a split and the rules the editor has fields for
+    definition = {
+        "trigger": {"type": "event", "event": "add_to_cart", "key": "cart_id"},
+        "entry_condition": {"attribute": "email", "op": "exists"},
+        "reentry": {"rule": "once_per_period", "days": 30},
+        "quiet_hours": {"start": "21:00", "end": "08:00", "mode": "skip"},
+        "frequency_cap": {"max": 3, "hours": 24},
+        "steps": [
+            {
+                "key": "ab",
+                "type": "split",
+                "config": {
+                    "variants": [
+                        {"name": "A", "weight": 50},
+                        {"name": "B", "weight": 50},
+                    ]
+                },
+                "next": {"A": "remind", "B": "later"},
+            },
+            {
+                "key": "later",
+                "type": "wait",
+                "config": {"duration": {"days": 1, "hours": 12}},
+                "next": {"next": "remind"},
+            },
+            {
+                "key": "remind",
+                "type": "send_email",
+                "config": {"template": "Cart reminder"},
+            },
+        ],
+    }
+    workflow = workflow_create(name="Split test", definition=definition)
+    page = admin_page
+
+    # when it is opened
+    page.goto(reverse("admin:workflows_workflow_change", args=[workflow.pk]))
+    area = editor(page)
+
+    # then every field shows what is stored
+    rules = area.locator('[data-section="settings"]')
+    expect(rules.get_by_label("Re-entry")).to_have_value("once_per_period")
+    expect(rules.get_by_label("Period (days)")).to_have_value("30")
+    expect(rules.get_by_label("Quiet hours from")).to_have_value("21:00")
+    expect(rules.get_by_label("until", exact=True)).to_have_value("08:00")
+    expect(rules.get_by_label("A send in quiet hours is")).to_have_value("skip")
+    expect(rules.get_by_label("Frequency cap: at most")).to_have_value("3")
+    split, wait = step(page, 0), step(page, 1)
+    expect(split.locator('[data-outlet="A"]')).to_have_value("remind")
+    expect(split.locator('[data-outlet="B"]')).to_have_value("later")
+    expect(wait.get_by_label("Wait for", exact=True)).to_have_value("36")
+    expect(wait.get_by_label("Wait for: unit")).to_have_value("hours")
+    expect(split.locator('[data-role="describe"]')).to_have_text("Split: A 50 / B 50")
+    # ... and the form's JSON is the stored text, untouched
+    textarea = page.locator("#id_definition")
+    assert textarea.evaluate("t => t.value === t.defaultValue")
+
+    # when variant B is renamed and a holdout added, then its outlet keeps its target
+    split.get_by_label("Name of variant 2").fill("Later")
+    split.get_by_label("Holdout (%)").fill("10")
+    expect(split.locator('[data-outlet="Later"]')).to_have_value("later")
+    expect(split.locator('[data-outlet="holdout"]')).to_have_value("")
+    expect(split.locator('[data-role="describe"]')).to_have_text(
+        "Split: A 50 / Later 50, holdout 10%"
+    )
+    split.locator('[data-outlet="holdout"]').select_option("later")
+    expected = json.loads(json.dumps(definition))
+    expected["steps"][0]["config"]["variants"][1]["name"] = "Later"
+    expected["steps"][0]["config"]["holdout"] = 10
+    expected["steps"][0]["next"] = {"A": "remind", "Later": "later", "holdout": "later"}
+    assert definition_in_form(page) == expected
+
+    # when saved, then that is the new version
+    save(page)
+    page.wait_for_url(f"**{reverse('admin:workflows_workflow_changelist')}")
+    workflow.refresh_from_db()
+    assert workflow.current_version.number == 2
+    assert workflow.current_version.definition == expected
+
+
+def test_unknown_step_types_and_fields_survive_an_edit(admin_page):
+    page = admin_page
+    page.goto(reverse("admin:workflows_workflow_add"))
+    area = editor(page)
+    # given a definition (pasted as JSON) with things the editor has no form for
+    pasted = {
+        "trigger": {"type": "event", "event": "signup", "x_source": "crm"},
+        "x_owner": "growth team",
+        "steps": [
+            {
+                "key": "sms",
+                "type": "send_sms",
+                "config": {"text": "Hi!", "sender": {"id": 7}},
+                "next": {"delivered": "pause", "failed": ""},
+                "note": "added by the SMS app",
+            },
+            {
+                "key": "pause",
+                "type": "wait",
+                "config": {"duration": {"hours": 1}, "x_jitter": True},
+            },
+        ],
+    }
+    area.get_by_role("button", name="Show JSON").click()
+    textarea = page.locator("#id_definition")
+    textarea.fill('{"trigger": ')
+    expect(area.locator('[data-role="note"]')).to_contain_text("The JSON is not valid")
+    expect(area.locator('[data-section="trigger"]')).to_have_count(0)
+    textarea.fill(json.dumps(pasted))
+    sms = step(page, 0)
+    expect(sms).to_contain_text("Unknown type “send_sms”")
+    expect(sms.locator('[data-outlet="delivered"]')).to_have_value("pause")
+    expect(sms.locator('[data-role="step-errors"]')).to_contain_text("type: one of")
+
+    # when the wait is changed by clicking
+    step(page, 1).get_by_label("Wait for: unit").select_option("days")
+
+    # then only the duration changed
+    expected = json.loads(json.dumps(pasted))
+    expected["steps"][1]["config"]["duration"] = {"days": 1}
+    assert definition_in_form(page) == expected
+
+
+def test_steps_are_reordered_and_removed_and_each_form_writes_its_config(
+    admin_page, template, layout
+):
+    # given a second template and a static list
+    EmailTemplate.objects.create(
+        name="Tips", subject="Tips", html_body="<p>Tips</p>", layout=layout
+    )
+    vip = Segment.objects.create(name="VIP", kind=Segment.Kind.STATIC)
+    page = admin_page
+    page.goto(reverse("admin:workflows_workflow_add"))
+    area = editor(page)
+    area.locator('[data-section="trigger"]').get_by_label("When").select_option(
+        "manual"
+    )
+
+    # when a send is made an A/B test of two templates
+    add_step(page, "send_email")
+    send = step(page, 0)
+    send.get_by_label("A/B test several templates").check()
+    send.get_by_label("Template of variant 1").select_option("Cart reminder")
+    send.get_by_label("Weight of variant 1").fill("70")
+    send.get_by_label("Template of variant 2").select_option("Tips")
+    send.get_by_label("Weight of variant 2").fill("30")
+
+    # ... a wait until 09:30 on Mondays and Fridays, an update, and an exit
+    add_step(page, "wait_until_time")
+    wait = step(page, 1)
+    wait.get_by_label("Until").fill("09:30")
+    wait.get_by_label("Mon").check()
+    wait.get_by_label("Fri").check()
+    add_step(page, "update_contact")
+    update = step(page, 2)
+    update.get_by_role("button", name="Set an attribute").click()
+    update.get_by_label("Attribute 1", exact=True).fill("plan")
+    update.get_by_label("Value 1", exact=True).fill("pro")
+    update.get_by_role("button", name="Set an attribute").click()
+    update.get_by_label("Attribute 2", exact=True).fill("bucket")
+    update.get_by_label("Value 2", exact=True).fill("3")
+    update.get_by_label("Unset").fill("old_plan, trial")
+    update.get_by_label("Add to list").select_option(label="VIP")
+    update.get_by_label("Add to score").fill("5")
+    add_step(page, "exit")
+    step(page, 3).get_by_label("Reason").fill("done")
+
+    # ... and the update moves up above the wait, the steps are linked, the exit goes
+    page.get_by_role("button", name="Move step 3 up").click()
+    expect(step(page, 1)).to_have_attribute("data-type", "update_contact")
+    expect(page.get_by_role("button", name="Move step 2 up")).to_be_focused()
+    step(page, 0).locator('[data-outlet="next"]').select_option("update-contact")
+    step(page, 1).locator('[data-outlet="next"]').select_option("wait-until-time")
+    step(page, 2).locator('[data-outlet="next"]').select_option("exit")
+    page.get_by_role("button", name="Remove step 4").click()
+    expect(step(page, 3)).to_have_count(0)
+
+    # then the outlet that led to the exit now ends the run, and all is valid
+    expect(step(page, 2).locator('[data-outlet="next"]')).to_have_value("")
+    expect(step(page, 2).locator('[data-role="describe"]')).to_have_text(
+        "Wait until 09:30 on Monday, Friday (contact's time)"
+    )
+    expect(area.locator('[data-role="step-errors"] li')).to_have_count(0)
+    expect(area.locator('[data-role="general-errors"] li')).to_have_count(0)
+    assert definition_in_form(page) == {
+        "trigger": {"type": "manual"},
+        "steps": [
+            {
+                "key": "send-email",
+                "type": "send_email",
+                "config": {
+                    "variants": [
+                        {"template": "Cart reminder", "weight": 70},
+                        {"template": "Tips", "weight": 30},
+                    ]
+                },
+                "next": {"next": "update-contact"},
+            },
+            {
+                "key": "update-contact",
+                "type": "update_contact",
+                "config": {
+                    "set": {"plan": "pro", "bucket": 3},
+                    "unset": ["old_plan", "trial"],
+                    "add_to_list": vip.pk,
+                    "add_score": 5,
+                },
+                "next": {"next": "wait-until-time"},
+            },
+            {
+                "key": "wait-until-time",
+                "type": "wait_until_time",
+                "config": {"time": "09:30", "weekdays": [0, 4]},
+                "next": {"next": ""},
+            },
+        ],
+    }
