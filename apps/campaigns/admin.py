@@ -279,7 +279,7 @@ class MessageAdmin(admin.ModelAdmin):
         except RenderError as exc:
             return f"does not render: {exc}"
         return format_html(
-            '<p><strong>{}</strong></p><iframe sandbox="" srcdoc="{}" '
+            '<p><strong>{}</strong></p><iframe sandbox="allow-same-origin" srcdoc="{}" '
             'style="width:100%;max-width:700px;height:600px;border:1px solid #ccc">'
             "</iframe>",
             rendered.subject,

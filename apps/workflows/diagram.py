@@ -93,14 +93,15 @@ def render_svg(
         line = f"{c['passed']} passed · {c['at']} here now" if c else ""
         colour = "#fff4e5" if kind_of and kind_of.waits else "#ffffff"
         parts.append(_box(x, y, key, text, line, colour))
-        for outlet, target in (step.get("next") or {}).items():
+        outlets = list((step.get("next") or {}).items())
+        for i, (outlet, target) in enumerate(outlets):
+            # Each outlet leaves from its own point along the bottom edge.
+            sx = x + (i + 1) * BOX_W / (len(outlets) + 1)
             label = "" if outlet == "next" else outlet
             if target and target in pos:
                 tx2, ty2 = pos[target]
                 if ty2 > y:
-                    parts.append(
-                        _edge(x + BOX_W / 2, y + BOX_H, tx2 + BOX_W / 2, ty2, label)
-                    )
+                    parts.append(_edge(sx, y + BOX_H, tx2 + BOX_W / 2, ty2, label))
                 else:  # a loop back up: around the right side
                     parts.append(
                         _loop(
@@ -112,7 +113,7 @@ def render_svg(
                         )
                     )
             elif not target:
-                parts.append(_end(x + BOX_W / 2, y + BOX_H, label))
+                parts.append(_end(sx, y + BOX_H, label))
     parts.append("</svg>")
     return "".join(parts)
 

@@ -193,7 +193,9 @@ def test_a_malformed_definition_is_an_error_not_a_crash(admin_client):
         "steps": [{"key": "a", "type": "exit", "next": "nowhere"}],
     }
     data = check(admin_client, definition)
-    assert data["general"][0].startswith("the definition is malformed")
+    assert data["by_step"]["a"] == [
+        "steps[0] (a).next: an object of outlet -> step key"
+    ]
 
 
 def test_a_definition_that_is_not_an_object_is_refused(admin_client):
