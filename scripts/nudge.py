@@ -160,13 +160,15 @@ def cmd_run() -> int:
         ],
         # SimpleWorker runs jobs in-process: no fork per job (a forking worker tops out
         # near 70 jobs/s), and the scheduler moves enqueue_at jobs when they are due.
+        # Queues in priority order: an email waiting behind a burst of events is the
+        # latency a customer sees.
         "worker": [
             sys.executable,
             str(ROOT / "manage.py"),
             "rqworker",
-            "events",
-            "workflows",
             "email",
+            "workflows",
+            "events",
             "default",
             "--worker-class",
             "rq.worker.SimpleWorker",

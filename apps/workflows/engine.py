@@ -55,7 +55,7 @@ def enrollment_advance(*, enrollment_id: int) -> str:
             and (enrollment.resume_at or now) > now
         ):
             return "waiting"
-        steps = {s.key: s for s in enrollment.version.steps.all()}
+        steps = version_steps(enrollment.version)
         settings = enrollment.version.definition
         for _ in range(MAX_STEPS_PER_JOB):
             ended = check_goal_and_exit(enrollment, settings, now)
@@ -82,6 +82,23 @@ def enrollment_advance(*, enrollment_id: int) -> str:
         enrollment.save()
         enqueue_advance([enrollment.pk])  # more to do: continue in a fresh job
         return "continued"
+
+
+_steps_by_version: dict[tuple, dict[str, Step]] = {}
+
+
+def version_steps(version) -> dict[str, Step]:
+    """A version's steps by key. Versions never change once saved, so each process
+    loads a version's steps once. (The creation time is in the key because a version
+    saved in a rolled-back simulation may free its id for reuse on SQLite.)"""
+    key = (version.pk, version.created_at)
+    steps = _steps_by_version.get(key)
+    if steps is None:
+        if len(_steps_by_version) > 1000:
+            _steps_by_version.clear()
+        steps = {s.key: s for s in Step.objects.filter(version_id=version.pk)}
+        _steps_by_version[key] = steps
+    return steps
 
 
 def _run(
