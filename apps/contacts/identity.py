@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Lower
 
@@ -87,6 +88,29 @@ def apply_traits(
 _MISSING = object()
 
 
+# The advisory-lock class for identity keys ("id" in ASCII).
+IDENTITY_LOCK_CLASS = 0x6964
+
+
+def _lock_identities(keys: set[str]) -> None:
+    """Serialise concurrent requests about the same person (PostgreSQL).
+
+    Two batches creating the same new visitor at once would otherwise both insert
+    their own contact and one would fail on the identity's unique index. Transaction-
+    scoped locks on the keys' hashes, taken in one order, make the second wait and
+    then see the first's rows. SQLite writers are serialised already.
+    """
+    if not keys or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, h) FROM "
+            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(%s::text[]) AS k) hashes "
+            "ORDER BY h",
+            [IDENTITY_LOCK_CLASS, sorted(keys)],
+        )
+
+
 class _Person:
     """A contact as the resolver sees it: loaded, or a placeholder to be created."""
 
@@ -144,6 +168,7 @@ class IdentityResolver:
         user_ids = {s.user_id for s in sightings if s.user_id}
         user_ids |= {s.previous_id for s in sightings if s.previous_id}
         emails = {s.email for s in sightings if s.email}
+        _lock_identities(anonymous_ids | user_ids | emails)
 
         identity_contact = (
             dict(
