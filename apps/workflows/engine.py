@@ -15,7 +15,7 @@ tick finds due enrollments again if Redis forgets them.
 import datetime as dt
 import logging
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from apps.core import clock
 from apps.events.models import Event
@@ -55,33 +55,42 @@ def enrollment_advance(*, enrollment_id: int) -> str:
             and (enrollment.resume_at or now) > now
         ):
             return "waiting"
-        steps = version_steps(enrollment.version)
-        settings = enrollment.version.definition
-        for _ in range(MAX_STEPS_PER_JOB):
-            ended = check_goal_and_exit(enrollment, settings, now)
-            if ended:
-                return ended
-            step = enrollment.current_step
-            if step is None:
-                enrollment_finish(
-                    enrollment, Enrollment.Status.COMPLETED, "reached the end", now
-                )
-                return "completed"
-            outcome = _run(enrollment, step, settings, now, resuming)
-            resuming = False
-            if outcome.finish:
-                enrollment_finish(enrollment, outcome.finish, outcome.reason, now)
-                return outcome.finish
-            if outcome.outlet is None:
-                _wait(enrollment, outcome, now)
-                return "waiting"
-            target = step.outlets.get(outcome.outlet, "")
-            enrollment.current_step = steps.get(target) if target else None
-            _clear_wait(enrollment)
-        enrollment.last_advanced_at = now
-        enrollment.save()
-        enqueue_advance([enrollment.pk])  # more to do: continue in a fresh job
-        return "continued"
+        enrollment._pending_runs = []
+        outcome = _advance(enrollment, now, resuming)
+        # One INSERT for the trace of every step this job ran.
+        StepRun.objects.bulk_create(enrollment._pending_runs)
+        return outcome
+
+
+def _advance(enrollment: Enrollment, now, resuming: bool) -> str:
+    """The step loop of enrollment_advance, on a claimed enrollment."""
+    steps = version_steps(enrollment.version)
+    settings = enrollment.version.definition
+    for _ in range(MAX_STEPS_PER_JOB):
+        ended = check_goal_and_exit(enrollment, settings, now)
+        if ended:
+            return ended
+        step = enrollment.current_step
+        if step is None:
+            enrollment_finish(
+                enrollment, Enrollment.Status.COMPLETED, "reached the end", now
+            )
+            return "completed"
+        outcome = _run(enrollment, step, settings, now, resuming)
+        resuming = False
+        if outcome.finish:
+            enrollment_finish(enrollment, outcome.finish, outcome.reason, now)
+            return outcome.finish
+        if outcome.outlet is None:
+            _wait(enrollment, outcome, now)
+            return "waiting"
+        target = step.outlets.get(outcome.outlet, "")
+        enrollment.current_step = steps.get(target) if target else None
+        _clear_wait(enrollment)
+    enrollment.last_advanced_at = now
+    enrollment.save()
+    enqueue_advance([enrollment.pk])  # more to do: continue in a fresh job
+    return "continued"
 
 
 _steps_by_version: dict[tuple, dict[str, Step]] = {}
@@ -115,8 +124,14 @@ def _run(
         resuming=resuming,
     )
     try:
-        with transaction.atomic():
+        if kind.writes:
+            # A savepoint, so a step that fails half-way leaves none of its writes.
+            with transaction.atomic():
+                outcome = kind.resume(context) if resuming else kind.run(context)
+        else:
             outcome = kind.resume(context) if resuming else kind.run(context)
+    except DatabaseError:
+        raise  # the transaction is unusable: let the job fail and be retried
     except Exception as exc:
         # A step that raises fails this enrollment, visibly, instead of retrying
         # forever; the traceback goes to the log.
@@ -129,18 +144,20 @@ def _run(
             finish=Enrollment.Status.FAILED,
             reason=f"{step.key} failed: {type(exc).__name__}: {exc}",
         )
-    StepRun.objects.create(
-        enrollment=enrollment,
-        step=step,
-        step_key=step.key,
-        started_at=started,
-        finished_at=clock.now(),
-        outcome=outcome.outcome[:40],
-        detail={
-            **outcome.detail,
-            "reason": outcome.reason,
-            "step": kind.describe(step.config),
-        },
+    enrollment._pending_runs.append(
+        StepRun(
+            enrollment=enrollment,
+            step=step,
+            step_key=step.key,
+            started_at=started,
+            finished_at=clock.now(),
+            outcome=outcome.outcome[:40],
+            detail={
+                **outcome.detail,
+                "reason": outcome.reason,
+                "step": kind.describe(step.config),
+            },
+        )
     )
     return outcome
 
@@ -219,7 +236,7 @@ def goal_reached(enrollment: Enrollment, settings: dict, now) -> str:
 
 
 def _log(enrollment: Enrollment, outcome: str, reason: str, now) -> None:
-    StepRun.objects.create(
+    run = StepRun(
         enrollment=enrollment,
         step=enrollment.current_step,
         step_key=enrollment.current_step.key if enrollment.current_step else "(end)",
@@ -228,3 +245,8 @@ def _log(enrollment: Enrollment, outcome: str, reason: str, now) -> None:
         outcome=outcome,
         detail={"reason": reason},
     )
+    pending = getattr(enrollment, "_pending_runs", None)
+    if pending is not None:
+        pending.append(run)  # written with the rest by enrollment_advance
+    else:
+        run.save()

@@ -49,6 +49,8 @@ class StepType(abc.ABC):
     outlets: ClassVar[tuple[str, ...]] = ("next",)
     # Waits may loop back on themselves; a cycle through no wait would spin forever.
     waits: ClassVar[bool] = False
+    # Steps that write rows run in a savepoint of their own; the rest need none.
+    writes: ClassVar[bool] = True
 
     def outlet_names(self, config: dict) -> tuple[str, ...]:
         return self.outlets

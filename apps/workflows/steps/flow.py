@@ -15,6 +15,7 @@ from .base import Outcome, StepContext, StepType, register_step
 
 class Branch(StepType):
     name = "branch"
+    writes = False
     label = "Branch on a condition"
     outlets = ("yes", "no")
 
@@ -74,6 +75,7 @@ class Split(StepType):
     """Random split by weights, with an optional holdout (a percentage)."""
 
     name = "split"
+    writes = False
     label = "Random / A-B split"
 
     def outlet_names(self, config):
@@ -134,6 +136,7 @@ class Split(StepType):
 
 class Goal(StepType):
     name = "goal"
+    writes = False
     label = "Goal reached"
     outlets = ()
 
@@ -151,6 +154,7 @@ class Goal(StepType):
 
 class Exit(StepType):
     name = "exit"
+    writes = False
     label = "Exit"
     outlets = ()
 

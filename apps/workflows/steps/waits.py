@@ -52,6 +52,7 @@ def next_local_time(
 
 class Wait(StepType):
     name = "wait"
+    writes = False
     label = "Wait"
     waits = True
 
@@ -79,6 +80,7 @@ class Wait(StepType):
 
 class WaitUntilTime(StepType):
     name = "wait_until_time"
+    writes = False
     label = "Wait until a time of day"
     waits = True
 
@@ -119,6 +121,7 @@ class WaitUntilDate(StepType):
     """Until a date attribute (+/- an offset), at a time of day in the contact's zone."""
 
     name = "wait_until_date"
+    writes = False
     label = "Wait until a date"
     waits = True
 
@@ -180,6 +183,7 @@ class WaitForEvent(StepType):
     """
 
     name = "wait_for_event"
+    writes = False
     label = "Wait for an event"
     outlets = ("happened", "timed_out")
     waits = True
