@@ -603,6 +603,9 @@ _POOLS: Pools | None = None
 
 def _init_generator(seed: int) -> None:
     global _POOLS
+    # Pool workers inherit the parent's SIGTERM handler; the pool's own shutdown
+    # (terminate) must just end them, not raise KeyboardInterrupt in each.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _POOLS = Pools.make(seed)
 
 
