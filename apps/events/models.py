@@ -93,11 +93,18 @@ class Event(models.Model):
         GROUP = "group"
         ALIAS = "alias"
 
+    # No single-column indexes on these two: (contact, name, timestamp) and the
+    # unique (source, message_id) serve their lookups, and every index costs inserts.
     contact = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="events"
+        Contact, on_delete=models.CASCADE, related_name="events", db_index=False
     )
     source = models.ForeignKey(
-        Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Source,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     type = models.CharField(max_length=10, choices=Type.choices, default=Type.TRACK)
     # For track calls the event name; page / screen / identify / ... use their type.
