@@ -120,11 +120,6 @@ class EventLeaf(Leaf):
         )
         params.append(k)
         negate = op in {"lte", "lt", "ne"}
-        if d.pg:
-            # = ANY(ARRAY(...)) makes the grouped scan an InitPlan run once, instead of
-            # a hashed subplan each parallel worker rebuilds (bench/segments.py: ~2x).
-            test = f'{contact}."id" = ANY(ARRAY({subquery}))'
-            return (f"(NOT {test})" if negate else f"({test})"), params
         return f'({contact}."id" {"NOT IN" if negate else "IN"} ({subquery}))', params
 
     def matches(self, node: dict, facts: Facts, env: Env) -> bool:
