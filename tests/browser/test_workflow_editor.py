@@ -583,3 +583,44 @@ def test_steps_are_reordered_and_removed_and_each_form_writes_its_config(
             },
         ],
     }
+
+
+def test_a_branch_condition_is_built_by_clicking_with_the_embedded_builder(
+    admin_page,
+):
+    page = admin_page
+    page.goto(reverse("admin:workflows_workflow_add"))
+    area = editor(page)
+    page.locator("#id_name").fill("Pro branch")
+    area.locator('[data-section="trigger"]').get_by_label("When").select_option(
+        "manual"
+    )
+
+    # when a branch is added and its condition built with the segment builder
+    add_step(page, "branch")
+    branch = step(page, 0)
+    builder = branch.locator('[data-role="condition"]')
+    expect(builder).to_have_attribute("data-state", "ready")
+    builder.locator('[data-role="add-rule"]').click()
+    rule = builder.locator('[data-role="rule"]').first
+    expect(rule.get_by_label("Rule type")).to_be_focused()
+    rule.get_by_label("Attribute").fill("plan")
+    rule.get_by_label("Operator").select_option("eq")
+    rule.get_by_label("Value", exact=True).fill("pro")
+
+    # then the definition holds it, and the builder reads it back as a sentence
+    condition = {
+        "version": 1,
+        "all": [{"attribute": "plan", "op": "eq", "value": "pro"}],
+    }
+    expect(builder.locator(".nudge-sentence")).not_to_be_empty()
+    assert definition_in_form(page)["steps"][0]["config"]["condition"] == condition
+    expect(area.locator('[data-role="step-errors"] li')).to_have_count(0)
+
+    # when saved, then that is what is stored
+    save(page)
+    page.wait_for_url(f"**{reverse('admin:workflows_workflow_changelist')}")
+    workflow = Workflow.objects.get(name="Pro branch")
+    stored = workflow.current_version.definition
+    assert stored["steps"][0]["type"] == "branch"
+    assert stored["steps"][0]["config"]["condition"] == condition

@@ -6,7 +6,20 @@
    the builder does not touch (keys it does not know, node types it cannot show)
    survives loading and saving unchanged. Selects, buttons and checkboxes re-render
    the builder (focus is put back on the same control); typing only updates the tree.
-   The language itself is apps/segments/conditions/. */
+   The language itself is apps/segments/conditions/.
+
+   Reusable: window.NudgeConditionBuilder.init(fieldset, options) mounts a builder on any
+   fieldset shaped like the segment page's (data-target: the textarea's id, data-vocabulary-url,
+   optional data-preview-url; a .nudge-builder-root and optionally .nudge-sentence,
+   .nudge-errors, .nudge-count, .nudge-sample). Each edit also fires "change" on the
+   textarea, for the host page. Options:
+     editing      the id of the segment being edited (hidden from the segment picker);
+                  by default read from the page URL (/<id>/change/)
+     vocabulary   a promise of the vocabulary, to share one request between builders
+     jsonToggle   show the "Edit as JSON" button (default true)
+     watchKind    hide the builder when #id_kind is "static" (default true)
+     textarea     the textarea itself, when it is not in the document yet
+     datalistParent  where the shared datalists go (default: the fieldset) */
 (function () {
   "use strict";
 
@@ -132,8 +145,24 @@
 
   // -- the builder --------------------------------------------------------------------
 
-  function init(fieldset) {
-    const textarea = document.getElementById(fieldset.dataset.target);
+  function editingFromUrl() {
+    return Number((location.pathname.match(/\/(\d+)\/change\/?$/) || [])[1]) || null;
+  }
+
+  const vocabularies = new Map(); // url -> a promise of its vocabulary (one request per page)
+
+  function fetchVocabulary(url) {
+    if (!vocabularies.has(url)) {
+      vocabularies.set(url, fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`)))));
+    }
+    return vocabularies.get(url);
+  }
+
+  function init(fieldset, options) {
+    const opts = { jsonToggle: true, watchKind: true, ...options };
+    fieldset.classList.add("nudge-condition-builder");
+    const textarea = opts.textarea || document.getElementById(fieldset.dataset.target);
     const mount = fieldset.querySelector(".nudge-builder-root");
     if (!textarea || !mount) return;
     const out = {
@@ -142,7 +171,7 @@
       count: fieldset.querySelector(".nudge-count"),
       sample: fieldset.querySelector(".nudge-sample"),
     };
-    const editing = Number((location.pathname.match(/\/(\d+)\/change\/?$/) || [])[1]) || null;
+    const editing = opts.editing !== undefined ? opts.editing : editingFromUrl();
     let vocab = { events: [], attributes: [], builtins: [], segments: [], templates: [],
       email_actions: ["sent", "delivered", "opened", "clicked", "bounced", "complained", "unsubscribed"],
       consent: ["subscribed"] };
@@ -173,6 +202,8 @@
 
     function changed() {
       textarea.value = JSON.stringify(output(), null, 2);
+      // For the host page; the builder itself listens for "input", so this does not loop.
+      textarea.dispatchEvent(new Event("change", { bubbles: true }));
       schedulePreview();
     }
 
@@ -580,6 +611,7 @@
     let inFlight = null;
 
     function schedulePreview() {
+      if (!fieldset.dataset.previewUrl) return;
       clearTimeout(previewTimer);
       previewTimer = setTimeout(preview, PREVIEW_DELAY_MS);
     }
@@ -607,9 +639,11 @@
 
     function showPreview(data) {
       lastErrors = data.errors || [];
-      out.sentence.textContent = data.sentence || "";
-      out.errors.replaceChildren(...lastErrors.map((e) => h("span", { class: "nudge-error", text: e })));
-      if (data.valid && typeof data.count === "number") {
+      if (out.sentence) out.sentence.textContent = data.sentence || "";
+      if (out.errors) out.errors.replaceChildren(...lastErrors.map((e) => h("span", { class: "nudge-error", text: e })));
+      if (!out.count || !out.sample) {
+        // no count or sample shown here
+      } else if (data.valid && typeof data.count === "number") {
         const noun = data.count === 1 ? "contact matches" : "contacts match";
         out.count.textContent = `${data.count.toLocaleString()} ${noun}`;
         out.sample.replaceChildren(...(data.sample || []).map((c) => h("li", {},
@@ -635,27 +669,27 @@
       lastErrors = [];
       mount.replaceChildren(h("p", { class: "nudge-broken", text:
         `The condition below is not valid JSON, so the editor cannot show it (${message}). Fix it in the text box.` }));
-      out.sentence.textContent = "";
-      out.count.textContent = "";
-      out.sample.replaceChildren();
+      if (out.sentence) out.sentence.textContent = "";
+      if (out.count) out.count.textContent = "";
+      if (out.sample) out.sample.replaceChildren();
     }
 
     // -- start --
 
     function datalists() {
       const option = (value, label) => h("option", { value, label });
-      fieldset.querySelectorAll("datalist").forEach((el) => el.remove());
       propertyLists.clear();
+      vocab.events.forEach((e, i) => propertyLists.set(e.name, `nudge-dl-properties-${i}`));
+      // The ids are fixed and every builder on a page shares one vocabulary: made once.
+      if (document.getElementById("nudge-dl-events")) return;
       const traits = vocab.attributes.map((a) => (attributeKind(a) !== "any" ? `attributes.${a}` : a));
-      fieldset.append(
+      (opts.datalistParent || fieldset).append(
         h("datalist", { id: "nudge-dl-events" }, vocab.events.map((e) => option(e.name))),
         h("datalist", { id: "nudge-dl-attributes" }, Object.entries(kinds).map(([name, kind]) => option(name, kind)),
           traits.map((name) => option(name, "trait"))),
         h("datalist", { id: "nudge-dl-templates" }, vocab.templates.map((t) => option(t))),
-        ...vocab.events.map((e, i) => {
-          propertyLists.set(e.name, `nudge-dl-properties-${i}`);
-          return h("datalist", { id: `nudge-dl-properties-${i}` }, (e.properties || []).map((p) => option(p)));
-        }));
+        ...vocab.events.map((e, i) => h("datalist", { id: `nudge-dl-properties-${i}` },
+          (e.properties || []).map((p) => option(p)))));
     }
 
     function fromTextarea() {
@@ -701,15 +735,19 @@
 
     function start() {
       datalists();
-      const toggle = wireJsonToggle();
-      if (!fromTextarea()) toggle.click(); // show the broken JSON so it can be fixed
-      wireKind();
+      if (opts.jsonToggle) {
+        const toggle = wireJsonToggle();
+        if (!fromTextarea()) toggle.click(); // show the broken JSON so it can be fixed
+      } else {
+        textarea.classList.add("nudge-json-hidden");
+        fromTextarea();
+      }
+      if (opts.watchKind) wireKind();
       fieldset.dataset.state = "ready";
     }
 
     fieldset.dataset.state = "loading";
-    fetch(fieldset.dataset.vocabularyUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
+    (opts.vocabulary || fetchVocabulary(fieldset.dataset.vocabularyUrl))
       .then((data) => {
         vocab = { ...vocab, ...data };
         if (Array.isArray(data.builtins)) kinds = Object.fromEntries(data.builtins.map((b) => [b.name, b.kind]));
@@ -718,8 +756,10 @@
       .finally(start);
   }
 
+  window.NudgeConditionBuilder = { init };
+
   function boot() {
-    document.querySelectorAll("#nudge-condition-builder").forEach(init);
+    document.querySelectorAll("#nudge-condition-builder").forEach((fieldset) => init(fieldset));
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
   else boot();

@@ -37,7 +37,6 @@
   const TOP_ORDER = ["trigger", "entry_condition", "reentry", "goal", "exit_condition",
     "frequency_cap", "quiet_hours", "steps"];
   const STEP_ORDER = ["key", "type", "config", "next"];
-  const CONDITION_HELP = "A condition in the segment language (docs/segments.md), as JSON; empty: none.";
 
   // -- small helpers ----------------------------------------------------------------
 
@@ -158,6 +157,17 @@
       textarea.value = JSON.stringify(output(), null, 2);
       root.dispatchEvent(new CustomEvent("nudge-workflow-change", { detail: { definition } }));
       scheduleCheck();
+    }
+
+    let conditionVocab = null; // one request for every condition builder of the page
+
+    function conditionVocabulary() {
+      if (!conditionVocab) {
+        conditionVocab = fetch(root.dataset.conditionVocabularyUrl,
+          { credentials: "same-origin", headers: { Accept: "application/json" } })
+          .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))));
+      }
+      return conditionVocab;
     }
 
     function steps() {
@@ -312,6 +322,46 @@
           amount.after(unit);
           return box;
         },
+        /* A condition, edited with the segment condition builder (condition_builder.js) in a
+           small fieldset of its own around a hidden textarea holding the condition's JSON.
+           An empty condition removes the key ({} with opts.keepEmpty). Without the builder
+           (its script or its URL missing), the plain JSON box. */
+        condition(prop, label, opts = {}) {
+          const builder = window.NudgeConditionBuilder;
+          if (!builder || !root.dataset.conditionVocabularyUrl) return builders.json(prop, label, opts);
+          const current = has(obj, prop) ? obj[prop] : null;
+          const isEmpty = current === null || (isObject(current) && !Object.keys(current).some((k) => k !== "version"));
+          const store = h("textarea", { id: nextId(), "data-role": "condition-json", class: "nudge-wf-json nudge-json-hidden",
+            rows: 6, spellcheck: "false", "aria-label": `${label} (JSON)`,
+            value: isEmpty ? "" : JSON.stringify(current, null, 2) });
+          const box = h("fieldset", { class: "nudge-wf-condition", "data-role": "condition", "data-prop": prop,
+            "aria-label": label, "data-target": store.id,
+            "data-vocabulary-url": root.dataset.conditionVocabularyUrl,
+            "data-preview-url": root.dataset.conditionPreviewUrl },
+          h("div", { class: "nudge-builder-root" }), store,
+          h("p", { class: "nudge-sentence", "aria-live": "polite" }),
+          h("p", { class: "nudge-errors", role: "alert" }));
+          const write = () => {
+            const text = store.value.trim();
+            let value = null;
+            if (text) {
+              try { value = JSON.parse(text); } catch (error) { return; } // the builder says so
+            }
+            const empty = value === null || (isObject(value)
+              && !Object.keys(value).some((k) => k !== "version" && !(Array.isArray(value[k]) && !value[k].length)));
+            if (!empty) obj[prop] = value;
+            else if (opts.keepEmpty) obj[prop] = {};
+            else delete obj[prop];
+            done();
+          };
+          store.addEventListener("change", write); // each edit in the builder
+          store.addEventListener("input", write); // typed in its JSON box
+          builder.init(box, { editing: null, textarea: store, watchKind: false, datalistParent: root,
+            vocabulary: conditionVocabulary() });
+          return h("div", { class: "nudge-wf-field nudge-wf-field-condition", "data-path": p(prop) },
+            h("span", { class: "nudge-wf-label", text: label }), box,
+            opts.help ? h("span", { class: "nudge-wf-help", text: opts.help }) : null);
+        },
         /* Any JSON value, for what has no form (conditions, filters, unknown types). */
         json(prop, label, opts = {}) {
           const text = has(obj, prop) ? JSON.stringify(obj[prop], null, 2) : "";
@@ -380,7 +430,7 @@
       ],
       schedule: (f) => [
         f.text("cron", "Cron", { placeholder: "0 9 * * 1", help: "In each contact's time zone." }),
-        f.json("audience", "Audience", { help: CONDITION_HELP }),
+        f.condition("audience", "Audience", { help: "Who is enrolled when it runs; no rules: everyone." }),
       ],
       inactivity: (f) => [f.number("days", "Days without an event", { min: "1" })],
       manual: () => [h("p", { class: "nudge-wf-help", text: "Contacts are enrolled from their admin page or through the API." })],
@@ -426,13 +476,12 @@
     function settingsFields() {
       const conditions = fields(definition, () => {}, "", "settings");
       return h("div", { class: "nudge-wf-fields" },
-        conditions.json("entry_condition", "Entry condition",
-          { help: `Who may enter. ${CONDITION_HELP}`, placeholder: '{"attribute": "email", "op": "exists"}' }),
+        conditions.condition("entry_condition", "Entry condition",
+          { help: "Who may enter; no rules: anyone." }),
         reentryFields(),
         goalFields(),
-        conditions.json("exit_condition", "Exit condition",
-          { help: `Checked before every step: a match leaves the workflow. ${CONDITION_HELP}`,
-            placeholder: '{"consent": "unsubscribed"}' }),
+        conditions.condition("exit_condition", "Exit condition",
+          { help: "Checked before every step: a match leaves the workflow; no rules: none." }),
         capFields(),
         quietFields());
     }
@@ -468,7 +517,7 @@
             help: "Only an event with the trigger event's value of this property counts (optional)." }),
           f.json("where", "Goal event filters", { help: "Filters on its properties, as JSON; empty: any." }));
       } else if (mode === "condition") {
-        parts.push(f.json("condition", "Goal condition", { help: CONDITION_HELP }));
+        parts.push(f.condition("condition", "Goal condition", { keepEmpty: true }));
       }
       if (mode) parts.push(f.number("within_days", "Within (days)", { min: "1", help: "The conversion window (optional)." }));
       return h("div", { class: "nudge-wf-group" }, parts);
@@ -721,8 +770,7 @@
         f.duration("timeout", "Timeout"),
         f.json("where", "Event filters", { help: "Filters on its properties, as JSON; empty: any." }),
       ],
-      branch: (f) => [f.json("condition", "Condition", { help: `Yes if the contact matches. ${CONDITION_HELP}`,
-        placeholder: '{"attribute": "plan", "op": "eq", "value": "pro"}' })],
+      branch: (f) => [f.condition("condition", "Condition", { help: "Yes if the contact matches." })],
       split: (f, config, step) => [
         variantsTable(f, config, step, "variants", [["name", "Name", null, true], ["weight", "Weight", null]],
           () => ({ name: freshVariantName(config), weight: 50 })),
@@ -961,6 +1009,7 @@
         let best = null;
         scope.querySelectorAll("[data-path]").forEach((el) => {
           if (!nested && el.closest("[data-role=step]")) return;
+          if (el.closest(".nudge-condition-builder")) return; // it marks its own rows
           const candidate = el.dataset.path;
           const fits = path === candidate || path.startsWith(`${candidate}.`) || path.startsWith(`${candidate}[`);
           if (fits && (!best || candidate.length > best.dataset.path.length)) best = el;
@@ -985,7 +1034,7 @@
       const generalBox = mount.querySelector("[data-role=general-errors]");
       if (generalBox) generalBox.replaceChildren(...general.map((e) => h("li", { text: e })));
       markFields(mount, general, false);
-      mount.querySelectorAll("[data-role=step]").forEach((card) => {
+      mount.querySelectorAll(".nudge-wf-step[data-role=step]").forEach((card) => {
         const index = Number(card.dataset.index);
         const mine = byStep.get(index) || [];
         card.classList.toggle("nudge-wf-step-invalid", mine.length > 0);
