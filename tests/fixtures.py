@@ -173,3 +173,34 @@ def contact(db):
     return Contact.objects.create(
         email="ada@example.com", first_name="Ada", timezone="Europe/London"
     )
+
+
+@pytest.fixture
+def settle(run_jobs):
+    """Run every job that is due, the way workers and the scheduler tick would."""
+    from apps.core.scheduler import tick
+
+    def run() -> None:
+        for _ in range(10):
+            run_jobs()
+            results = tick() or {}
+            if not any(v > 0 for v in results.values()):
+                run_jobs()
+                return
+        run_jobs()
+
+    return run
+
+
+@pytest.fixture
+def later(settle):
+    """Move the (frozen) clock forward and let whatever became due run."""
+    import datetime as dt
+
+    from apps.core import clock
+
+    def move(**delta) -> None:
+        clock.advance(dt.timedelta(**delta))
+        settle()
+
+    return move

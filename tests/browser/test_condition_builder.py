@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.urls import reverse
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apps.contacts.models import Contact
 from apps.core import clock
@@ -22,16 +21,8 @@ from apps.events.services import source_create
 from apps.segments.models import Segment
 
 pytestmark = pytest.mark.browser
+VIEWPORT = {"width": 1280, "height": 900}
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-]
-WAIT_SECONDS = 10
-PASSWORD = "correct horse battery staple"
 SCREENSHOT = Path(settings.BASE_DIR) / "var" / "screenshots" / "segment-builder.png"
 
 PRO_WINDOW_SHOPPERS = {
@@ -46,45 +37,6 @@ PRO_WINDOW_SHOPPERS = {
         },
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    # Playwright's sync API keeps an asyncio loop in this thread while the browser
-    # lives, so Django sees an "async context" in the ORM calls the tests make; they
-    # are plain synchronous code all the same.
-    with pytest.MonkeyPatch.context() as env, sync_playwright() as playwright:
-        env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, live_server, transactional_db):
-    context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 900}
-    )
-    context.set_default_timeout(WAIT_SECONDS * 1000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], "uncaught errors in the page"
-
-
-@pytest.fixture
-def admin_page(page):
-    User.objects.create_superuser("marketer", "marketer@example.com", PASSWORD)
-    page.goto(reverse("admin:login"))
-    page.get_by_label("Username").fill("marketer")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"**{reverse('admin:index')}")
-    return page
 
 
 @pytest.fixture

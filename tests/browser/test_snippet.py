@@ -11,50 +11,17 @@ from collections import Counter
 
 import pytest
 from django.urls import reverse
-from playwright.sync_api import sync_playwright
 
 from apps.contacts.models import Contact, Identity
 from apps.events.demo import DEMO_SHOP_KEY, demo_source
 from apps.events.models import Event
 
+from .conftest import WAIT_SECONDS
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-]
-WAIT_SECONDS = 10
 LOADED = "() => Boolean(window.nudge && window.nudge.loaded)"
 STORED_QUEUE = f"nudge_queue:{DEMO_SHOP_KEY}"
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    # Playwright's sync API keeps an asyncio loop in this thread while the browser
-    # lives, so Django sees an "async context" in the ORM reads the tests make (and in
-    # the database flush after each test); they are plain synchronous code all the same.
-    with pytest.MonkeyPatch.context() as env, sync_playwright() as playwright:
-        env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, live_server, transactional_db):
-    context = browser.new_context(base_url=live_server.url)
-    context.set_default_timeout(WAIT_SECONDS * 1000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], "uncaught errors in the page"
 
 
 @pytest.fixture

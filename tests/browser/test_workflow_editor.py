@@ -6,7 +6,6 @@ the step they are about, and the server refuses to save them. Nothing sleeps: th
 tests wait on what the page shows (Playwright's expect) and move the clock.
 """
 
-import datetime as dt
 import json
 import uuid
 from pathlib import Path
@@ -14,29 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.urls import reverse
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from apps.campaigns.models import EmailTemplate
 from apps.contacts.models import Contact
 from apps.core import clock
-from apps.core.scheduler import tick
 from apps.segments.models import Segment
 from apps.workflows.models import Enrollment, Workflow
 from apps.workflows.services import workflow_create
 
 pytestmark = pytest.mark.browser
+VIEWPORT = {"width": 1280, "height": 900}
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-]
-WAIT_SECONDS = 10
-PASSWORD = "correct horse battery staple"
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 
 # What the clicks in the first test build (docs/workflows.md's example, less the
@@ -63,72 +52,6 @@ CART_ABANDONMENT = {
         },
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path):
-    # Playwright's sync API keeps an asyncio loop in this thread while the browser
-    # lives, so Django sees an "async context" in the ORM calls the tests make; they
-    # are plain synchronous code all the same.
-    with pytest.MonkeyPatch.context() as env, sync_playwright() as playwright:
-        env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, live_server, transactional_db):
-    context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 900}
-    )
-    context.set_default_timeout(WAIT_SECONDS * 1000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], "uncaught errors in the page"
-
-
-@pytest.fixture
-def admin_page(page):
-    User.objects.create_superuser("marketer", "marketer@example.com", PASSWORD)
-    page.goto(reverse("admin:login"))
-    page.get_by_label("Username").fill("marketer")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"**{reverse('admin:index')}")
-    return page
-
-
-@pytest.fixture
-def settle(run_jobs):
-    """Run every job that is due, the way workers and the scheduler tick would."""
-
-    def run() -> None:
-        for _ in range(10):
-            run_jobs()
-            results = tick() or {}
-            if not any(v > 0 for v in results.values()):
-                run_jobs()
-                return
-        run_jobs()
-
-    return run
-
-
-@pytest.fixture
-def later(settle):
-    """Move the (frozen) clock forward and let whatever became due run."""
-
-    def move(**delta) -> None:
-        clock.advance(dt.timedelta(**delta))
-        settle()
-
-    return move
 
 
 def editor(page):

@@ -10,7 +10,6 @@ import pytest
 from apps.campaigns.models import EmailTemplate
 from apps.contacts.models import Contact
 from apps.core import clock
-from apps.core.scheduler import tick
 from apps.workflows.models import Workflow
 from apps.workflows.services import workflow_activate, workflow_create
 
@@ -58,33 +57,6 @@ def shop(live_server, server_source, frozen_clock):
     shop = Shop(live_server.url, server_source.key)
     yield shop
     shop.client.close()
-
-
-@pytest.fixture
-def settle(run_jobs):
-    """Run every job that is due, the way workers and the scheduler tick would."""
-
-    def run() -> None:
-        for _ in range(10):
-            run_jobs()
-            results = tick() or {}
-            if not any(v > 0 for v in results.values()):
-                run_jobs()
-                return
-        run_jobs()
-
-    return run
-
-
-@pytest.fixture
-def later(settle):
-    """Move the clock forward and let whatever became due run."""
-
-    def move(**delta) -> None:
-        clock.advance(dt.timedelta(**delta))
-        settle()
-
-    return move
 
 
 @pytest.fixture
