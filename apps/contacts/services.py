@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
 from django.forms.models import model_to_dict
 
 from apps.core import clock, hooks
@@ -137,15 +138,20 @@ def _max_time(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | Non
 
 
 def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
-    """Move last_seen_at forward (never back) for each contact id -> time."""
-    updated = 0
-    for contact_id, at in seen.items():
-        updated += (
-            Contact.objects.filter(pk=contact_id)
-            .exclude(last_seen_at__gte=at)
-            .update(last_seen_at=at)
+    """Move last_seen_at forward (never back) for each contact id -> time, in one
+    UPDATE for the whole batch; returns how many contacts it looked at."""
+    if not seen:
+        return 0
+    newer = [
+        When(
+            Q(pk=contact_id) & (Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=at)),
+            then=Value(at),
         )
-    return updated
+        for contact_id, at in seen.items()
+    ]
+    return Contact.objects.filter(pk__in=list(seen)).update(
+        last_seen_at=Case(*newer, default=F("last_seen_at"))
+    )
 
 
 def contact_update_traits(
