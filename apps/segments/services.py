@@ -3,20 +3,29 @@
 import csv
 import datetime as dt
 import io
+import json
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
 from apps.events.models import Event
-from apps.events.services import internal_source
+from apps.events.services import INTERNAL_SOURCE_NAME, internal_source
 
-from .conditions import check, evaluate_facts, load_facts, matching_sql, references
+from .conditions import (
+    Refs,
+    check,
+    evaluate_facts,
+    load_facts,
+    matching_sql,
+    references,
+)
 from .models import Segment, SegmentMembership, SegmentRefresh
 
 logger = logging.getLogger(__name__)
@@ -25,6 +34,7 @@ SEGMENT_ENTERED = "segment_entered"
 SEGMENT_EXITED = "segment_exited"
 # Events for a refresh go in with bulk inserts of this many rows (~2 MB each).
 EVENT_BATCH = 5_000
+EVENT_CONTEXT = {"library": {"name": "nudge"}}
 
 
 @dataclass
@@ -92,49 +102,167 @@ def segment_refresh_full(
 def segment_update_for_contacts(
     *, segment: Segment, contact_ids: Iterable[int], now: dt.datetime | None = None
 ) -> Changes:
-    """Re-evaluate one dynamic segment for a few contacts (the incremental path)."""
+    """Re-evaluate one dynamic segment for a few contacts (the incremental path).
+
+    Two reads (the contacts with their open membership, then their events) and, only
+    when something changed, one write.
+    """
     now = now or clock.now()
-    condition = check(segment.condition)
-    refs = references(condition)
+    condition, refs = _checked(segment)
     ids = sorted(set(contact_ids))
-    open_members = set(
-        SegmentMembership.objects.filter(
-            segment=segment, contact_id__in=ids, exited_at__isnull=True
-        ).values_list("contact_id", flat=True)
+    contacts = Contact.objects.filter(pk__in=ids).annotate(
+        is_member=Exists(
+            SegmentMembership.objects.filter(
+                segment=segment, contact=OuterRef("pk"), exited_at__isnull=True
+            )
+        )
     )
     changes = Changes()
-    for contact in Contact.objects.filter(pk__in=ids):
+    for contact in contacts:
         matches = evaluate_facts(condition, load_facts(contact, refs, now=now), now=now)
-        if matches and contact.pk not in open_members:
+        if matches and not contact.is_member:
             changes.entered.append(contact.pk)
-        elif not matches and contact.pk in open_members:
+        elif not matches and contact.is_member:
             changes.exited.append(contact.pk)
     if changes.entered or changes.exited:
-        _apply(segment, changes, now)
+        changes = _apply(segment, changes, now)
     return changes
 
 
-def _apply(segment: Segment, changes: Changes, now: dt.datetime) -> None:
+_checked_conditions: dict[str, tuple[Any, Refs]] = {}
+
+
+def _checked(segment: Segment) -> tuple[Any, Refs]:
+    """The segment's condition, validated, and what it reads: worked out once per
+    condition, not once per incoming event."""
+    key = json.dumps(segment.condition, sort_keys=True)
+    found = _checked_conditions.get(key)
+    if found is None:
+        condition = check(segment.condition)
+        found = (condition, references(condition))
+        if len(_checked_conditions) > 1000:
+            _checked_conditions.clear()
+        _checked_conditions[key] = found
+    return found
+
+
+def _apply(segment: Segment, changes: Changes, now: dt.datetime) -> Changes:
+    """Open and close memberships, keep the running count, record the changes as
+    events and hand those to processing; returns the changes that really happened
+    (a concurrent job may have made some of them first)."""
+    if connection.vendor == "postgresql":
+        done = _apply_in_one_statement(segment, changes, now)
+    else:
+        done = _apply_portably(segment, changes, now)
+    return done
+
+
+# One statement, so one round trip and atomic without a transaction of its own: the
+# events are written only for the memberships this statement really opened or closed,
+# so two jobs racing over the same contact record one change, not two.
+_APPLY_SQL = """
+WITH closed AS (
+    UPDATE segments_segmentmembership SET exited_at = %(now)s
+    WHERE segment_id = %(segment)s AND exited_at IS NULL
+      AND contact_id = ANY(%(exited)s::bigint[])
+    RETURNING contact_id
+), opened AS (
+    INSERT INTO segments_segmentmembership (segment_id, contact_id, entered_at)
+    SELECT %(segment)s, c, %(now)s FROM unnest(%(entered)s::bigint[]) AS c
+    ON CONFLICT DO NOTHING
+    RETURNING contact_id
+), counted AS (
+    UPDATE segments_segment
+    SET member_count = GREATEST(
+        member_count + (SELECT count(*) FROM opened) - (SELECT count(*) FROM closed), 0)
+    WHERE id = %(segment)s
+), changed AS (
+    SELECT contact_id, 'segment_entered' AS name, 'entered' AS verb FROM opened
+    UNION ALL
+    SELECT contact_id, 'segment_exited', 'exited' FROM closed
+)
+INSERT INTO events_event (contact_id, source_id, type, name, properties, context,
+                          timestamp, received_at, message_id)
+SELECT changed.contact_id,
+       (SELECT id FROM events_source WHERE name = %(source)s),
+       'track', changed.name, %(properties)s::jsonb, %(context)s::jsonb,
+       %(now)s, %(now)s,
+       left('seg:' || %(segment)s || ':' || changed.verb || ':' || changed.contact_id
+            || ':' || %(stamp)s, 100)
+FROM changed
+ON CONFLICT DO NOTHING
+RETURNING id, name, contact_id, source_id
+"""
+
+
+def _apply_in_one_statement(
+    segment: Segment, changes: Changes, now: dt.datetime
+) -> Changes:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPLY_SQL,
+            {
+                "now": now,
+                "segment": segment.pk,
+                "entered": changes.entered,
+                "exited": changes.exited,
+                "source": INTERNAL_SOURCE_NAME,
+                "properties": json.dumps(
+                    {"segment_id": segment.pk, "segment": segment.name}
+                ),
+                "context": json.dumps(EVENT_CONTEXT),
+                "stamp": now.isoformat(),
+            },
+        )
+        rows = cursor.fetchall()
+        orphans = [row[0] for row in rows if row[3] is None]
+        if orphans:
+            # The first change on a new installation: the internal source is created
+            # now and given to the events that went in without it.
+            Event.objects.filter(pk__in=orphans).update(source=internal_source())
+    done = Changes(
+        entered=[row[2] for row in rows if row[1] == SEGMENT_ENTERED],
+        exited=[row[2] for row in rows if row[1] == SEGMENT_EXITED],
+    )
+    if rows:
+        from apps.events.tasks import process_events
+
+        jobs.enqueue(process_events, [row[0] for row in rows], queue="events")
+    return done
+
+
+def _apply_portably(segment: Segment, changes: Changes, now: dt.datetime) -> Changes:
+    # SQLite runs one writing transaction at a time (IMMEDIATE), so reading what is
+    # open and then writing inside it is safe from a racing job.
     with transaction.atomic():
-        if changes.exited:
-            SegmentMembership.objects.filter(
-                segment=segment, contact_id__in=changes.exited, exited_at__isnull=True
-            ).update(exited_at=now)
-        if changes.entered:
+        open_rows = SegmentMembership.objects.filter(
+            segment=segment,
+            contact_id__in=[*changes.entered, *changes.exited],
+            exited_at__isnull=True,
+        )
+        already = set(open_rows.values_list("contact_id", flat=True))
+        done = Changes(
+            entered=[c for c in changes.entered if c not in already],
+            exited=[c for c in changes.exited if c in already],
+        )
+        if done.exited:
+            open_rows.filter(contact_id__in=done.exited).update(exited_at=now)
+        if done.entered:
             SegmentMembership.objects.bulk_create(
                 [
                     SegmentMembership(segment=segment, contact_id=c, entered_at=now)
-                    for c in changes.entered
-                ],
-                ignore_conflicts=True,  # a concurrent job opened it first: fine
+                    for c in done.entered
+                ]
             )
         # A running count: COUNT(*) over a big segment costs milliseconds per event.
         # The full refresh sets the exact number again.
-        delta = len(changes.entered) - len(changes.exited)
-        Segment.objects.filter(pk=segment.pk).update(
-            member_count=F("member_count") + delta
-        )
-        _record_changes(segment, changes, now)
+        delta = len(done.entered) - len(done.exited)
+        if delta:
+            Segment.objects.filter(pk=segment.pk).update(
+                member_count=F("member_count") + delta
+            )
+        _record_changes(segment, done, now)
+    return done
 
 
 def _record_changes(segment: Segment, changes: Changes, now: dt.datetime) -> None:
@@ -152,7 +280,7 @@ def _record_changes(segment: Segment, changes: Changes, now: dt.datetime) -> Non
             type=Event.Type.TRACK,
             name=name,
             properties={"segment_id": segment.pk, "segment": segment.name},
-            context={"library": {"name": "nudge"}},
+            context=EVENT_CONTEXT,
             timestamp=now,
             received_at=now,
             message_id=f"seg:{segment.pk}:{name[8:]}:{contact_id}:{stamp}"[:100],
@@ -212,7 +340,7 @@ def segment_add_contacts(*, segment: Segment, contact_ids: Iterable[int]) -> int
     )
     changes = Changes(entered=sorted(ids - already))
     if changes.entered:
-        _apply(segment, changes, now)
+        changes = _apply(segment, changes, now)
     return len(changes.entered)
 
 
@@ -226,7 +354,7 @@ def segment_remove_contacts(*, segment: Segment, contact_ids: Iterable[int]) -> 
     )
     changes = Changes(exited=sorted(present))
     if changes.exited:
-        _apply(segment, changes, now)
+        changes = _apply(segment, changes, now)
     return len(changes.exited)
 
 

@@ -9,11 +9,17 @@ import pytest
 from apps.contacts.models import Contact
 from apps.core import clock
 from apps.core.scheduler import tick
-from apps.events.models import Event
+from apps.events.models import Event, Source
 from apps.events.schemas import Identify, Track
-from apps.events.services import events_ingest
+from apps.events.services import INTERNAL_SOURCE_NAME, events_ingest
 from apps.segments.models import Segment, SegmentMembership, SegmentRefresh
-from apps.segments.services import segment_import_csv, segment_refresh_full
+from apps.segments.services import (
+    Changes,
+    _apply,
+    segment_import_csv,
+    segment_refresh_full,
+    segment_update_for_contacts,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +77,42 @@ def test_an_event_flips_membership_and_emits_segment_entered_once(
     run_jobs()
     assert SegmentMembership.objects.get().exited_at is not None
     assert Event.objects.filter(name="segment_exited").count() == 1
+
+
+def test_two_jobs_racing_over_one_contact_record_one_change(
+    keen, make_contact, add_event, now
+):
+    # given a contact who qualifies, evaluated by two jobs at once: both saw them out
+    contact = make_contact()
+    add_event(contact, "product_viewed", dt.timedelta(hours=2))
+    add_event(contact, "product_viewed", dt.timedelta(hours=3))
+    first = _apply(keen, Changes(entered=[contact.pk]), now)
+    second = _apply(keen, Changes(entered=[contact.pk]), now)
+    # then one membership, one segment_entered, a count of one
+    assert (first.entered, second.entered) == ([contact.pk], [])
+    assert SegmentMembership.objects.filter(segment=keen).count() == 1
+    assert Event.objects.filter(name="segment_entered").count() == 1
+    keen.refresh_from_db()
+    assert keen.member_count == 1
+    # and the same for leaving
+    out = [_apply(keen, Changes(exited=[contact.pk]), now) for _ in range(2)]
+    assert [o.exited for o in out] == [[contact.pk], []]
+    assert Event.objects.filter(name="segment_exited").count() == 1
+    keen.refresh_from_db()
+    assert keen.member_count == 0
+
+
+def test_the_first_change_on_a_new_installation_creates_the_internal_source(
+    keen, make_contact, add_event, now
+):
+    Source.objects.filter(name=INTERNAL_SOURCE_NAME).delete()
+    contact = make_contact()
+    add_event(contact, "product_viewed", dt.timedelta(hours=2))
+    add_event(contact, "product_viewed", dt.timedelta(hours=3))
+    segment_update_for_contacts(segment=keen, contact_ids=[contact.pk], now=now)
+    entered = Event.objects.get(name="segment_entered")
+    assert entered.source == Source.objects.get(name=INTERNAL_SOURCE_NAME)
+    assert entered.message_id.startswith(f"seg:{keen.pk}:entered:{contact.pk}:")
 
 
 def test_a_trait_change_moves_attribute_segments(browser_source, run_jobs):
