@@ -63,6 +63,7 @@ class UpdateContact(StepType):
             points = config["add_score"]
             Contact.objects.filter(pk=contact.pk).update(score=F("score") + points)
             new = Contact.objects.values_list("score", flat=True).get(pk=contact.pk)
+            contact.score = new
             event_record(
                 contact_id=contact.pk,
                 name="score_changed",

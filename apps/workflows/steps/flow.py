@@ -4,13 +4,20 @@ import hashlib
 
 from apps.segments.conditions import (
     ConditionError,
+    Refs,
     check,
     describe,
-    evaluate,
+    evaluate_facts,
+    load_facts,
     references,
 )
 
-from .base import Outcome, StepContext, StepType, register_step
+from .base import Outcome, StepContext, StepType, derived, register_step
+
+
+def _checked(condition) -> tuple[dict, Refs]:
+    condition = check(condition)
+    return condition, references(condition)
 
 
 class Branch(StepType):
@@ -27,28 +34,28 @@ class Branch(StepType):
         return []
 
     def run(self, ctx: StepContext) -> Outcome:
-        condition = ctx.step.config["condition"]
-        result = evaluate(
-            condition, ctx.contact, now=ctx.now, since=ctx.enrollment.entered_at
+        # evaluate(), with the condition checked and its references found once per
+        # step rather than once per contact.
+        condition, refs = derived(
+            ctx.step, "condition", lambda: _checked(ctx.step.config["condition"])
         )
-        refs = references(condition)
+        facts = load_facts(ctx.contact, refs, now=ctx.now)
+        result = evaluate_facts(
+            condition, facts, now=ctx.now, since=ctx.enrollment.entered_at
+        )
         # The values the decision rested on, for "why did they go this way?"
+        attributes = ctx.contact.attributes or {}
         values = {
-            name: (ctx.contact.attributes or {}).get(name)
-            for name in refs.attributes
-            if name in (ctx.contact.attributes or {})
+            name: attributes.get(name) for name in refs.attributes if name in attributes
         }
         if "score" in refs.attributes:
             values["score"] = ctx.contact.score
+        sentence = describe(condition)
         return Outcome(
             "yes" if result else "no",
             outlet="yes" if result else "no",
-            reason=f"{describe(condition)}: {'true' if result else 'false'}",
-            detail={
-                "condition": describe(condition),
-                "result": result,
-                "values": values,
-            },
+            reason=f"{sentence}: {'true' if result else 'false'}",
+            detail={"condition": sentence, "result": result, "values": values},
         )
 
     def describe(self, config):
