@@ -299,7 +299,11 @@ def enqueue_advance(enrollment_ids: list[int], *, at=None) -> None:
         )
 
 
-def enrollment_finish(enrollment: Enrollment, status: str, reason: str, now) -> None:
+def enrollment_finish(
+    enrollment: Enrollment, status: str, reason: str, now, *, save: bool = True
+) -> None:
+    """End the run with ``status``. The engine passes ``save=False``: it writes a
+    batch's enrollments together when the batch is done."""
     enrollment.status = status
     enrollment.finished_at = now
     enrollment.exit_reason = reason[:200]
@@ -308,7 +312,8 @@ def enrollment_finish(enrollment: Enrollment, status: str, reason: str, now) -> 
     enrollment.awaiting_key = ""
     if status == Enrollment.Status.CONVERTED:
         enrollment.converted_at = now
-    enrollment.save()
+    if save:
+        enrollment.save()
     logger.info(
         "enrollment finished",
         extra={"enrollment_id": enrollment.pk, "status": status, "reason": reason},

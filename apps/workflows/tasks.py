@@ -2,16 +2,12 @@
 
 from django.core.mail import EmailMessage, mailers
 
-from .engine import enrollment_advance
+from .engine import enrollments_advance
 from .steps.webhook import webhook_deliver
 
 
 def advance_enrollments(enrollment_ids: list[int]) -> dict[str, int]:
-    outcomes: dict[str, int] = {}
-    for enrollment_id in enrollment_ids:
-        outcome = enrollment_advance(enrollment_id=enrollment_id)
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    return outcomes
+    return enrollments_advance(enrollment_ids=enrollment_ids)
 
 
 def deliver_webhook(delivery_id: int) -> str:
