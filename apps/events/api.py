@@ -1,7 +1,9 @@
 """The Segment-compatible tracking API: identify, track, page, screen, group, alias,
 batch, and the one-letter paths analytics.js uses."""
 
-from django.http import HttpRequest
+import json
+
+from django.http import HttpRequest, HttpResponse
 from ninja import Router
 
 from . import schemas
@@ -26,7 +28,7 @@ def _accept(
     *,
     batch_sent_at=None,
     batch_context: dict | None = None,
-) -> dict:
+) -> HttpResponse:
     source = request.auth
     context = dict(batch_context or {})
     if not source.is_server:
@@ -38,10 +40,19 @@ def _accept(
         batch_sent_at=batch_sent_at,
         batch_context=context,
     )
-    return {"accepted": result.accepted, "duplicates": result.duplicates}
+    # The body ninja's JSON renderer would make, without first validating our own
+    # three numbers against the response model (~5% of a track call's CPU).
+    body = {
+        "success": True,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+    }
+    return HttpResponse(
+        json.dumps(body), content_type="application/json; charset=utf-8"
+    )
 
 
-def _single(request: HttpRequest, message: schemas.Message) -> dict:
+def _single(request: HttpRequest, message: schemas.Message) -> HttpResponse:
     check_event_size(read_json_body(request), where="the event")
     return _accept(request, [message])
 

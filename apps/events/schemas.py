@@ -1,7 +1,12 @@
-"""The Segment HTTP tracking API spec, as ninja schemas.
+"""The Segment HTTP tracking API spec, as the request and response models of the API.
 
 Field names follow the spec (camelCase) so Segment and RudderStack libraries can send
 unchanged. Unknown top-level fields are ignored, as Segment does.
+
+They are plain pydantic models, which ninja takes as they are, not ninja ``Schema``s:
+a Schema reads its input through a getter object made for ORM instances, field by
+field, and validating an event took ~11 us of CPU that way against ~3 us now. Bodies
+and responses here are dicts, so there is nothing for that getter to do.
 """
 
 import datetime as dt
@@ -9,8 +14,7 @@ from typing import Annotated, Any, Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from ninja import Schema
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from apps.contacts.identity import CONSENT_TRAIT
 from apps.contacts.models import ConsentStatus
@@ -36,7 +40,7 @@ RequiredId = Annotated[
 ]
 
 
-class Message(Schema):
+class Message(BaseModel):
     messageId: Annotated[str, Field(max_length=100)] | None = None
     anonymousId: Id = None
     userId: Id = None
@@ -114,19 +118,19 @@ AnyMessage = Annotated[
 ]
 
 
-class Batch(Schema):
+class Batch(BaseModel):
     batch: Annotated[list[AnyMessage], Field(min_length=1)]
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
     sentAt: dt.datetime | None = None
 
 
-class Accepted(Schema):
+class Accepted(BaseModel):
     success: bool = True
     accepted: int
     duplicates: int
 
 
-class Problem(Schema):
+class Problem(BaseModel):
     error: str
     detail: list[dict[str, Any]] | str | None = None
