@@ -1,20 +1,28 @@
 """Who sent this? Resolving anonymous ids, user ids and emails to contacts, in bulk.
 
 A batch of a hundred events may name a handful of people. The resolver loads every
-identity and contact the batch mentions in three queries, works out each message's
-contact in memory (new contacts are unsaved placeholders until the end, so a visitor
-who browses anonymously and then identifies within one batch costs no merge at all),
-then writes new contacts, identities and trait changes in a few statements.
+identity and contact the call mentions in one query, works out each message's contact
+in memory (new contacts are unsaved placeholders until the end, so a visitor who
+browses anonymously and then identifies within one batch costs no merge at all), then
+writes new contacts, identities and trait changes in a few statements.
+
+The common call (people seen before, nothing about them changes) writes nothing and
+takes no lock: one query. Only a call that must write locks its keys, reads them again
+and, if another request changed them meanwhile, decides again (see
+``resolve_identities``).
 """
 
 import datetime as dt
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from django.db import connection
-from django.db.models import Q
-from django.db.models.functions import Lower
+import orjson
+import psycopg
+from django.db import connection, models
 
 from .models import ConsentStatus, Contact, Identity
 
@@ -102,13 +110,176 @@ def _lock_identities(keys: set[str]) -> None:
     """
     if not keys or connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
+    with postgres_cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, h) FROM "
-            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(%s::text[]) AS k) hashes "
+            "SELECT pg_advisory_xact_lock(%b::integer, h) FROM "
+            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(%b::text[]) AS k) hashes "
             "ORDER BY h",
             [IDENTITY_LOCK_CLASS, sorted(keys)],
         )
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Every identity key one call names."""
+
+    anonymous_ids: frozenset[str]
+    user_ids: frozenset[str]
+    emails: frozenset[str]
+
+    @classmethod
+    def of(cls, sightings: list["Sighting"]) -> "_Keys":
+        anonymous_ids, user_ids, emails = set(), set(), set()
+        for s in sightings:
+            if s.anonymous_id:
+                anonymous_ids.add(s.anonymous_id)
+            if s.user_id:
+                user_ids.add(s.user_id)
+            if s.previous_id:  # alias: either kind of id
+                anonymous_ids.add(s.previous_id)
+                user_ids.add(s.previous_id)
+            if s.email:
+                emails.add(s.email)
+        return cls(frozenset(anonymous_ids), frozenset(user_ids), frozenset(emails))
+
+    @property
+    def all(self) -> set[str]:
+        return set(self.anonymous_ids | self.user_ids | self.emails)
+
+
+@cache
+def _contact_columns(vendor: str) -> tuple[str, list[tuple[int, list[Callable]]]]:
+    """The SELECT list of every Contact column, and the converters (JSON, dates on
+    SQLite) the ORM would apply to each, as (position, converters)."""
+    fields = Contact._meta.concrete_fields
+    select = ", ".join(f"c.{connection.ops.quote_name(f.column)}" for f in fields)
+    converters = []
+    for position, f in enumerate(fields):
+        col = f.get_col("c")
+        found = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
+        if found:
+            converters.append((position, found))
+    return select, converters
+
+
+@contextmanager
+def postgres_cursor() -> Iterator[psycopg.Cursor]:
+    """A cursor of the psycopg connection itself (PostgreSQL only).
+
+    Django's cursors bind parameters on the client, quoting every value into the SQL
+    text (in Python, for lists). This one sends them apart, in binary where the SQL
+    says %b. Django's health check and error classes still apply.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with (
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
+        yield cursor
+
+
+# Where each kind of key leads: the tables, and the column a key must equal. Each
+# key names at most one contact (the columns are unique), hence the LIMIT 1 below.
+_KEY_LOOKUPS = {
+    "anonymous_ids": (
+        "contacts_identity i JOIN contacts_contact c ON c.id = i.contact_id",
+        "i.anonymous_id",
+    ),
+    "user_ids": ("contacts_contact c", "c.external_id"),
+    # lower(email) on non-NULL emails: the unique index's expression and predicate.
+    "emails": ("contacts_contact c", "c.email IS NOT NULL AND lower(c.email)"),
+}
+
+
+def _load_rows(keys: _Keys) -> set[tuple]:
+    """(anonymous id or None, *contact columns) for every identity and contact the
+    keys name, in one query; a contact found by several keys comes more than once."""
+    postgres = connection.vendor == "postgresql"
+    # Built from fixed fragments (column names from the model) and placeholders
+    # only: every value is a bound parameter.
+    select, _ = _contact_columns(connection.vendor)
+    parts: list[str] = []
+    params: list[Any] = []
+    for kind, (tables, column) in _KEY_LOOKUPS.items():
+        values = sorted(getattr(keys, kind))
+        if not values:
+            continue
+        if postgres and len(values) > 1:
+            # One index probe per key, whatever the statistics say: on tables that
+            # grew since the last ANALYZE (a new install, a bench), an IN list is
+            # planned as a sequential scan and a hash join, slower with every row.
+            first = "k.key" if kind == "anonymous_ids" else "NULL"
+            parts.append(
+                f"SELECT {first}, {select} FROM unnest(%b::text[]) AS k(key) "  # noqa: S608
+                f"CROSS JOIN LATERAL (SELECT {select} FROM {tables} "
+                f"WHERE {column} = k.key LIMIT 1) c"
+            )
+            params.append(values)
+        else:  # one key is an index probe in any case, and the cheapest to plan
+            first = "i.anonymous_id" if kind == "anonymous_ids" else "NULL"
+            placeholder = "%b" if postgres else "%s"
+            parts.append(
+                f"SELECT {first}, {select} FROM {tables} "  # noqa: S608
+                f"WHERE {column} IN ({', '.join([placeholder] * len(values))})"
+            )
+            params.extend(values)
+    if not parts:
+        return set()
+    sql = " UNION ALL ".join(parts)
+    with postgres_cursor() if postgres else connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return set(cursor.fetchall())
+
+
+def _insert(model: type[models.Model], objects: list[models.Model]) -> None:
+    """Insert new rows and set their primary keys, as bulk_create does.
+
+    On PostgreSQL the rows go as one JSON document that jsonb_populate_recordset
+    turns into the table's row type: for the handful of contacts and identities a
+    call creates, bulk_create's per-statement and per-field preparation cost more
+    than the insert (bench/ingest.py).
+    """
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    if connection.vendor != "postgresql" or any(f.has_db_default() for f in fields):
+        model.objects.bulk_create(objects)
+        return
+    rows = [{f.column: f.pre_save(obj, add=True) for f in fields} for obj in objects]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(model._meta.db_table)
+    with postgres_cursor() as cursor:
+        # RETURNING gives the rows in the order of the document, which bulk_create
+        # relies on too.
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM jsonb_populate_recordset(NULL::{table}, %b::jsonb) "
+            f"RETURNING {connection.ops.quote_name(model._meta.pk.column)}",
+            [_json(rows)],
+        )
+        for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    try:
+        return orjson.dumps(rows, default=str).decode()
+    except TypeError:  # what orjson refuses (integers past 64 bits), json takes
+        return json.dumps(rows, default=str)
+
+
+def _contact_from_row(values: tuple) -> Contact:
+    _, converters = _contact_columns(connection.vendor)
+    values = list(values)
+    for position, found in converters:
+        for convert in found:
+            values[position] = convert(values[position], None, connection)
+    return Contact.from_db(connection.alias, None, values)
+
+
+class _WriteNeeded(Exception):
+    """A dry pass reached a merge: lock, look again and decide for real."""
 
 
 class _Person:
@@ -136,10 +307,95 @@ class _Person:
         return self.contact.is_known
 
 
+@dataclass(frozen=True)
+class Resolution:
+    contact_ids: list[int]
+    # False when the call changed nothing: every key was known and nothing about the
+    # people it names is new. Ingestion relies on it to skip work for duplicates.
+    wrote: bool
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A first pass over a call's sightings: read without a lock, decided without
+    writing. Needs no transaction."""
+
+    keys: _Keys
+    rows: set[tuple]
+    # None when the pass stopped at a merge of two stored contacts.
+    resolver: "IdentityResolver | None"
+
+    @property
+    def contact_ids(self) -> list[int] | None:
+        """Everyone's contact, if that takes no write at all; else None."""
+        if self.resolver is None or self.resolver.has_writes():
+            return None
+        return self.resolver.final_ids()
+
+
+def lookup_identities(
+    sightings: list[Sighting],
+    *,
+    trusted: bool,
+    default_consent: str,
+    merge: Callable[..., Any],
+) -> Lookup:
+    keys = _Keys.of(sightings)
+    rows = _load_rows(keys)
+    resolver: IdentityResolver | None = IdentityResolver(
+        trusted=trusted, default_consent=default_consent, merge=merge
+    )
+    try:
+        resolver.decide(sightings, rows, dry=True)
+    except _WriteNeeded:
+        resolver = None
+    return Lookup(keys, rows, resolver)
+
+
+def resolve_identities(
+    sightings: list[Sighting],
+    *,
+    trusted: bool,
+    default_consent: str,
+    merge: Callable[..., Any],
+    lookup: Lookup | None = None,
+) -> Resolution:
+    """The contact behind each sighting, creating, updating and merging as needed.
+    Call inside a transaction.
+
+    On PostgreSQL the first pass (``lookup``, made here if not given) is optimistic.
+    If it needs no write, that is the answer. Otherwise the call locks its keys (two
+    requests creating the same new visitor must not both insert it), reads them
+    again and, if another request changed them since the first pass, decides again
+    from the fresh rows before writing.
+    """
+
+    def resolver() -> IdentityResolver:
+        return IdentityResolver(
+            trusted=trusted, default_consent=default_consent, merge=merge
+        )
+
+    if connection.vendor != "postgresql":  # SQLite serialises writers already
+        return resolver().run(sightings, _load_rows(_Keys.of(sightings)))
+    if lookup is None:
+        lookup = lookup_identities(
+            sightings, trusted=trusted, default_consent=default_consent, merge=merge
+        )
+    if lookup.contact_ids is not None:
+        return Resolution(lookup.contact_ids, wrote=False)
+    _lock_identities(lookup.keys.all)
+    fresh = _load_rows(lookup.keys)
+    if lookup.resolver is not None and fresh == lookup.rows:
+        lookup.resolver.write()
+        return Resolution(lookup.resolver.final_ids(), wrote=True)
+    return resolver().run(sightings, fresh)
+
+
 @dataclass
 class IdentityResolver:
     trusted: bool
     default_consent: str
+    merge: Callable[..., Any]
     by_anonymous_id: dict[str, _Person] = field(default_factory=dict)
     by_user_id: dict[str, _Person] = field(default_factory=dict)
     by_email: dict[str, _Person] = field(default_factory=dict)
@@ -147,53 +403,52 @@ class IdentityResolver:
     new_people: list[_Person] = field(default_factory=list)
     identity_writes: dict[str, _Person] = field(default_factory=dict)
     existing_identities: set[str] = field(default_factory=set)
+    resolved: list[_Person] = field(default_factory=list)
+    # A dry pass decides without writing; it stops (_WriteNeeded) at a merge.
+    dry: bool = False
 
-    def resolve(
-        self,
-        sightings: list[Sighting],
-        *,
-        merge: Callable[..., Any],
-    ) -> list[int]:
-        self._merge = merge
-        self._load(sightings)
-        resolved = [self._resolve_one(s) for s in sightings]
-        self._write()
-        return [person.final().contact.pk for person in resolved]
+    # Set when a merge of two stored contacts ran (it writes at once).
+    merged: bool = False
+
+    def run(self, sightings: list[Sighting], rows: set[tuple]) -> Resolution:
+        self.decide(sightings, rows, dry=False)
+        wrote = self.merged or self.has_writes()
+        self.write()
+        return Resolution(self.final_ids(), wrote=wrote)
+
+    def decide(self, sightings: list[Sighting], rows: set[tuple], *, dry: bool) -> None:
+        """Work out each sighting's person (``resolved``, in order)."""
+        self.dry = dry
+        self._load(rows)
+        self.resolved = [self._resolve_one(s) for s in sightings]
+
+    def final_ids(self) -> list[int]:
+        return [person.final().contact.pk for person in self.resolved]
+
+    def has_writes(self) -> bool:
+        return bool(
+            self.new_people
+            or self.identity_writes
+            or any(person.changed for person in self.people.values())
+        )
 
     # -- loading ----------------------------------------------------------------------
 
-    def _load(self, sightings: list[Sighting]) -> None:
-        anonymous_ids = {s.anonymous_id for s in sightings if s.anonymous_id}
-        anonymous_ids |= {s.previous_id for s in sightings if s.previous_id}
-        user_ids = {s.user_id for s in sightings if s.user_id}
-        user_ids |= {s.previous_id for s in sightings if s.previous_id}
-        emails = {s.email for s in sightings if s.email}
-        _lock_identities(anonymous_ids | user_ids | emails)
-
-        identity_contact = (
-            dict(
-                Identity.objects.filter(anonymous_id__in=anonymous_ids).values_list(
-                    "anonymous_id", "contact_id"
-                )
-            )
-            if anonymous_ids
-            else {}
-        )
-        self.existing_identities = set(identity_contact)
-        if identity_contact or user_ids or emails:
-            # Lower(email) IN (...) uses the expression index of the unique constraint.
-            contacts = Contact.objects.annotate(email_ci=Lower("email")).filter(
-                Q(pk__in=set(identity_contact.values()))
-                | Q(external_id__in=user_ids)
-                | Q(email_ci__in=emails)
-            )
-            for contact in contacts:
+    def _load(self, rows: set[tuple]) -> None:
+        identity_contact: dict[str, int] = {}
+        for row in rows:
+            contact_id = row[1]
+            if contact_id not in self.people:
+                contact = _contact_from_row(row[1:])
                 person = _Person(contact)
-                self.people[contact.pk] = person
+                self.people[contact_id] = person
                 if contact.external_id:
                     self.by_user_id[contact.external_id] = person
                 if contact.email:
                     self.by_email[contact.email.lower()] = person
+            if row[0] is not None:
+                identity_contact[row[0]] = contact_id
+        self.existing_identities = set(identity_contact)
         for anonymous_id, contact_id in identity_contact.items():
             self.by_anonymous_id[anonymous_id] = self.people[contact_id]
 
@@ -323,11 +578,14 @@ class IdentityResolver:
             target.changed |= source.changed
             self.new_people.remove(source)
         else:
+            if self.dry:
+                raise _WriteNeeded
             if target.is_new:
                 self._save_new(target)
             self._flush_changes(target)
             self._flush_changes(source)
-            self._merge(source=source.contact, target=target.contact, reason=reason)
+            self.merge(source=source.contact, target=target.contact, reason=reason)
+            self.merged = True
             self.people.pop(source.contact.pk, None)
             target.contact.refresh_from_db()
         source.merged_into = target
@@ -362,9 +620,9 @@ class IdentityResolver:
             person.contact.save(update_fields=sorted(person.changed))
             person.changed.clear()
 
-    def _write(self) -> None:
+    def write(self) -> None:
         if self.new_people:
-            Contact.objects.bulk_create([p.contact for p in self.new_people])
+            _insert(Contact, [p.contact for p in self.new_people])
             for person in self.new_people:
                 person.changed.clear()
                 self.people[person.contact.pk] = person
@@ -378,7 +636,7 @@ class IdentityResolver:
             if anonymous_id not in self.existing_identities
         ]
         if creates:
-            Identity.objects.bulk_create(creates)
+            _insert(Identity, creates)
         for anonymous_id, person in self.identity_writes.items():
             if anonymous_id in self.existing_identities:
                 Identity.objects.filter(anonymous_id=anonymous_id).update(

@@ -12,31 +12,62 @@ from django.forms.models import model_to_dict
 
 from apps.core import clock, hooks
 
-from .identity import IdentityResolver, Sighting
+from .identity import (
+    Lookup,
+    Resolution,
+    Sighting,
+    lookup_identities,
+    resolve_identities,
+)
 from .models import ConsentStatus, Contact, ContactMerge, Identity
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "Lookup",
+    "Resolution",
     "Sighting",
     "contact_merge",
+    "contacts_lookup",
     "contacts_resolve",
     "contacts_touch_last_seen",
 ]
 
 
-def contacts_resolve(*, sightings: list[Sighting], trusted: bool) -> list[int]:
-    """Find or create the contact behind each sighting; returns their ids in order.
+def contacts_lookup(*, sightings: list[Sighting], trusted: bool) -> Lookup:
+    """Who sent each sighting, as far as reading tells: ``.contact_ids`` when every
+    one is known and nothing about them changes (nothing to write), else None.
 
-    Call inside a transaction. ``trusted`` is True for server keys: only they may
-    change an existing contact's email or consent, or merge two known contacts.
-    A browser key (public, so anyone can use it) may still fold an anonymous visitor
-    into the contact they identify as, which is the point of ``identify``.
+    Needs no transaction and takes no lock. Pass the result to ``contacts_resolve``
+    to write what it found missing.
     """
-    resolver = IdentityResolver(
-        trusted=trusted, default_consent=settings.NUDGE_DEFAULT_CONSENT
+    return lookup_identities(
+        sightings,
+        trusted=trusted,
+        default_consent=settings.NUDGE_DEFAULT_CONSENT,
+        merge=contact_merge,
     )
-    return resolver.resolve(sightings, merge=contact_merge)
+
+
+def contacts_resolve(
+    *, sightings: list[Sighting], trusted: bool, lookup: Lookup | None = None
+) -> Resolution:
+    """Find or create the contact behind each sighting: their ids in order, and
+    whether anything was written (nothing is, when everyone is known and unchanged).
+
+    Call inside a transaction, with the ``contacts_lookup`` of the same sightings if
+    the caller made one. ``trusted`` is True for server keys: only they may change
+    an existing contact's email or consent, or merge two known contacts. A browser
+    key (public, so anyone can use it) may still fold an anonymous visitor into the
+    contact they identify as, which is the point of ``identify``.
+    """
+    return resolve_identities(
+        sightings,
+        trusted=trusted,
+        default_consent=settings.NUDGE_DEFAULT_CONSENT,
+        merge=contact_merge,
+        lookup=lookup,
+    )
 
 
 @transaction.atomic

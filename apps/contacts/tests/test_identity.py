@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from apps.contacts.models import ConsentStatus, Contact, ContactMerge, Identity
+from apps.contacts.services import Sighting, contacts_lookup, contacts_resolve
 from apps.events.models import Event
 from apps.events.schemas import Alias, Identify, Track
 from apps.events.services import events_ingest
@@ -210,3 +211,35 @@ def test_context_timezone_and_locale_fill_in_the_contact(browser_source):
     events_ingest(source=browser_source, messages=[message])
     contact = Contact.objects.get()
     assert (contact.timezone, contact.locale) == ("Europe/Paris", "fr-FR")
+
+
+def test_a_known_visitor_with_nothing_new_is_found_without_writing(browser_source):
+    events_ingest(source=browser_source, messages=[_track("cookie-13")])
+    contact = Contact.objects.get()
+    lookup = contacts_lookup(
+        sightings=[Sighting(anonymous_id="cookie-13")], trusted=False
+    )
+    assert lookup.contact_ids == [contact.pk]
+    # but a trait to set is a write, so the lookup leaves that to contacts_resolve
+    lookup = contacts_lookup(
+        sightings=[Sighting(anonymous_id="cookie-13", traits={"plan": "pro"})],
+        trusted=False,
+    )
+    assert lookup.contact_ids is None
+
+
+def test_a_lookup_overtaken_by_another_request_is_decided_again(
+    require_postgres, browser_source
+):
+    # given a lookup that found a new visitor
+    sightings = [Sighting(anonymous_id="cookie-14")]
+    lookup = contacts_lookup(sightings=sightings, trusted=False)
+    assert lookup.contact_ids is None
+    # when another request creates that visitor before this one locks
+    events_ingest(source=browser_source, messages=[_track("cookie-14")])
+    created = Contact.objects.get()
+    resolution = contacts_resolve(sightings=sightings, trusted=False, lookup=lookup)
+    # then this one finds that contact instead of making a second
+    assert resolution.contact_ids == [created.pk]
+    assert not resolution.wrote
+    assert Contact.objects.count() == 1

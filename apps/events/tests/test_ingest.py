@@ -1,0 +1,142 @@
+"""Ingestion as a service: duplicates, known and new visitors, concurrent calls."""
+
+import threading
+import uuid
+
+import django_rq
+import pytest
+from django.db import connections
+
+from apps.contacts.models import Contact, Identity
+from apps.events.models import Event
+from apps.events.schemas import Identify, Track
+from apps.events.services import events_ingest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _track(anonymous_id=None, user_id=None, **extra):
+    return Track(
+        anonymousId=anonymous_id,
+        userId=user_id,
+        event="product_viewed",
+        messageId=str(uuid.uuid4()),
+        **extra,
+    )
+
+
+def _jobs() -> int:
+    return django_rq.get_queue("events").count
+
+
+def test_a_known_visitors_call_stores_its_event_with_one_job(browser_source):
+    # given a visitor seen before
+    events_ingest(source=browser_source, messages=[_track("cookie-1")])
+    contact = Contact.objects.get()
+    # when they send two more events
+    result = events_ingest(
+        source=browser_source, messages=[_track("cookie-1"), _track("cookie-1")]
+    )
+    # then both are stored on their contact, with one more job carrying both ids
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert Contact.objects.get() == contact
+    assert set(
+        Event.objects.filter(pk__in=result.event_ids).values_list("contact", flat=True)
+    ) == {contact.pk}
+    assert _jobs() == 2
+    assert django_rq.get_queue("events").jobs[-1].args == (result.event_ids,)
+
+
+def test_duplicates_in_a_call_that_writes_change_nothing(server_source):
+    # given a stored identify
+    stored = Identify(userId="u-1", traits={"plan": "free"}, messageId="m-1")
+    events_ingest(source=server_source, messages=[stored])
+    # when it comes again, with other traits, in a batch that also brings someone new
+    again = Identify(userId="u-1", traits={"plan": "pro"}, messageId="m-1")
+    result = events_ingest(
+        source=server_source, messages=[again, _track("new-visitor")]
+    )
+    # then the new event is stored and the repeat changed nothing
+    assert (result.accepted, result.duplicates) == (1, 1)
+    assert Contact.objects.get(external_id="u-1").attributes == {"plan": "free"}
+    assert Identity.objects.filter(anonymous_id="new-visitor").exists()
+    assert Event.objects.count() == 2
+    assert _jobs() == 2
+
+
+def test_a_call_that_is_all_duplicates_stores_and_enqueues_nothing(browser_source):
+    messages = [_track("cookie-1"), _track("cookie-2")]
+    events_ingest(source=browser_source, messages=messages)
+    result = events_ingest(source=browser_source, messages=messages)
+    assert (result.accepted, result.duplicates) == (0, 2)
+    assert Event.objects.count() == 2
+    assert _jobs() == 1
+
+
+def test_a_batch_finds_each_known_person_by_user_id_and_email(server_source):
+    # given three known people
+    for n in (1, 2, 3):
+        events_ingest(
+            source=server_source,
+            messages=[
+                Identify(
+                    userId=f"u-{n}",
+                    traits={"email": f"p{n}@example.com"},
+                    messageId=str(uuid.uuid4()),
+                )
+            ],
+        )
+    people = {c.external_id: c.pk for c in Contact.objects.all()}
+    # when a batch names them by user id, and by email (upper-cased) on identify
+    result = events_ingest(
+        source=server_source,
+        messages=[
+            _track(user_id="u-1"),
+            _track(user_id="u-2"),
+            Identify(traits={"email": "P3@EXAMPLE.COM"}, anonymousId="cookie-3"),
+            _track(user_id="u-3"),
+        ],
+    )
+    # then each event is on that person's contact and no one new was made
+    contacts = list(
+        Event.objects.filter(pk__in=result.event_ids)
+        .order_by("pk")
+        .values_list("contact_id", flat=True)
+    )
+    assert contacts == [people["u-1"], people["u-2"], people["u-3"], people["u-3"]]
+    assert Contact.objects.count() == 3
+    assert Identity.objects.get(anonymous_id="cookie-3").contact_id == people["u-3"]
+
+
+def test_concurrent_calls_about_the_same_new_visitors_all_succeed(
+    require_postgres, browser_source
+):
+    # given four requests at a time, each naming the same five new visitors
+    rounds, senders = 3, 4
+    errors: list[BaseException] = []
+    together = threading.Barrier(senders)
+
+    def send() -> None:
+        try:
+            for round_ in range(rounds):
+                together.wait()
+                events_ingest(
+                    source=browser_source,
+                    messages=[_track(f"visitor-{round_}-{n}") for n in range(5)],
+                )
+        except BaseException as exc:  # the test reports it below
+            errors.append(exc)
+            together.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then none failed, each visitor is one contact, and every event is stored
+    assert errors == []
+    assert Contact.objects.count() == rounds * 5
+    assert Identity.objects.count() == rounds * 5
+    assert Event.objects.count() == senders * rounds * 5
