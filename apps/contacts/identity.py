@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from .models import ConsentStatus, Contact, Identity
 
@@ -53,6 +53,11 @@ class Sighting:
     timestamp: dt.datetime | None = None
     context_timezone: str | None = None
     context_locale: str | None = None
+
+    @property
+    def anonymous_only(self) -> bool:
+        """Names nobody but a visitor's anonymous id (a page view, a track)."""
+        return not (self.user_id or self.email or self.traits or self.previous_id)
 
 
 def normalize_email(email: str | None) -> str | None:
@@ -269,13 +274,20 @@ def _json(rows: list[dict[str, Any]]) -> str:
         return json.dumps(rows, default=str)
 
 
-def _contact_from_row(values: tuple) -> Contact:
-    _, converters = _contact_columns(connection.vendor)
-    values = list(values)
-    for position, found in converters:
-        for convert in found:
-            values[position] = convert(values[position], None, connection)
-    return Contact.from_db(connection.alias, None, values)
+def _contacts_from_rows(rows: set[tuple]) -> dict[int, Contact]:
+    """The distinct contacts of ``_load_rows``'s rows, as the ORM would build them."""
+    db = connections[DEFAULT_DB_ALIAS]  # once: the proxy looks it up on each use
+    _, converters = _contact_columns(db.vendor)
+    contacts: dict[int, Contact] = {}
+    for row in rows:
+        if row[1] in contacts:
+            continue
+        values = list(row[1:])
+        for position, found in converters:
+            for convert in found:
+                values[position] = convert(values[position], None, db)
+        contacts[row[1]] = Contact.from_db(db.alias, None, values)
+    return contacts
 
 
 class _WriteNeeded(Exception):
@@ -420,7 +432,21 @@ class IdentityResolver:
         """Work out each sighting's person (``resolved``, in order)."""
         self.dry = dry
         self._load(rows)
-        self.resolved = [self._resolve_one(s) for s in sightings]
+        if not all(s.anonymous_only for s in sightings):
+            self.resolved = [self._resolve_one(s) for s in sightings]
+            return
+        # Nothing in such a call can point a visitor's id at another contact, so a
+        # sighting like an earlier one (same visitor, same timezone and locale)
+        # changes nothing more: a batch of page views by ten visitors is decided
+        # ten times, not a hundred.
+        done: dict[tuple, _Person] = {}
+        self.resolved = []
+        for s in sightings:
+            key = (s.anonymous_id, s.context_timezone, s.context_locale)
+            person = done.get(key)
+            if person is None:
+                person = done[key] = self._resolve_one(s)
+            self.resolved.append(person)
 
     def final_ids(self) -> list[int]:
         return [person.final().contact.pk for person in self.resolved]
@@ -435,22 +461,16 @@ class IdentityResolver:
     # -- loading ----------------------------------------------------------------------
 
     def _load(self, rows: set[tuple]) -> None:
-        identity_contact: dict[str, int] = {}
-        for row in rows:
-            contact_id = row[1]
-            if contact_id not in self.people:
-                contact = _contact_from_row(row[1:])
-                person = _Person(contact)
-                self.people[contact_id] = person
-                if contact.external_id:
-                    self.by_user_id[contact.external_id] = person
-                if contact.email:
-                    self.by_email[contact.email.lower()] = person
-            if row[0] is not None:
-                identity_contact[row[0]] = contact_id
-        self.existing_identities = set(identity_contact)
-        for anonymous_id, contact_id in identity_contact.items():
-            self.by_anonymous_id[anonymous_id] = self.people[contact_id]
+        for contact_id, contact in _contacts_from_rows(rows).items():
+            person = self.people[contact_id] = _Person(contact)
+            if contact.external_id:
+                self.by_user_id[contact.external_id] = person
+            if contact.email:
+                self.by_email[contact.email.lower()] = person
+        for anonymous_id, contact_id, *_ in rows:
+            if anonymous_id is not None:
+                self.by_anonymous_id[anonymous_id] = self.people[contact_id]
+                self.existing_identities.add(anonymous_id)
 
     # -- deciding ---------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from apps.contacts.identity import Sighting, normalize_email, postgres_cursor
 from apps.contacts.services import (
@@ -294,9 +293,9 @@ def event_timestamp(
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return timezone.make_aware(value, dt.UTC) if timezone.is_naive(value) else value
+    if value is None or value.utcoffset() is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)  # a time without an offset is UTC
 
 
 def _sighting(

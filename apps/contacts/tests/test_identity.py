@@ -243,3 +243,13 @@ def test_a_lookup_overtaken_by_another_request_is_decided_again(
     assert resolution.contact_ids == [created.pk]
     assert not resolution.wrote
     assert Contact.objects.count() == 1
+
+
+def test_a_later_event_of_a_batch_still_fills_in_the_timezone(browser_source):
+    first, later, again = _track("cookie-15"), _track("cookie-15"), _track("cookie-15")
+    later.context = {"timezone": "Europe/Paris"}
+    again.context = {"timezone": "Asia/Tokyo"}
+    events_ingest(source=browser_source, messages=[first, later, again, _track("c-16")])
+    contact = Contact.objects.get(identities__anonymous_id="cookie-15")
+    assert contact.timezone == "Europe/Paris"
+    assert Event.objects.filter(contact=contact).count() == 3
