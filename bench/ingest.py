@@ -107,6 +107,8 @@ class Config:
     seed: int
     json_out: Path
     force: bool
+    profile: str | None
+    profile_requests: int
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -182,6 +184,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
         action="store_true",
         help="allow a database name without 'bench' in it, or Redis db 0",
     )
+    add(
+        "--profile",
+        choices=["batch", "track"],
+        help="instead of the benchmark: send that phase's requests through Django "
+        "in this process (no server) and print CPU and PostgreSQL / Redis round "
+        "trips per request, then a cProfile of the same",
+    )
+    add(
+        "--profile-requests",
+        type=int,
+        help="requests for --profile (batch 300, track 3000), half of them profiled",
+    )
     a = p.parse_args(argv)
     small = a.small
     batches = a.batches or (20 if small else 1500)
@@ -209,6 +223,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         seed=a.seed,
         json_out=a.json_out,
         force=a.force,
+        profile=a.profile,
+        profile_requests=a.profile_requests or (300 if a.profile == "batch" else 3000),
     )
 
 
@@ -1566,6 +1582,103 @@ def print_table(report: dict[str, Any], cfg: Config) -> None:
     print(f"total {report['seconds_total']} s; JSON in {cfg.json_out}")
 
 
+# -- --profile: the same requests, in process ------------------------------------------
+
+
+def profile(cfg: Config) -> None:
+    """Where a request's CPU goes: the phase's requests through Django's WSGI handler
+    in this process, without granian, counted and then profiled.
+
+    The set-up is the benchmark's (database recreated, migrated, sources). The batch
+    requests come from the same visitors as the batch phase; the track calls, like
+    the track phase, meet a new visitor about one call in five.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    log(f"database {_db_name(cfg.database_url)}: recreating; migrating")
+    recreate_database(cfg)
+    flush_redis(cfg)
+    manage(cfg, "migrate", "--no-input", "-v", "0")
+    key = create_sources(cfg)["api_key"]
+    n = cfg.profile_requests
+    if cfg.profile == "batch":
+        users = cfg.users or max(cfg.users_per_batch * 2, n * cfg.users_per_batch // 4)
+        requests = build_batches(cfg, EventFactory(cfg.seed, users, run="b"), n + 20)
+    else:
+        factory = EventFactory(cfg.seed + 1, max(100, n // 5), run="t")
+        requests = build_tracks(factory, n + 50)
+    warm, requests = requests[: len(requests) - n], requests[len(requests) - n :]
+
+    os.environ.update(server_env(cfg))
+    sys.path.insert(0, str(cfg.app_dir))
+    os.chdir(cfg.app_dir)
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+    auth = basic(key)
+    trips = {"postgres": 0, "redis": 0}
+
+    def counting(cls: type, name: str, kind: str) -> None:
+        original = getattr(cls, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            trips[kind] += 1
+            return original(*args, **kwargs)
+
+        setattr(cls, name, counted)
+
+    # One wait() per exchange with the server; one send per Redis command or pipeline.
+    counting(psycopg.Connection, "wait", "postgres")
+    counting(redis.connection.AbstractConnection, "send_packed_command", "redis")
+
+    def call(req: Request) -> None:
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": req.path,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(req.body),
+            "CONTENT_LENGTH": str(len(req.body)),
+            "CONTENT_TYPE": "application/json",
+            "HTTP_AUTHORIZATION": auth,
+        }
+        status: list[str] = []
+        body = b"".join(app(environ, lambda s, headers, exc=None: status.append(s)))
+        if not status[0].startswith("200"):
+            raise BenchBroken(f"{req.path} answered {status[0]}: {body[:300]!r}")
+
+    for req in warm:
+        call(req)
+    half = n // 2
+    trips.update(postgres=0, redis=0)
+    started = time.thread_time()
+    for req in requests[:half]:
+        call(req)
+    cpu_us = (time.thread_time() - started) / half * 1e6
+    per = cfg.batch_size if cfg.profile == "batch" else 1
+    log(
+        f"{cfg.profile}: {half} requests, CPU {cpu_us:,.0f} us a request "
+        f"({cpu_us / per:,.1f} us an event); round trips a request: PostgreSQL "
+        f"{trips['postgres'] / half:.2f}, Redis {trips['redis'] / half:.2f}"
+    )
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.enable()
+    for req in requests[half:]:
+        call(req)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+    print(f"\ncProfile of {n - half} more requests (CPU time, with its overhead):")
+    print(out.getvalue())
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -1579,6 +1692,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lock = lock_database(cfg)
         try:
+            if cfg.profile:
+                profile(cfg)
+                return 0
             report = run(cfg)
         finally:
             lock.close()
