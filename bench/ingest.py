@@ -1656,16 +1656,25 @@ def profile(cfg: Config) -> None:
 
     for req in warm:
         call(req)
+    from django.db import connection
+
+    backend = connection.connection.info.backend_pid
+
+    def postgres_cpu() -> float:
+        return (_proc_stat(backend) or ("", 0, 0.0))[2]
+
     half = n // 2
     trips.update(postgres=0, redis=0)
-    started = time.thread_time()
+    started, postgres_started = time.thread_time(), postgres_cpu()
     for req in requests[:half]:
         call(req)
     cpu_us = (time.thread_time() - started) / half * 1e6
+    postgres_us = (postgres_cpu() - postgres_started) / half * 1e6
     per = cfg.batch_size if cfg.profile == "batch" else 1
     log(
-        f"{cfg.profile}: {half} requests, CPU {cpu_us:,.0f} us a request "
-        f"({cpu_us / per:,.1f} us an event); round trips a request: PostgreSQL "
+        f"{cfg.profile}: {half} requests; CPU a request: Python {cpu_us:,.0f} us "
+        f"({cpu_us / per:,.1f} an event), its PostgreSQL backend {postgres_us:,.0f} "
+        f"us ({postgres_us / per:,.1f}); round trips a request: PostgreSQL "
         f"{trips['postgres'] / half:.2f}, Redis {trips['redis'] / half:.2f}"
     )
     profiler = cProfile.Profile(time.thread_time)
