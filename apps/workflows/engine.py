@@ -17,6 +17,7 @@ other back. The scheduler tick finds due enrollments again if Redis forgets them
 """
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -222,9 +223,15 @@ _steps_by_version: dict[tuple, dict[str, Step]] = {}
 
 def version_steps(version) -> dict[str, Step]:
     """A version's steps by key. Versions never change once saved, so each process
-    loads a version's steps once. (The creation time is in the key because a version
-    saved in a rolled-back simulation may free its id for reuse on SQLite.)"""
-    key = (version.pk, version.created_at)
+    loads a version's steps once. (The workflow, creation time and definition are in
+    the key because a version saved in a rolled-back transaction, a simulation's or a
+    test's, frees its id for reuse on SQLite, possibly at the same frozen time.)"""
+    key = (
+        version.pk,
+        version.workflow_id,
+        version.created_at,
+        json.dumps(version.definition, sort_keys=True),
+    )
     steps = _steps_by_version.get(key)
     if steps is None:
         if len(_steps_by_version) > 1000:
