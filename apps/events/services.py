@@ -113,34 +113,33 @@ def _ingest_once(
     it returns they are committed and their processing job is enqueued."""
     if not messages:
         return []
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            # A SELECT first; on PostgreSQL the INSERT itself skips them.
-            messages = _without_stored(source, messages)
-            if not messages:
-                return []
-            call = _Call.of(messages, received_at, batch_sent_at, batch_context)
-            resolution = contacts_resolve(
-                sightings=call.sightings, trusted=source.is_server
-            )
-            # A messageId stored by a concurrent request since the check above
-            # raises IntegrityError here, and the retry in events_ingest skips it.
-            event_ids = _insert_events_orm(
-                source=source,
-                rows=call.rows(resolution.contact_ids),
-                received_at=received_at,
-            )
-            _enqueue_processing(event_ids)
-        return event_ids
+    ingest = _ingest_postgres if connection.vendor == "postgresql" else _ingest_portable
+    return ingest(
+        source=source,
+        messages=messages,
+        received_at=received_at,
+        batch_sent_at=batch_sent_at,
+        batch_context=batch_context,
+    )
 
-    call = _Call.of(messages, received_at, batch_sent_at, batch_context)
-    lookup = contacts_lookup(sightings=call.sightings, trusted=source.is_server)
+
+def _ingest_postgres(
+    *,
+    source: Source,
+    messages: list[schemas.Message],
+    received_at: dt.datetime,
+    batch_sent_at: dt.datetime | None,
+    batch_context: dict,
+) -> list[int]:
+    this = _Call.of(messages, received_at, batch_sent_at, batch_context)
+    lookup = contacts_lookup(sightings=this.sightings, trusted=source.is_server)
     if lookup.contact_ids is not None:
         # Everyone is known and nothing about them changes, so the events are the
         # only write: one INSERT, a transaction of its own (no BEGIN and COMMIT
-        # round trips), durable when it returns. Duplicates among them change
-        # nothing: the INSERT skips them.
-        rows = call.rows(lookup.contact_ids)
+        # round trips), durable when it returns. It skips duplicates, which thus
+        # change nothing. If a merge deletes one of these contacts meanwhile, the
+        # INSERT fails its foreign key check and events_ingest looks again.
+        rows = this.rows(lookup.contact_ids)
         stored = _insert_events_postgres(
             source=source, rows=rows, received_at=received_at
         )
@@ -149,15 +148,43 @@ def _ingest_once(
         return event_ids
     with transaction.atomic():
         resolution = contacts_resolve(
-            sightings=call.sightings, trusted=source.is_server, lookup=lookup
+            sightings=this.sightings, trusted=source.is_server, lookup=lookup
         )
-        rows = call.rows(resolution.contact_ids)
+        rows = this.rows(resolution.contact_ids)
         stored = _insert_events_postgres(
             source=source, rows=rows, received_at=received_at
         )
         if len(stored) < len(rows) and resolution.wrote:
             raise _Duplicates({r["message_id"] for r in rows} - stored.keys())
         event_ids = [stored[m] for r in rows if (m := r["message_id"]) in stored]
+        _enqueue_processing(event_ids)
+    return event_ids
+
+
+def _ingest_portable(
+    *,
+    source: Source,
+    messages: list[schemas.Message],
+    received_at: dt.datetime,
+    batch_sent_at: dt.datetime | None,
+    batch_context: dict,
+) -> list[int]:
+    """SQLite (the demo): a SELECT for duplicates first, then bulk_create."""
+    with transaction.atomic():
+        messages = _without_stored(source, messages)
+        if not messages:
+            return []
+        this = _Call.of(messages, received_at, batch_sent_at, batch_context)
+        resolution = contacts_resolve(
+            sightings=this.sightings, trusted=source.is_server
+        )
+        # A messageId stored by a concurrent request since the check above raises
+        # IntegrityError here, and the retry in events_ingest skips it.
+        event_ids = _insert_events_orm(
+            source=source,
+            rows=this.rows(resolution.contact_ids),
+            received_at=received_at,
+        )
         _enqueue_processing(event_ids)
     return event_ids
 
