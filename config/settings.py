@@ -113,6 +113,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-nudge.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Server-side prepared statements for queries a connection runs this many times
+    # (psycopg's default; Django turns them off for poolers). The ingestion and
+    # engine statements are the same text every time, so PostgreSQL plans them once
+    # per connection instead of once per call. 0 turns them off: needed behind
+    # PgBouncer in transaction mode before 1.21.
+    prepare_threshold = envint("DB_PREPARE_THRESHOLD", 5)
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        prepare_threshold or None
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
