@@ -140,3 +140,14 @@ def test_concurrent_calls_about_the_same_new_visitors_all_succeed(
     assert Contact.objects.count() == rounds * 5
     assert Identity.objects.count() == rounds * 5
     assert Event.objects.count() == senders * rounds * 5
+
+
+def test_deleting_a_source_keeps_its_events_without_it(browser_source):
+    # events.source has no database constraint (one check less per row ingested):
+    # Django still sets the events' source to NULL when a source is deleted.
+    events_ingest(source=browser_source, messages=[_track("gone-1")])
+    event = Event.objects.get(name="product_viewed")
+    browser_source.delete()
+    event.refresh_from_db()
+    assert event.source is None
+    assert Event.objects.filter(name="product_viewed").count() == 1
