@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
@@ -19,12 +18,11 @@ from apps.events.models import Event
 from apps.events.services import INTERNAL_SOURCE_NAME, internal_source
 
 from .conditions import (
-    Refs,
     check,
+    checked,
     evaluate_facts,
     load_facts,
     matching_sql,
-    references,
 )
 from .models import Segment, SegmentMembership, SegmentRefresh
 
@@ -108,7 +106,7 @@ def segment_update_for_contacts(
     when something changed, one write.
     """
     now = now or clock.now()
-    condition, refs = _checked(segment)
+    condition, refs = checked(segment.condition)
     ids = sorted(set(contact_ids))
     contacts = Contact.objects.filter(pk__in=ids).annotate(
         is_member=Exists(
@@ -127,23 +125,6 @@ def segment_update_for_contacts(
     if changes.entered or changes.exited:
         changes = _apply(segment, changes, now)
     return changes
-
-
-_checked_conditions: dict[str, tuple[Any, Refs]] = {}
-
-
-def _checked(segment: Segment) -> tuple[Any, Refs]:
-    """The segment's condition, validated, and what it reads: worked out once per
-    condition, not once per incoming event."""
-    key = json.dumps(segment.condition, sort_keys=True)
-    found = _checked_conditions.get(key)
-    if found is None:
-        condition = check(segment.condition)
-        found = (condition, references(condition))
-        if len(_checked_conditions) > 1000:
-            _checked_conditions.clear()
-        _checked_conditions[key] = found
-    return found
 
 
 def _apply(segment: Segment, changes: Changes, now: dt.datetime) -> Changes:

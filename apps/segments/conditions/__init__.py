@@ -13,6 +13,7 @@ in Python (the hot path of triggers). ``describe`` says it in English.
 """
 
 import datetime as dt
+import json
 from typing import Any
 
 from django.db import connection
@@ -42,6 +43,8 @@ __all__ = [
     "ConditionError",
     "Leaf",
     "Refs",
+    "check",
+    "checked",
     "count_matching",
     "describe",
     "evaluate",
@@ -133,6 +136,25 @@ def check(condition: Any) -> Any:
     if errors:
         raise ConditionError(errors)
     return condition
+
+
+_checked: dict[str, tuple[Any, Refs]] = {}
+
+
+def checked(condition: Any) -> tuple[Any, Refs]:
+    """check() and references() of a condition, worked out once per process for each
+    distinct condition: the hot paths (an incoming event against every segment that
+    reads it, a branch for every contact) evaluate the same few conditions over and
+    over. Callers must not change what they get back."""
+    key = json.dumps(condition, sort_keys=True, default=str)
+    found = _checked.get(key)
+    if found is None:
+        condition = check(json.loads(key))  # a copy: the caller's dict may change
+        found = (condition, references(condition))
+        if len(_checked) > 1000:
+            _checked.clear()
+        _checked[key] = found
+    return found
 
 
 # -- SQL ------------------------------------------------------------------------------
@@ -325,9 +347,9 @@ def evaluate(
     since: dt.datetime | None = None,
 ) -> bool:
     """Does the condition hold for this one contact? (Python, no query over others.)"""
-    condition = check(condition)
+    condition, refs = checked(condition)
     now = now or clock.now()
-    facts = load_facts(contact, references(condition), now=now)
+    facts = load_facts(contact, refs, now=now)
     return evaluate_facts(condition, facts, now=now, since=since)
 
 

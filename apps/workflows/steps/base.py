@@ -6,7 +6,6 @@ The engine knows nothing of step types; a Django app adds one with
 
 import abc
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -87,16 +86,6 @@ def register_step(step_type: StepType) -> StepType:
 
 def step_type(name: str) -> StepType:
     return STEP_TYPES[name]
-
-
-def derived(step: Step, name: str, make: Callable[[], Any]) -> Any:
-    """What a step type derives from a step's config alone (no database), made once
-    per Step instance: a saved step never changes, and the engine keeps a version's
-    steps per process (engine.version_steps)."""
-    cache = step.__dict__.setdefault("_derived", {})
-    if name not in cache:
-        cache[name] = make()
-    return cache[name]
 
 
 def duration(config: Any) -> dt.timedelta | None:

@@ -4,20 +4,14 @@ import hashlib
 
 from apps.segments.conditions import (
     ConditionError,
-    Refs,
     check,
+    checked,
     describe,
     evaluate_facts,
     load_facts,
-    references,
 )
 
-from .base import Outcome, StepContext, StepType, derived, register_step
-
-
-def _checked(condition) -> tuple[dict, Refs]:
-    condition = check(condition)
-    return condition, references(condition)
+from .base import Outcome, StepContext, StepType, register_step
 
 
 class Branch(StepType):
@@ -34,11 +28,8 @@ class Branch(StepType):
         return []
 
     def run(self, ctx: StepContext) -> Outcome:
-        # evaluate(), with the condition checked and its references found once per
-        # step rather than once per contact.
-        condition, refs = derived(
-            ctx.step, "condition", lambda: _checked(ctx.step.config["condition"])
-        )
+        # evaluate(), keeping the references for the values the decision rested on.
+        condition, refs = checked(ctx.step.config["condition"])
         facts = load_facts(ctx.contact, refs, now=ctx.now)
         result = evaluate_facts(
             condition, facts, now=ctx.now, since=ctx.enrollment.entered_at
