@@ -576,6 +576,20 @@ def worker_stats(rds: redis.Redis, names: list[str]) -> dict[str, tuple[int, flo
     return out
 
 
+def _wait_for_finished_jobs(rds: redis.Redis, timeout: float = 10.0) -> None:
+    """Until no job is queued or running: RQ writes a job's counters and takes it off
+    the started registry together, after the job returns."""
+    from rq import Queue
+    from rq.registry import StartedJobRegistry
+
+    queues = [Queue(name, connection=rds) for name in QUEUES]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(q.count or StartedJobRegistry(queue=q).count for q in queues):
+            return
+        time.sleep(0.01)
+
+
 def stats_delta(
     a: dict[str, tuple[int, float]], b: dict[str, tuple[int, float]], wall: float
 ) -> dict[str, Any]:
@@ -1561,7 +1575,7 @@ def phase_engine(
             elif time.monotonic() - last_change > stuck_after:
                 break
         seen_done = time.time()
-    time.sleep(0.2)  # the last job's counters are written after it returns
+    _wait_for_finished_jobs(rds)  # their counters are written after they return
     rq_jobs = stats_delta(stats0, worker_stats(rds, names), seen_done - t0)
     log("  " + fmt_cpu(cpu.report))
     if left:

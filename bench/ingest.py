@@ -829,7 +829,7 @@ def _sender(
     requests: list[Request],
     results: list[Result | None],
     claim: Any,
-    start_gate: threading.Event,
+    start_gate: threading.Barrier,
     when: Any = None,
 ) -> None:
     """One client thread on its own keep-alive connection.
@@ -861,16 +861,16 @@ def _sender(
 
 
 def _run_senders(threads: int, target: Any, start: Any) -> None:
-    start_gate = threading.Event()
+    # Every sender opens its connection, then waits here; when all have, start()
+    # runs once and they all go.
+    start_gate = threading.Barrier(threads + 1, action=start)
     pool = [
         threading.Thread(target=target, args=(start_gate,), daemon=True)
         for _ in range(threads)
     ]
     for t in pool:
         t.start()
-    time.sleep(0.1)  # let every thread open its connection first
-    start()
-    start_gate.set()
+    start_gate.wait(timeout=60)
     try:
         for t in pool:
             while t.is_alive():  # a timed join, so that Ctrl-C gets through
