@@ -8,7 +8,7 @@ from ninja import Router
 
 from . import schemas
 from .auth import authenticate_write_key, check_event_size, read_json_body
-from .services import events_ingest
+from .ingestion import events_ingest
 
 router = Router(tags=["tracking"], auth=authenticate_write_key)
 

@@ -6,9 +6,9 @@ import uuid
 from apps.contacts.models import Contact
 from apps.core import clock
 
+from .ingestion import events_ingest
 from .models import Source
 from .schemas import Identify, Page, Track
-from .services import events_ingest
 
 DEMO_SHOP_KEY = "pk_demo_shop"
 DEMO_SOURCE_NAME = "Demo shop"

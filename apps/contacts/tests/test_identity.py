@@ -7,9 +7,9 @@ import pytest
 
 from apps.contacts.models import ConsentStatus, Contact, ContactMerge, Identity
 from apps.contacts.services import Sighting, contacts_lookup, contacts_resolve
+from apps.events.ingestion import events_ingest
 from apps.events.models import Event
 from apps.events.schemas import Alias, Identify, Track
-from apps.events.services import events_ingest
 
 pytestmark = pytest.mark.django_db
 

@@ -4,9 +4,9 @@ import pytest
 from django.core.management import call_command
 
 from apps.contacts.models import Contact
+from apps.events.ingestion import events_ingest
 from apps.events.models import Source, hash_key
 from apps.events.schemas import Identify, Track
-from apps.events.services import events_ingest
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,9 @@ import pytest
 from django.db import connections
 
 from apps.contacts.models import Contact, Identity
+from apps.events.ingestion import events_ingest
 from apps.events.models import Event
 from apps.events.schemas import Identify, Track
-from apps.events.services import events_ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

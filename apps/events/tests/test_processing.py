@@ -8,9 +8,10 @@ import pytest
 
 from apps.core import clock, hooks
 from apps.core.scheduler import tick
+from apps.events.ingestion import events_ingest
 from apps.events.models import Event
 from apps.events.schemas import Track
-from apps.events.services import events_ingest, events_process
+from apps.events.services import events_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

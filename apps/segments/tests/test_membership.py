@@ -9,9 +9,10 @@ import pytest
 from apps.contacts.models import Contact
 from apps.core import clock
 from apps.core.scheduler import tick
+from apps.events.ingestion import events_ingest
 from apps.events.models import Event, Source
 from apps.events.schemas import Identify, Track
-from apps.events.services import INTERNAL_SOURCE_NAME, events_ingest
+from apps.events.services import INTERNAL_SOURCE_NAME
 from apps.segments.models import Segment, SegmentMembership, SegmentRefresh
 from apps.segments.services import (
     Changes,

@@ -7,9 +7,9 @@ import pytest
 
 from apps.contacts.models import Contact
 from apps.core import clock
+from apps.events.ingestion import events_ingest
 from apps.events.models import Event
 from apps.events.schemas import Track
-from apps.events.services import events_ingest
 from apps.segments.models import ScoreAward, ScoringRule
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,371 @@
+"""Ingestion: messages of a tracking API call in, Event rows (and their senders'
+contacts) durably stored, and one processing job enqueued after the commit."""
+
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from django.db import IntegrityError, connection, transaction
+
+from apps.contacts.identity import Sighting, normalize_email, postgres_cursor
+from apps.contacts.services import contacts_lookup, contacts_resolve
+from apps.core import clock, jobs
+
+from . import schemas
+from .models import Event, Source
+
+logger = logging.getLogger(__name__)
+
+# Identity races (two requests creating the same new visitor at once) and duplicate
+# deliveries racing each other end in an IntegrityError; a retry then sees the
+# winner's committed rows. Three tries is plenty: each loser finds the rows next time.
+INGEST_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    event_ids: list[int]
+
+
+class _Duplicates(Exception):
+    """Some messages were stored before, and resolving their senders wrote something
+    (traits, a new contact): roll back and go again without them, so that a repeat
+    changes nothing."""
+
+    def __init__(self, message_ids: set[str]) -> None:
+        super().__init__(f"{len(message_ids)} duplicates")
+        self.message_ids = message_ids
+
+
+def events_ingest(
+    *,
+    source: Source,
+    messages: list[schemas.Message],
+    received_at: dt.datetime | None = None,
+    batch_sent_at: dt.datetime | None = None,
+    batch_context: dict | None = None,
+) -> IngestResult:
+    """Store messages as Events, durably, and hand them to processing after commit.
+
+    All or nothing: on any error no row of the call is written. A messageId this
+    source already sent is skipped (and counted as a duplicate), changing nothing.
+    """
+    received_at = received_at or clock.now()
+    messages = _unique_by_message_id(messages)
+    duplicates: set[str] = set()
+    attempt = 1
+    while True:
+        fresh = [m for m in messages if m.messageId not in duplicates]
+        try:
+            event_ids = _ingest_once(
+                source=source,
+                messages=fresh,
+                received_at=received_at,
+                batch_sent_at=batch_sent_at,
+                batch_context=batch_context or {},
+            )
+            return IngestResult(
+                accepted=len(event_ids),
+                duplicates=len(messages) - len(event_ids),
+                event_ids=event_ids,
+            )
+        except _Duplicates as exc:
+            # Each round drops at least one message, so this ends.
+            duplicates |= exc.message_ids
+        except IntegrityError:
+            if attempt == INGEST_ATTEMPTS:
+                raise
+            logger.info("ingest race on source %s, retrying (%s)", source.pk, attempt)
+            attempt += 1
+
+
+def _unique_by_message_id(messages: list[schemas.Message]) -> list[schemas.Message]:
+    seen: set[str] = set()
+    unique = []
+    for message in messages:
+        if not message.messageId:
+            # Without a messageId we cannot dedupe; give it one so the row is whole.
+            message.messageId = f"nudge-{uuid.uuid4()}"
+        if message.messageId not in seen:
+            seen.add(message.messageId)
+            unique.append(message)
+    return unique
+
+
+def _ingest_once(
+    *,
+    source: Source,
+    messages: list[schemas.Message],
+    received_at: dt.datetime,
+    batch_sent_at: dt.datetime | None,
+    batch_context: dict,
+) -> list[int]:
+    """Resolve senders and store the events that are new; returns their ids. When
+    it returns they are committed and their processing job is enqueued."""
+    if not messages:
+        return []
+    ingest = _ingest_postgres if connection.vendor == "postgresql" else _ingest_portable
+    return ingest(
+        source=source,
+        messages=messages,
+        received_at=received_at,
+        batch_sent_at=batch_sent_at,
+        batch_context=batch_context,
+    )
+
+
+def _ingest_postgres(
+    *,
+    source: Source,
+    messages: list[schemas.Message],
+    received_at: dt.datetime,
+    batch_sent_at: dt.datetime | None,
+    batch_context: dict,
+) -> list[int]:
+    this = _Call.of(messages, received_at, batch_sent_at, batch_context)
+    lookup = contacts_lookup(sightings=this.sightings, trusted=source.is_server)
+    if lookup.contact_ids is not None:
+        # Everyone is known and nothing about them changes, so the events are the
+        # only write: one INSERT, a transaction of its own (no BEGIN and COMMIT
+        # round trips), durable when it returns. It skips duplicates, which thus
+        # change nothing. If a merge deletes one of these contacts meanwhile, the
+        # INSERT fails its foreign key check and events_ingest looks again.
+        rows = this.rows(lookup.contact_ids)
+        stored = _insert_events_postgres(
+            source=source, rows=rows, received_at=received_at
+        )
+        event_ids = [stored[m] for r in rows if (m := r["message_id"]) in stored]
+        _enqueue_processing(event_ids)
+        return event_ids
+    with transaction.atomic():
+        resolution = contacts_resolve(
+            sightings=this.sightings, trusted=source.is_server, lookup=lookup
+        )
+        rows = this.rows(resolution.contact_ids)
+        stored = _insert_events_postgres(
+            source=source, rows=rows, received_at=received_at
+        )
+        if len(stored) < len(rows) and resolution.wrote:
+            raise _Duplicates({r["message_id"] for r in rows} - stored.keys())
+        event_ids = [stored[m] for r in rows if (m := r["message_id"]) in stored]
+        _enqueue_processing(event_ids)
+    return event_ids
+
+
+def _ingest_portable(
+    *,
+    source: Source,
+    messages: list[schemas.Message],
+    received_at: dt.datetime,
+    batch_sent_at: dt.datetime | None,
+    batch_context: dict,
+) -> list[int]:
+    """SQLite (the demo): a SELECT for duplicates first, then bulk_create."""
+    with transaction.atomic():
+        messages = _without_stored(source, messages)
+        if not messages:
+            return []
+        this = _Call.of(messages, received_at, batch_sent_at, batch_context)
+        resolution = contacts_resolve(
+            sightings=this.sightings, trusted=source.is_server
+        )
+        # A messageId stored by a concurrent request since the check above raises
+        # IntegrityError here, and the retry in events_ingest skips it.
+        event_ids = _insert_events_orm(
+            source=source,
+            rows=this.rows(resolution.contact_ids),
+            received_at=received_at,
+        )
+        _enqueue_processing(event_ids)
+    return event_ids
+
+
+def _enqueue_processing(event_ids: list[int]) -> None:
+    if event_ids:
+        from .tasks import process_events
+
+        # One job per request, carrying every new id: never one per event. After
+        # the commit (at once when there is no transaction open).
+        jobs.enqueue(process_events, event_ids, queue="events")
+
+
+@dataclass
+class _Call:
+    """The messages of one call, with what ingestion works out from each."""
+
+    messages: list[schemas.Message]
+    contexts: list[dict]
+    timestamps: list[dt.datetime]
+    sightings: list[Sighting]
+
+    @classmethod
+    def of(
+        cls,
+        messages: list[schemas.Message],
+        received_at: dt.datetime,
+        batch_sent_at: dt.datetime | None,
+        batch_context: dict,
+    ) -> "_Call":
+        contexts = [{**batch_context, **m.context} for m in messages]
+        timestamps = [
+            event_timestamp(m, received_at=received_at, batch_sent_at=batch_sent_at)
+            for m in messages
+        ]
+        sightings = [
+            _sighting(m, ctx, ts)
+            for m, ctx, ts in zip(messages, contexts, timestamps, strict=True)
+        ]
+        return cls(messages, contexts, timestamps, sightings)
+
+    def rows(self, contact_ids: list[int]) -> list[dict[str, Any]]:
+        """Each event's fields but its source and received_at."""
+        return [
+            {
+                "contact_id": contact_id,
+                "type": m.type,
+                "name": _event_name(m),
+                "properties": _event_properties(m),
+                "context": ctx,
+                "timestamp": ts,
+                "message_id": m.messageId,
+            }
+            for m, ctx, ts, contact_id in zip(
+                self.messages, self.contexts, self.timestamps, contact_ids, strict=True
+            )
+        ]
+
+
+def _without_stored(
+    source: Source, messages: list[schemas.Message]
+) -> list[schemas.Message]:
+    stored = set(
+        Event.objects.filter(
+            source=source, message_id__in=[m.messageId for m in messages]
+        ).values_list("message_id", flat=True)
+    )
+    return [m for m in messages if m.messageId not in stored]
+
+
+# One statement writes the call's events and skips the messageIds this source sent
+# before. The rows travel as one JSON document that orjson writes in C: ~6 us of CPU
+# a row, where bulk_create's per-field preparation and quoting cost ~65 us and
+# psycopg's array parameters ~9 us. PostgreSQL does about the same work for each.
+_INSERT_EVENTS = """
+INSERT INTO events_event
+    (contact_id, source_id, type, name, properties, context, timestamp, received_at,
+     message_id)
+SELECT r.contact_id, %b, r.type, r.name, r.properties, r.context, r.timestamp, %b,
+       r.message_id
+FROM jsonb_to_recordset(%b::jsonb) AS r(
+    contact_id bigint, type text, name text, properties jsonb, context jsonb,
+    timestamp timestamptz, message_id text)
+ON CONFLICT (source_id, message_id) DO NOTHING
+RETURNING message_id, id
+"""
+
+
+def _insert_events_postgres(
+    *, source: Source, rows: list[dict[str, Any]], received_at: dt.datetime
+) -> dict[str, int]:
+    """Insert the rows whose messageId is new; returns messageId -> id for those."""
+    with postgres_cursor() as cursor:
+        cursor.execute(_INSERT_EVENTS, [source.pk, received_at, _json(rows)])
+        return dict(cursor.fetchall())
+
+
+def _insert_events_orm(
+    *, source: Source, rows: list[dict[str, Any]], received_at: dt.datetime
+) -> list[int]:
+    events = Event.objects.bulk_create(
+        [Event(source_id=source.pk, received_at=received_at, **row) for row in rows]
+    )
+    return [e.pk for e in events]
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:  # what orjson refuses (integers past 64 bits), json takes
+        return json.dumps(rows, default=str)
+
+
+def event_timestamp(
+    message: schemas.Message,
+    *,
+    received_at: dt.datetime,
+    batch_sent_at: dt.datetime | None = None,
+) -> dt.datetime:
+    """When it happened, by the server's clock.
+
+    The Segment spec: timestamp = receivedAt - (sentAt - originalTimestamp), which
+    cancels the sender's clock skew. Without sentAt the client time is trusted;
+    without any client time, the event happened when it arrived.
+    """
+    client_time = _aware(message.originalTimestamp or message.timestamp)
+    sent_at = _aware(message.sentAt or batch_sent_at)
+    if client_time is None:
+        return received_at
+    if sent_at is None:
+        return client_time
+    return received_at - (sent_at - client_time)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.utcoffset() is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)  # a time without an offset is UTC
+
+
+def _sighting(
+    message: schemas.Message, context: dict, timestamp: dt.datetime
+) -> Sighting:
+    kind = message.type
+    # getattr only where the field may be there: a miss is slow on a pydantic model.
+    traits = getattr(message, "traits", None) if kind == "identify" else None
+    if traits is None and isinstance(context.get("traits"), dict):
+        # analytics.js repeats identify traits in context.traits on every call.
+        traits = {k: v for k, v in context["traits"].items() if k != "email"} or None
+    return Sighting(
+        anonymous_id=message.anonymousId,
+        user_id=message.userId,
+        email=normalize_email(traits.get("email"))
+        if kind == "identify" and traits
+        else None,
+        traits=traits,
+        previous_id=getattr(message, "previousId", None) if kind == "alias" else None,
+        timestamp=timestamp,
+        context_timezone=_str_or_none(context.get("timezone")),
+        context_locale=_str_or_none(context.get("locale")),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _event_name(message: schemas.Message) -> str:
+    return message.event if message.type == "track" else message.type
+
+
+def _event_properties(message: schemas.Message) -> dict:
+    match message.type:
+        case "track":
+            return message.properties
+        case "page" | "screen":
+            extra = {"name": message.name} if message.name else {}
+            if message.type == "page" and getattr(message, "category", None):
+                extra["category"] = message.category
+            return {**message.properties, **extra}
+        case "identify":
+            return {"traits": message.traits}
+        case "group":
+            return {"groupId": message.groupId, "traits": message.traits}
+        case "alias":
+            return {"previousId": message.previousId}
+    return {}
