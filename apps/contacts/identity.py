@@ -13,16 +13,14 @@ and, if another request changed them meanwhile, decides again (see
 """
 
 import datetime as dt
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import orjson
-import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+from apps.core.db import insert_rows, postgres_cursor
 
 from .models import ConsentStatus, Contact, Identity
 
@@ -167,23 +165,6 @@ def _contact_columns(vendor: str) -> tuple[str, list[tuple[int, list[Callable]]]
     return select, converters
 
 
-@contextmanager
-def postgres_cursor() -> Iterator[psycopg.Cursor]:
-    """A cursor of the psycopg connection itself (PostgreSQL only).
-
-    Django's cursors bind parameters on the client, quoting every value into the SQL
-    text (in Python, for lists). This one sends them apart, in binary where the SQL
-    says %b. Django's health check and error classes still apply.
-    """
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
-        yield cursor
-
-
 # Where each kind of key leads: the tables, and the column a key must equal. Each
 # key names at most one contact (the columns are unique), hence the LIMIT 1 below.
 _KEY_LOOKUPS = {
@@ -235,43 +216,6 @@ def _load_rows(keys: _Keys) -> set[tuple]:
     with postgres_cursor() if postgres else connection.cursor() as cursor:
         cursor.execute(sql, params)
         return set(cursor.fetchall())
-
-
-def _insert(model: type[models.Model], objects: list[models.Model]) -> None:
-    """Insert new rows and set their primary keys, as bulk_create does.
-
-    On PostgreSQL the rows go as one JSON document that jsonb_populate_recordset
-    turns into the table's row type: for the handful of contacts and identities a
-    call creates, bulk_create's per-statement and per-field preparation cost more
-    than the insert (bench/ingest.py).
-    """
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    if connection.vendor != "postgresql" or any(f.has_db_default() for f in fields):
-        model.objects.bulk_create(objects)
-        return
-    rows = [{f.column: f.pre_save(obj, add=True) for f in fields} for obj in objects]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(model._meta.db_table)
-    with postgres_cursor() as cursor:
-        # RETURNING gives the rows in the order of the document, which bulk_create
-        # relies on too.
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
-            f"FROM jsonb_populate_recordset(NULL::{table}, %b::jsonb) "
-            f"RETURNING {connection.ops.quote_name(model._meta.pk.column)}",
-            [_json(rows)],
-        )
-        for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
-            obj.pk = pk
-            obj._state.adding = False
-            obj._state.db = connection.alias
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    try:
-        return orjson.dumps(rows, default=str).decode()
-    except TypeError:  # what orjson refuses (integers past 64 bits), json takes
-        return json.dumps(rows, default=str)
 
 
 def _contacts_from_rows(rows: set[tuple]) -> dict[int, Contact]:
@@ -642,7 +586,7 @@ class IdentityResolver:
 
     def write(self) -> None:
         if self.new_people:
-            _insert(Contact, [p.contact for p in self.new_people])
+            insert_rows(Contact, [p.contact for p in self.new_people])
             for person in self.new_people:
                 person.changed.clear()
                 self.people[person.contact.pk] = person
@@ -656,7 +600,7 @@ class IdentityResolver:
             if anonymous_id not in self.existing_identities
         ]
         if creates:
-            _insert(Identity, creates)
+            insert_rows(Identity, creates)
         for anonymous_id, person in self.identity_writes.items():
             if anonymous_id in self.existing_identities:
                 Identity.objects.filter(anonymous_id=anonymous_id).update(

@@ -2,18 +2,17 @@
 contacts) durably stored, and one processing job enqueued after the commit."""
 
 import datetime as dt
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from django.db import IntegrityError, connection, transaction
 
-from apps.contacts.identity import Sighting, normalize_email, postgres_cursor
+from apps.contacts.identity import Sighting, normalize_email
 from apps.contacts.services import contacts_lookup, contacts_resolve
 from apps.core import clock, jobs
+from apps.core.db import json_document, postgres_cursor
 
 from . import schemas
 from .models import Event, Source
@@ -275,7 +274,7 @@ def _insert_events_postgres(
 ) -> dict[str, int]:
     """Insert the rows whose messageId is new; returns messageId -> id for those."""
     with postgres_cursor() as cursor:
-        cursor.execute(_INSERT_EVENTS, [source.pk, received_at, _json(rows)])
+        cursor.execute(_INSERT_EVENTS, [source.pk, received_at, json_document(rows)])
         return dict(cursor.fetchall())
 
 
@@ -286,13 +285,6 @@ def _insert_events_orm(
         [Event(source_id=source.pk, received_at=received_at, **row) for row in rows]
     )
     return [e.pk for e in events]
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    try:
-        return orjson.dumps(rows).decode()
-    except TypeError:  # what orjson refuses (integers past 64 bits), json takes
-        return json.dumps(rows, default=str)
 
 
 def event_timestamp(
