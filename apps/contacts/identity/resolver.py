@@ -12,226 +12,17 @@ and, if another request changed them meanwhile, decides again (see
 ``resolve_identities``).
 """
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connection
 
-from apps.core.db import insert_rows, postgres_cursor
+from apps.core.db import insert_rows
 
-from .models import ConsentStatus, Contact, Identity
-
-# Segment trait names (and their snake_case spellings) that land on Contact fields.
-TRAIT_FIELDS = {
-    "firstName": "first_name",
-    "first_name": "first_name",
-    "lastName": "last_name",
-    "last_name": "last_name",
-    "phone": "phone",
-    "timezone": "timezone",
-    "locale": "locale",
-}
-# Traits only a server key may set: a public key must not opt anyone in or out.
-CONSENT_TRAIT = "email_consent"
-
-
-@dataclass
-class Sighting:
-    """What one incoming message says about who sent it."""
-
-    anonymous_id: str | None = None
-    user_id: str | None = None
-    email: str | None = None
-    traits: dict[str, Any] | None = None
-    # alias: the id the person was known by before ``user_id``
-    previous_id: str | None = None
-    timestamp: dt.datetime | None = None
-    context_timezone: str | None = None
-    context_locale: str | None = None
-
-    @property
-    def anonymous_only(self) -> bool:
-        """Names nobody but a visitor's anonymous id (a page view, a track)."""
-        return not (self.user_id or self.email or self.traits or self.previous_id)
-
-
-def normalize_email(email: str | None) -> str | None:
-    email = (email or "").strip().lower()
-    return email or None
-
-
-def apply_traits(
-    contact: Contact, traits: dict[str, Any], *, trusted: bool
-) -> set[str]:
-    """Set traits on ``contact`` (unsaved); returns the names of changed fields."""
-    changed: set[str] = set()
-    attributes = dict(contact.attributes or {})
-    for key, value in traits.items():
-        if key == "email":
-            continue  # identity, handled by the resolver
-        if key == CONSENT_TRAIT:
-            if (
-                trusted
-                and value in ConsentStatus.values
-                and contact.email_consent != value
-            ):
-                contact.email_consent = value
-                changed.add("email_consent")
-            continue
-        model_field = TRAIT_FIELDS.get(key)
-        if model_field:
-            text = "" if value is None else str(value)[:150]
-            if getattr(contact, model_field) != text:
-                setattr(contact, model_field, text)
-                changed.add(model_field)
-            continue
-        if attributes.get(key, _MISSING) != value:
-            attributes[key] = value
-    if attributes != (contact.attributes or {}):
-        contact.attributes = attributes
-        changed.add("attributes")
-    return changed
-
-
-_MISSING = object()
-
-
-# The advisory-lock class for identity keys ("id" in ASCII).
-IDENTITY_LOCK_CLASS = 0x6964
-
-
-def _lock_identities(keys: set[str]) -> None:
-    """Serialise concurrent requests about the same person (PostgreSQL).
-
-    Two batches creating the same new visitor at once would otherwise both insert
-    their own contact and one would fail on the identity's unique index. Transaction-
-    scoped locks on the keys' hashes, taken in one order, make the second wait and
-    then see the first's rows. SQLite writers are serialised already.
-    """
-    if not keys or connection.vendor != "postgresql":
-        return
-    with postgres_cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%b::integer, h) FROM "
-            "(SELECT DISTINCT hashtext(k) AS h FROM unnest(%b::text[]) AS k) hashes "
-            "ORDER BY h",
-            [IDENTITY_LOCK_CLASS, sorted(keys)],
-        )
-
-
-@dataclass(frozen=True)
-class _Keys:
-    """Every identity key one call names."""
-
-    anonymous_ids: frozenset[str]
-    user_ids: frozenset[str]
-    emails: frozenset[str]
-
-    @classmethod
-    def of(cls, sightings: list["Sighting"]) -> "_Keys":
-        anonymous_ids, user_ids, emails = set(), set(), set()
-        for s in sightings:
-            if s.anonymous_id:
-                anonymous_ids.add(s.anonymous_id)
-            if s.user_id:
-                user_ids.add(s.user_id)
-            if s.previous_id:  # alias: either kind of id
-                anonymous_ids.add(s.previous_id)
-                user_ids.add(s.previous_id)
-            if s.email:
-                emails.add(s.email)
-        return cls(frozenset(anonymous_ids), frozenset(user_ids), frozenset(emails))
-
-    @property
-    def all(self) -> set[str]:
-        return set(self.anonymous_ids | self.user_ids | self.emails)
-
-
-@cache
-def _contact_columns(vendor: str) -> tuple[str, list[tuple[int, list[Callable]]]]:
-    """The SELECT list of every Contact column, and the converters (JSON, dates on
-    SQLite) the ORM would apply to each, as (position, converters)."""
-    fields = Contact._meta.concrete_fields
-    select = ", ".join(f"c.{connection.ops.quote_name(f.column)}" for f in fields)
-    converters = []
-    for position, f in enumerate(fields):
-        col = f.get_col("c")
-        found = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
-        if found:
-            converters.append((position, found))
-    return select, converters
-
-
-# Where each kind of key leads: the tables, and the column a key must equal. Each
-# key names at most one contact (the columns are unique), hence the LIMIT 1 below.
-_KEY_LOOKUPS = {
-    "anonymous_ids": (
-        "contacts_identity i JOIN contacts_contact c ON c.id = i.contact_id",
-        "i.anonymous_id",
-    ),
-    "user_ids": ("contacts_contact c", "c.external_id"),
-    # lower(email) on non-NULL emails: the unique index's expression and predicate.
-    "emails": ("contacts_contact c", "c.email IS NOT NULL AND lower(c.email)"),
-}
-
-
-def _load_rows(keys: _Keys) -> set[tuple]:
-    """(anonymous id or None, *contact columns) for every identity and contact the
-    keys name, in one query; a contact found by several keys comes more than once."""
-    postgres = connection.vendor == "postgresql"
-    # Built from fixed fragments (column names from the model) and placeholders
-    # only: every value is a bound parameter.
-    select, _ = _contact_columns(connection.vendor)
-    parts: list[str] = []
-    params: list[Any] = []
-    for kind, (tables, column) in _KEY_LOOKUPS.items():
-        values = sorted(getattr(keys, kind))
-        if not values:
-            continue
-        if postgres and len(values) > 1:
-            # One index probe per key, whatever the statistics say: on tables that
-            # grew since the last ANALYZE (a new install, a bench), an IN list is
-            # planned as a sequential scan and a hash join, slower with every row.
-            first = "k.key" if kind == "anonymous_ids" else "NULL"
-            parts.append(
-                f"SELECT {first}, {select} FROM unnest(%b::text[]) AS k(key) "  # noqa: S608
-                f"CROSS JOIN LATERAL (SELECT {select} FROM {tables} "
-                f"WHERE {column} = k.key LIMIT 1) c"
-            )
-            params.append(values)
-        else:  # one key is an index probe in any case, and the cheapest to plan
-            first = "i.anonymous_id" if kind == "anonymous_ids" else "NULL"
-            placeholder = "%b" if postgres else "%s"
-            parts.append(
-                f"SELECT {first}, {select} FROM {tables} "  # noqa: S608
-                f"WHERE {column} IN ({', '.join([placeholder] * len(values))})"
-            )
-            params.extend(values)
-    if not parts:
-        return set()
-    sql = " UNION ALL ".join(parts)
-    with postgres_cursor() if postgres else connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return set(cursor.fetchall())
-
-
-def _contacts_from_rows(rows: set[tuple]) -> dict[int, Contact]:
-    """The distinct contacts of ``_load_rows``'s rows, as the ORM would build them."""
-    db = connections[DEFAULT_DB_ALIAS]  # once: the proxy looks it up on each use
-    _, converters = _contact_columns(db.vendor)
-    contacts: dict[int, Contact] = {}
-    for row in rows:
-        if row[1] in contacts:
-            continue
-        values = list(row[1:])
-        for position, found in converters:
-            for convert in found:
-                values[position] = convert(values[position], None, db)
-        contacts[row[1]] = Contact.from_db(db.alias, None, values)
-    return contacts
+from ..models import Contact, Identity
+from .rows import Keys, contacts_from_rows, load_rows, lock_identities
+from .traits import Sighting, apply_traits
 
 
 class _WriteNeeded(Exception):
@@ -276,7 +67,7 @@ class Lookup:
     """A first pass over a call's sightings: read without a lock, decided without
     writing. Needs no transaction."""
 
-    keys: _Keys
+    keys: Keys
     rows: set[tuple]
     # None when the pass stopped at a merge of two stored contacts.
     resolver: "IdentityResolver | None"
@@ -296,8 +87,8 @@ def lookup_identities(
     default_consent: str,
     merge: Callable[..., Any],
 ) -> Lookup:
-    keys = _Keys.of(sightings)
-    rows = _load_rows(keys)
+    keys = Keys.of(sightings)
+    rows = load_rows(keys)
     resolver: IdentityResolver | None = IdentityResolver(
         trusted=trusted, default_consent=default_consent, merge=merge
     )
@@ -332,15 +123,15 @@ def resolve_identities(
         )
 
     if connection.vendor != "postgresql":  # SQLite serialises writers already
-        return resolver().run(sightings, _load_rows(_Keys.of(sightings)))
+        return resolver().run(sightings, load_rows(Keys.of(sightings)))
     if lookup is None:
         lookup = lookup_identities(
             sightings, trusted=trusted, default_consent=default_consent, merge=merge
         )
     if lookup.contact_ids is not None:
         return Resolution(lookup.contact_ids, wrote=False)
-    _lock_identities(lookup.keys.all)
-    fresh = _load_rows(lookup.keys)
+    lock_identities(lookup.keys.all)
+    fresh = load_rows(lookup.keys)
     if lookup.resolver is not None and fresh == lookup.rows:
         lookup.resolver.write()
         return Resolution(lookup.resolver.final_ids(), wrote=True)
@@ -405,7 +196,7 @@ class IdentityResolver:
     # -- loading ----------------------------------------------------------------------
 
     def _load(self, rows: set[tuple]) -> None:
-        for contact_id, contact in _contacts_from_rows(rows).items():
+        for contact_id, contact in contacts_from_rows(rows).items():
             person = self.people[contact_id] = _Person(contact)
             if contact.external_id:
                 self.by_user_id[contact.external_id] = person
