@@ -6,6 +6,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from apps.events.api import router as tracking_router
 from apps.events.auth import ApiError, BodyParser
+from apps.events.problems import api_error, invalid_payload
 from apps.segments.api import router as segments_router
 from apps.workflows.api import router as workflows_router
 
@@ -25,40 +26,17 @@ api.add_router("/", segments_router)
 api.add_router("/", workflows_router)
 
 
-def _field(loc: tuple) -> str:
-    """('body', 'payload', 'batch', 3, 'track', 'event') -> 'batch[3].event'."""
-    parts: list[str] = []
-    path = list(loc[2:] if loc[:1] == ("body",) else loc)
-    for i, part in enumerate(path):
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif i > 0 and isinstance(path[i - 1], int) and part in _MESSAGE_TYPES:
-            continue  # the discriminated-union tag pydantic adds after an index
-        else:
-            parts.append(("." if parts else "") + str(part))
-    return "".join(parts) or "body"
-
-
-_MESSAGE_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
-
-
 @api.exception_handler(ValidationError)
 def on_invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    detail = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
-        for e in exc.errors
-    ]
-    summary = "; ".join(f"{d['field']}: {d['message']}" for d in detail[:5])
-    return api.create_response(
-        request, {"error": f"invalid payload: {summary}", "detail": detail}, status=400
-    )
+    return api.create_response(request, invalid_payload(exc.errors), status=400)
 
 
 @api.exception_handler(ApiError)
 def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-    response = api.create_response(request, {"error": exc.message}, status=exc.status)
-    if exc.status == 429:
-        response["Retry-After"] = "1"
+    status, body, headers = api_error(exc)
+    response = api.create_response(request, body, status=status)
+    for name, value in headers.items():
+        response[name] = value
     return response
 
 

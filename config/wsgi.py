@@ -1,6 +1,13 @@
+"""WSGI entry point: the tracking calls' own door (apps/events/wsgi.py) in front of
+Django, which serves everything else."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from apps.events.wsgi import TrackingDoor  # noqa: E402  (needs Django set up)
+
+application = TrackingDoor(django_application)

@@ -36,6 +36,44 @@ def chromium_path():
     return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
 
 
+def _live_server(request, *, door: bool):
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = (
+        request.config.getvalue("liveserver")
+        or os.environ.get("DJANGO_LIVE_TEST_SERVER_ADDRESS")
+        or "localhost"
+    )
+    server = LiveServer(addr, start=False)
+    if door:
+        from apps.events.wsgi import TrackingDoor
+
+        static_handler = server.thread.static_handler
+        # LiveServerThread wraps Django's handler in this; config/wsgi.py's door
+        # goes around it, as in production.
+        server.thread.static_handler = lambda app: TrackingDoor(static_handler(app))
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_server(request):
+    """pytest-django's live server, serving what config/wsgi.py serves: the tracking
+    calls' own door in front of Django."""
+    server = _live_server(request, door=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_live_server(request):
+    """A live server of Django alone (as under ASGI): every call through ninja. Its
+    tests need the database as live_server's do: django_db(transaction=True)."""
+    server = _live_server(request, door=False)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _empty_redis():
     """Every test starts with empty queues (and no rate-limit counters)."""

@@ -2,13 +2,16 @@
 batch, and the one-letter paths analytics.js uses."""
 
 import json
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Router
+from pydantic import BaseModel
 
 from . import schemas
 from .auth import authenticate_write_key, check_event_size, read_json_body
 from .ingestion import events_ingest
+from .models import Source
 
 router = Router(tags=["tracking"], auth=authenticate_write_key)
 
@@ -22,45 +25,80 @@ ERRORS = {
 RESPONSES = {200: schemas.Accepted, **ERRORS}
 
 
-def _accept(
-    request: HttpRequest,
-    messages: list[schemas.Message],
+# Each call's path under /api/v1/ (Segment's names and analytics.js's short ones) and
+# the model its body must fit. The ninja routes below serve these through Django; the
+# WSGI door (apps/events/wsgi.py) serves the same paths without Django's request cycle.
+CALLS: dict[str, type[BaseModel]] = {
+    "track": schemas.Track,
+    "t": schemas.Track,
+    "identify": schemas.Identify,
+    "i": schemas.Identify,
+    "page": schemas.Page,
+    "p": schemas.Page,
+    "screen": schemas.Screen,
+    "s": schemas.Screen,
+    "group": schemas.Group,
+    "g": schemas.Group,
+    "alias": schemas.Alias,
+    "a": schemas.Alias,
+    "batch": schemas.Batch,
+    "b": schemas.Batch,
+}
+
+
+def accept_call(
+    source: Source,
+    payload: schemas.Message | schemas.Batch,
     *,
-    batch_sent_at=None,
-    batch_context: dict | None = None,
-) -> HttpResponse:
-    source = request.auth
-    context = dict(batch_context or {})
+    body: dict[str, Any],
+    remote_addr: str | None,
+) -> dict[str, Any]:
+    """Store a validated call's events (durably, before this returns) and say how
+    many were new: the 200's body."""
+    if isinstance(payload, schemas.Batch):
+        for index, item in enumerate(body.get("batch") or []):
+            check_event_size(item, where=f"batch[{index}]")
+        messages, sent_at, context = payload.batch, payload.sentAt, payload.context
+    else:
+        check_event_size(body, where="the event")
+        messages, sent_at, context = [payload], None, {}
+    context = dict(context)
     if not source.is_server:
         # As Segment does: a browser's own address, unless the message says otherwise.
-        context.setdefault("ip", request.META.get("REMOTE_ADDR"))
+        context.setdefault("ip", remote_addr)
     result = events_ingest(
         source=source,
         messages=messages,
-        batch_sent_at=batch_sent_at,
+        batch_sent_at=sent_at,
         batch_context=context,
     )
-    # The body ninja's JSON renderer would make, without first validating our own
-    # three numbers against the response model (~5% of a track call's CPU).
-    body = {
+    return {
         "success": True,
         "accepted": result.accepted,
         "duplicates": result.duplicates,
     }
+
+
+def _accept(
+    request: HttpRequest, payload: schemas.Message | schemas.Batch
+) -> HttpResponse:
+    body = accept_call(
+        request.auth,
+        payload,
+        body=read_json_body(request),
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )
+    # The body ninja's JSON renderer would make, without first validating our own
+    # three numbers against the response model (~5% of a track call's CPU).
     return HttpResponse(
         json.dumps(body), content_type="application/json; charset=utf-8"
     )
 
 
-def _single(request: HttpRequest, message: schemas.Message) -> HttpResponse:
-    check_event_size(read_json_body(request), where="the event")
-    return _accept(request, [message])
-
-
 @router.post("/track", response=RESPONSES, summary="Record an action")
 @router.post("/t", response=RESPONSES, include_in_schema=False)
 def track(request: HttpRequest, payload: schemas.Track):
-    return _single(request, payload)
+    return _accept(request, payload)
 
 
 @router.post(
@@ -68,41 +106,34 @@ def track(request: HttpRequest, payload: schemas.Track):
 )
 @router.post("/i", response=RESPONSES, include_in_schema=False)
 def identify(request: HttpRequest, payload: schemas.Identify):
-    return _single(request, payload)
+    return _accept(request, payload)
 
 
 @router.post("/page", response=RESPONSES, summary="Record a page view")
 @router.post("/p", response=RESPONSES, include_in_schema=False)
 def page(request: HttpRequest, payload: schemas.Page):
-    return _single(request, payload)
+    return _accept(request, payload)
 
 
 @router.post("/screen", response=RESPONSES, summary="Record an app screen view")
 @router.post("/s", response=RESPONSES, include_in_schema=False)
 def screen(request: HttpRequest, payload: schemas.Screen):
-    return _single(request, payload)
+    return _accept(request, payload)
 
 
 @router.post("/group", response=RESPONSES, summary="Associate the person with a group")
 @router.post("/g", response=RESPONSES, include_in_schema=False)
 def group(request: HttpRequest, payload: schemas.Group):
-    return _single(request, payload)
+    return _accept(request, payload)
 
 
 @router.post("/alias", response=RESPONSES, summary="Link a previous id to a user id")
 @router.post("/a", response=RESPONSES, include_in_schema=False)
 def alias(request: HttpRequest, payload: schemas.Alias):
-    return _single(request, payload)
+    return _accept(request, payload)
 
 
 @router.post("/batch", response=RESPONSES, summary="Send many calls at once")
 @router.post("/b", response=RESPONSES, include_in_schema=False)
 def batch(request: HttpRequest, payload: schemas.Batch):
-    for index, item in enumerate(read_json_body(request).get("batch") or []):
-        check_event_size(item, where=f"batch[{index}]")
-    return _accept(
-        request,
-        payload.batch,
-        batch_sent_at=payload.sentAt,
-        batch_context=payload.context,
-    )
+    return _accept(request, payload)

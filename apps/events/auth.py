@@ -60,12 +60,26 @@ def read_json_body(request: HttpRequest) -> dict[str, Any]:
     cached = getattr(request, _BODY_ATTR, None)
     if cached is not None:
         return cached
-    limit = settings.NUDGE_MAX_BATCH_BYTES
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise PayloadTooLarge(f"request body is over {limit} bytes") from None
-    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        raise PayloadTooLarge(
+            f"request body is over {settings.NUDGE_MAX_BATCH_BYTES} bytes"
+        ) from None
+    data = parse_body(raw, gzipped=_gzipped(request.headers.get("Content-Encoding")))
+    setattr(request, _BODY_ATTR, data)
+    return data
+
+
+def _gzipped(content_encoding: str | None) -> bool:
+    return (content_encoding or "").strip().lower() == "gzip"
+
+
+def parse_body(raw: bytes, *, gzipped: bool) -> dict[str, Any]:
+    """A call's body as a dict: gunzipped if need be, size-checked, JSON whatever
+    the Content-Type said."""
+    limit = settings.NUDGE_MAX_BATCH_BYTES
+    if gzipped:
         try:
             # A cap on the output: a small gzip body must not inflate into gigabytes.
             raw = zlib.decompressobj(wbits=31).decompress(raw, limit + 1)
@@ -81,7 +95,6 @@ def read_json_body(request: HttpRequest) -> dict[str, Any]:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
-    setattr(request, _BODY_ATTR, data)
     return data
 
 
@@ -132,11 +145,12 @@ def source_for_key(key: str) -> Source | None:
     return source
 
 
-def _key_from_request(request: HttpRequest, body: dict[str, Any]) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header[:6].lower() == "basic ":
+def _write_key(authorization: str, body: dict[str, Any]) -> str | None:
+    if authorization[:6].lower() == "basic ":
         try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            decoded = base64.b64decode(
+                authorization[6:].strip(), validate=True
+            ).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise Unauthorized("Authorization header is not valid Basic auth") from None
         user, _, _password = decoded.partition(":")
@@ -163,8 +177,19 @@ def allowed_origins() -> set[str]:
 
 def authenticate_write_key(request: HttpRequest) -> Source:
     """ninja auth callable: the Source behind the request's write key."""
-    body = read_json_body(request)
-    key = _key_from_request(request, body)
+    return authenticate(
+        body=read_json_body(request),
+        authorization=request.headers.get("Authorization", ""),
+        origin=request.headers.get("Origin"),
+    )
+
+
+def authenticate(
+    *, body: dict[str, Any], authorization: str, origin: str | None
+) -> Source:
+    """The enabled Source behind a call's write key, allowed from this Origin and
+    within its rate limit; else 401, 403 or 429."""
+    key = _write_key(authorization, body)
     if not key:
         raise Unauthorized(
             "missing write key: send it as the Basic auth user name or as writeKey"
@@ -174,7 +199,6 @@ def authenticate_write_key(request: HttpRequest) -> Source:
         raise Unauthorized("unknown write key")
     if not source.enabled:
         raise Unauthorized("this write key's source is disabled")
-    origin = request.headers.get("Origin")
     if (
         origin
         and source.allowed_origins

@@ -15,9 +15,14 @@ from apps.events.models import Event
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def api(live_server):
-    with httpx.Client(base_url=f"{live_server.url}/api/v1", timeout=10) as client:
+@pytest.fixture(params=["door", "django"])
+def api(request):
+    """Each test runs against both doors: config/wsgi.py's (the tracking calls served
+    by apps/events/wsgi.py) and Django's alone (ninja, as under ASGI)."""
+    server = request.getfixturevalue(
+        "live_server" if request.param == "door" else "django_live_server"
+    )
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=10) as client:
         yield client
 
 

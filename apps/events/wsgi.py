@@ -1,0 +1,184 @@
+"""The tracking calls (POST /api/v1/track, /t, ... /batch) served straight from WSGI.
+
+config/wsgi.py puts this door in front of Django: the tracking calls come here, every
+other request (admin, the rest of the API, a preflight, a GET) goes on to Django.
+Behind this door are the functions the ninja routes use (parse_body, authenticate,
+the pydantic models, accept_call, the error bodies), so the two doors answer alike,
+and the API tests run through both. Under ASGI (config/asgi.py) the same calls go
+through Django and ninja.
+
+Why a door of its own: a track call is small, and Django's request cycle around it
+(the WSGIRequest, nine middlewares, URL resolution, ninja's operation) cost about a
+third of its CPU (bench/ingest.py). What that cycle gave these calls is done here:
+the Host check against ALLOWED_HOSTS, the body size cap, CORS headers for a source's
+origins (the rule of apps/events/cors.py), nosniff, a 500 logged on django.request,
+and the database connection's end-of-request check.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.db import InterfaceError, OperationalError, connection, connections
+from django.http import HttpRequest
+from pydantic import BaseModel, ValidationError
+
+from .api import CALLS, accept_call
+from .auth import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    allowed_origins,
+    authenticate,
+    parse_body,
+)
+from .problems import api_error, invalid_payload
+
+logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("django.request")
+
+PREFIX = "/api/v1/"
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+
+
+class TrackingDoor:
+    """WSGI middleware: the tracking calls here, everything else to ``app``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.paths: dict[str, type[BaseModel]] = {
+            PREFIX + name: model for name, model in CALLS.items()
+        }
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        model = self.paths.get(environ.get("PATH_INFO", ""))
+        if model is None or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        try:
+            status, body, headers = answer(environ, model)
+        finally:
+            release_connections()
+        content = orjson.dumps(body)
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Content-Length", str(len(content))),
+                ("X-Content-Type-Options", "nosniff"),
+                *_cors_headers(environ.get("HTTP_ORIGIN")),
+                *headers.items(),
+            ],
+        )
+        return [content]
+
+
+def answer(environ: dict[str, Any], model: type[BaseModel]) -> Answer:
+    """One tracking call: status, JSON body and extra headers."""
+    try:
+        _check_host(environ)
+        body = parse_body(_read(environ), gzipped=_gzipped(environ))
+        source = authenticate(
+            body=body,
+            authorization=environ.get("HTTP_AUTHORIZATION", ""),
+            origin=environ.get("HTTP_ORIGIN"),
+        )
+        try:
+            payload = model.model_validate(body)
+        except ValidationError as exc:
+            errors = exc.errors(
+                include_url=False, include_context=False, include_input=False
+            )
+            return 400, invalid_payload(errors), {}
+        return 200, _accept(source, payload, body, environ.get("REMOTE_ADDR")), {}
+    except ApiError as exc:
+        return api_error(exc)
+    except Exception:
+        request_logger.exception(
+            "Internal Server Error: %s",
+            environ.get("PATH_INFO"),
+            extra={"status_code": 500},
+        )
+        return 500, {"error": "internal server error"}, {}
+
+
+def _check_host(environ: dict[str, Any]) -> None:
+    """Django's ALLOWED_HOSTS check, by Django's own code."""
+    request = HttpRequest()
+    request.META = environ
+    try:
+        request.get_host()
+    except DisallowedHost as exc:
+        logging.getLogger("django.security.DisallowedHost").warning(str(exc))
+        raise BadRequest(str(exc)) from None
+
+
+def _read(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadRequest("Content-Length is not a number") from None
+    # What Django reads at most before it refuses (RequestDataTooBig); parse_body
+    # then applies the batch limit to the (gunzipped) body.
+    cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if cap is not None and length > cap:
+        raise PayloadTooLarge(
+            f"request body is over {settings.NUDGE_MAX_BATCH_BYTES} bytes"
+        )
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _gzipped(environ: dict[str, Any]) -> bool:
+    return environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() == "gzip"
+
+
+def _accept(
+    source: Any, payload: BaseModel, body: dict[str, Any], remote_addr: str | None
+) -> dict[str, Any]:
+    reused = connection.connection is not None
+    try:
+        return accept_call(source, payload, body=body, remote_addr=remote_addr)
+    except (OperationalError, InterfaceError):
+        if not reused:
+            raise
+        # A connection kept from an earlier request can have died meanwhile (the
+        # database restarted). Django's CONN_HEALTH_CHECKS would ask SELECT 1 before
+        # every request to find out; this door asks only when a call fails, and
+        # makes the call again once on a new connection. Going again is safe: it
+        # was rolled back, or it committed and its messageIds now count as
+        # duplicates (and the scheduler's tick hands their events to processing).
+        logger.warning("database connection lost, retrying the call on a new one")
+        connection.close()
+        return accept_call(source, payload, body=body, remote_addr=remote_addr)
+
+
+def release_connections() -> None:
+    """What Django does as a request ends (close_old_connections), less the health
+    check it arms for the next request (a SELECT 1 round trip on every call): close
+    a connection that saw an error, left autocommit changed, or outlived
+    CONN_MAX_AGE; keep the others for the next call."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block:
+            continue
+        if (
+            conn.errors_occurred
+            or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]
+            or (conn.close_at is not None and time.monotonic() >= conn.close_at)
+        ):
+            conn.close()
+
+
+def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
+    """django-cors-headers' answer for /api/v1/ (see apps/events/cors.py): always
+    Vary: origin; the origin echoed when some enabled source allows it."""
+    headers = [("Vary", "origin")]
+    if origin and origin.rstrip("/") in allowed_origins():
+        headers.append(("Access-Control-Allow-Origin", origin))
+    return headers
