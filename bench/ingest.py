@@ -796,31 +796,105 @@ def _parse(status: int, raw: bytes) -> tuple[int, int, str]:
 
 
 class Connection:
-    """A keep-alive HTTP/1.1 connection (http.client), reopened if the server closes."""
+    """A keep-alive HTTP/1.1 connection on a plain socket, reopened if the server
+    closes it.
+
+    Not http.client: it parses each response's headers with the email package, ~300 us
+    of CPU a request, which on this machine's two cores is CPU the server does not
+    get (at 1,500 req/s, a fifth of the machine). This sends prebuilt request bytes
+    and reads just the status line, Content-Length (or chunks) and Connection: ~30 us.
+    """
 
     def __init__(self, port: int, headers: dict[str, str]) -> None:
         self.port = port
-        self.headers = headers
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+        self.sock: socket.socket | None = None
+        self.buf = b""
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock, self.buf = sock, b""
+        return sock
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n".encode()
+            + self.head
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         for attempt in (1, 2):
+            fresh = self.sock is None
             try:
-                self.conn.request("POST", path, body, self.headers)
-                resp = self.conn.getresponse()
-                return resp.status, resp.read()
+                sock = self.sock or self._open()
+                sock.sendall(request)
+                return self._response(sock)
             except (OSError, http.client.HTTPException):
                 # A keep-alive connection the server closed: reopen it, once.
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=60
-                )
-                if attempt == 2 or STOP.is_set():
+                self.close()
+                if attempt == 2 or fresh or STOP.is_set():
                     raise
         raise AssertionError("unreachable")
 
+    def _read_until(self, sock: socket.socket, marker: bytes) -> int:
+        while (i := self.buf.find(marker)) < 0:
+            self._fill(sock)
+        return i
+
+    def _fill(self, sock: socket.socket) -> None:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise http.client.RemoteDisconnected("server closed the connection")
+        self.buf += chunk
+
+    def _take(self, sock: socket.socket, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill(sock)
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def _response(self, sock: socket.socket) -> tuple[int, bytes]:
+        end = self._read_until(sock, b"\r\n\r\n")
+        head = self.buf[:end].decode("latin-1").split("\r\n")
+        self.buf = self.buf[end + 4 :]
+        try:
+            status = int(head[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            raise http.client.BadStatusLine(head[0]) from None
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            body = self._take(sock, int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                i = self._read_until(sock, b"\r\n")
+                size = int(self.buf[:i].split(b";")[0], 16)
+                self.buf = self.buf[i + 2 :]
+                parts.append(self._take(sock, size))
+                self._take(sock, 2)
+                if size == 0:
+                    break
+            body = b"".join(parts)
+        else:  # the body runs to the end of the connection
+            while True:
+                try:
+                    self._fill(sock)
+                except http.client.RemoteDisconnected:
+                    break
+            body, self.buf = self.buf, b""
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, body
+
     def close(self) -> None:
-        self.conn.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def _sender(
@@ -1622,9 +1696,8 @@ def profile(cfg: Config) -> None:
     import django
 
     django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-
-    app = WSGIHandler()
+    # What granian serves: the tracking calls' door in front of Django.
+    from config.wsgi import application as app
     auth = basic(key)
     trips = {"postgres": 0, "redis": 0}
 
