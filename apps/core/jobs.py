@@ -82,6 +82,48 @@ def get_queue(name: str):
     return queue
 
 
+def enqueue_each(
+    func: Callable[..., Any],
+    args_each: list[tuple[Any, ...]],
+    *,
+    queue: str = "default",
+    retry: Retry | None = DEFAULT_RETRY,
+) -> None:
+    """A job ``func(*args)`` for each of ``args_each``, all in one Redis round trip,
+    now: call it once what they point at is committed."""
+    if not args_each:
+        return
+    rq_queue = get_queue(queue)
+    try:
+        # One round trip: left to itself RQ sends the queue's registration and the
+        # job in two, which costs ~100 us more CPU (~320 against ~225 us).
+        with rq_queue.connection.pipeline() as pipe:
+            for args in args_each:
+                rq_queue.enqueue_call(
+                    func, args=args, pipeline=pipe, **_options(None, retry)
+                )
+            pipe.execute()
+    except RedisError as exc:
+        # The rows are already committed; the scheduler tick will find them again.
+        logger.warning(
+            "could not enqueue %s x%s on %s (%s); the scheduler tick will retry them",
+            getattr(func, "__name__", func),
+            len(args_each),
+            queue,
+            exc,
+        )
+
+
+def _options(job_id: str | None, retry: Retry | None) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "retry": retry,
+        # Results are never read; dropping the hash at once also frees the job id.
+        "result_ttl": 0,
+        "failure_ttl": 7 * 24 * 3600,
+    }
+
+
 def _enqueue_now(
     func: Callable[..., Any],
     args: tuple[Any, ...],
@@ -92,16 +134,9 @@ def _enqueue_now(
     retry: Retry | None,
 ) -> Job | None:
     rq_queue = get_queue(queue)
-    options: dict[str, Any] = {
-        "job_id": job_id,
-        "retry": retry,
-        # Results are never read; dropping the hash at once also frees the job id.
-        "result_ttl": 0,
-        "failure_ttl": 7 * 24 * 3600,
-    }
+    options = _options(job_id, retry)
     if at is None and job_id is None:
-        # One round trip: left to itself RQ sends the queue's registration and the
-        # job in two, which costs ~100 us more CPU (~320 against ~225 us).
+        # One round trip, as in enqueue_each.
         with rq_queue.connection.pipeline() as pipe:
             job = rq_queue.enqueue_call(func, args=args, pipeline=pipe, **options)
             pipe.execute()

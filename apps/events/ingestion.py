@@ -13,6 +13,7 @@ from apps.contacts.identity import Sighting, normalize_email
 from apps.contacts.services import contacts_lookup, contacts_resolve
 from apps.core import clock, jobs
 from apps.core.db import json_document, postgres_cursor
+from apps.core.group_commit import GroupCommit, Item
 
 from . import schemas
 from .models import Event, Source
@@ -135,26 +136,96 @@ def _ingest_postgres(
         # round trips), durable when it returns. It skips duplicates, which thus
         # change nothing. If a merge deletes one of these contacts meanwhile, the
         # INSERT fails its foreign key check and events_ingest looks again.
-        rows = this.rows(lookup.contact_ids)
-        stored = _insert_events_postgres(
-            source=source, rows=rows, received_at=received_at
-        )
-        event_ids = [stored[m] for r in rows if (m := r["message_id"]) in stored]
-        _enqueue_processing(event_ids)
-        return event_ids
+        records = this.records(lookup.contact_ids, source, received_at)
+        if connection.in_atomic_block:
+            # Someone's transaction: these rows must commit (or not) with it.
+            event_ids = _ids_in_order(records, _insert_events_postgres(records))
+            _enqueue_processing(event_ids)
+            return event_ids
+        # Calls on other threads of this process that got here at the same time
+        # share the statement (and its commit) and the Redis round trip.
+        return _known_senders.submit(_Write(records)).outcome()
     with transaction.atomic():
         resolution = contacts_resolve(
             sightings=this.sightings, trusted=source.is_server, lookup=lookup
         )
-        rows = this.rows(resolution.contact_ids)
-        stored = _insert_events_postgres(
-            source=source, rows=rows, received_at=received_at
-        )
-        if len(stored) < len(rows) and resolution.wrote:
-            raise _Duplicates({r["message_id"] for r in rows} - stored.keys())
-        event_ids = [stored[m] for r in rows if (m := r["message_id"]) in stored]
+        records = this.records(resolution.contact_ids, source, received_at)
+        stored = _insert_events_postgres(records)
+        if len(stored) < len(records) and resolution.wrote:
+            raise _Duplicates(
+                {
+                    r["message_id"]
+                    for r in records
+                    if (r["source_id"], r["message_id"]) not in stored
+                }
+            )
+        event_ids = _ids_in_order(records, stored)
         _enqueue_processing(event_ids)
     return event_ids
+
+
+class _Write(Item):
+    """A call's rows, waiting for a round of _known_senders."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.records = records
+
+    def outcome(self) -> list[int]:
+        if isinstance(self.error, _Alone):
+            # The shared statement failed: this call goes again on its own, so
+            # that an error is its own (a merge's FK failure sends it back to
+            # events_ingest to look again).
+            event_ids = _ids_in_order(
+                self.records, _insert_events_postgres(self.records)
+            )
+            _enqueue_processing(event_ids)
+            return event_ids
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class _Alone(Exception):
+    """The round's statement failed; each call is to write its rows alone."""
+
+
+def _write_round(writes: list[_Write]) -> None:
+    """One INSERT for every call of the round and one Redis round trip for their
+    processing jobs (still one job per call). A messageId that two calls of the
+    round both carry is the first one's; the other counts it as a duplicate, as it
+    would have a moment later."""
+    first: dict[tuple[int, str], _Write] = {}
+    records = []
+    for write in writes:
+        for record in write.records:
+            key = (record["source_id"], record["message_id"])
+            if key not in first:
+                first[key] = write
+                records.append(record)
+    try:
+        stored = _insert_events_postgres(records)
+    except Exception as exc:
+        for write in writes:
+            write.error = exc if len(writes) == 1 else _Alone()
+        return
+    for write in writes:
+        write.result = [
+            stored[key]
+            for r in write.records
+            if (key := (r["source_id"], r["message_id"])) in stored
+            and first[key] is write
+        ]
+    jobs.enqueue_each(
+        _process_events(),
+        [(write.result,) for write in writes if write.result],
+        queue="events",
+    )
+
+
+_known_senders: GroupCommit[_Write] = GroupCommit(_write_round)
 
 
 def _ingest_portable(
@@ -187,11 +258,15 @@ def _ingest_portable(
 
 def _enqueue_processing(event_ids: list[int]) -> None:
     if event_ids:
-        from .tasks import process_events
-
         # One job per request, carrying every new id: never one per event. After
         # the commit (at once when there is no transaction open).
-        jobs.enqueue(process_events, event_ids, queue="events")
+        jobs.enqueue(_process_events(), event_ids, queue="events")
+
+
+def _process_events() -> Any:
+    from .tasks import process_events
+
+    return process_events
 
 
 @dataclass
@@ -239,6 +314,16 @@ class _Call:
             )
         ]
 
+    def records(
+        self, contact_ids: list[int], source: Source, received_at: dt.datetime
+    ) -> list[dict[str, Any]]:
+        """Each event's every field, as _INSERT_EVENTS reads them."""
+        rows = self.rows(contact_ids)
+        for row in rows:
+            row["source_id"] = source.pk
+            row["received_at"] = received_at
+        return rows
+
 
 def _without_stored(
     source: Source, messages: list[schemas.Message]
@@ -251,31 +336,42 @@ def _without_stored(
     return [m for m in messages if m.messageId not in stored]
 
 
-# One statement writes the call's events and skips the messageIds this source sent
-# before. The rows travel as one JSON document that orjson writes in C: ~6 us of CPU
-# a row, where bulk_create's per-field preparation and quoting cost ~65 us and
-# psycopg's array parameters ~9 us. PostgreSQL does about the same work for each.
+# One statement writes the call's events (or a round's calls', see _write_round) and
+# skips the messageIds their source sent before. The rows travel as one JSON document
+# that orjson writes in C: ~6 us of CPU a row, where bulk_create's per-field
+# preparation and quoting cost ~65 us and psycopg's array parameters ~9 us.
+# PostgreSQL does about the same work for each.
 _INSERT_EVENTS = """
 INSERT INTO events_event
     (contact_id, source_id, type, name, properties, context, timestamp, received_at,
      message_id)
-SELECT r.contact_id, %b, r.type, r.name, r.properties, r.context, r.timestamp, %b,
-       r.message_id
+SELECT r.contact_id, r.source_id, r.type, r.name, r.properties, r.context,
+       r.timestamp, r.received_at, r.message_id
 FROM jsonb_to_recordset(%b::jsonb) AS r(
-    contact_id bigint, type text, name text, properties jsonb, context jsonb,
-    timestamp timestamptz, message_id text)
+    contact_id bigint, source_id bigint, type text, name text, properties jsonb,
+    context jsonb, timestamp timestamptz, received_at timestamptz, message_id text)
 ON CONFLICT (source_id, message_id) DO NOTHING
-RETURNING message_id, id
+RETURNING source_id, message_id, id
 """
 
 
-def _insert_events_postgres(
-    *, source: Source, rows: list[dict[str, Any]], received_at: dt.datetime
-) -> dict[str, int]:
-    """Insert the rows whose messageId is new; returns messageId -> id for those."""
+Stored = dict[tuple[int, str], int]
+
+
+def _insert_events_postgres(records: list[dict[str, Any]]) -> Stored:
+    """Insert the records whose (source, messageId) is new; returns the ids of
+    those by (source id, messageId)."""
     with postgres_cursor() as cursor:
-        cursor.execute(_INSERT_EVENTS, [source.pk, received_at, json_document(rows)])
-        return dict(cursor.fetchall())
+        cursor.execute(_INSERT_EVENTS, [json_document(records)])
+        return {(source_id, message_id): pk for source_id, message_id, pk in cursor}
+
+
+def _ids_in_order(records: list[dict[str, Any]], stored: Stored) -> list[int]:
+    return [
+        stored[key]
+        for r in records
+        if (key := (r["source_id"], r["message_id"])) in stored
+    ]
 
 
 def _insert_events_orm(

@@ -15,11 +15,11 @@ from apps.events.schemas import Identify, Track
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _track(anonymous_id=None, user_id=None, **extra):
+def _track(anonymous_id=None, user_id=None, event="product_viewed", **extra):
     return Track(
         anonymousId=anonymous_id,
         userId=user_id,
-        event="product_viewed",
+        event=event,
         messageId=str(uuid.uuid4()),
         **extra,
     )
@@ -151,3 +151,117 @@ def test_deleting_a_source_keeps_its_events_without_it(browser_source):
     event.refresh_from_db()
     assert event.source is None
     assert Event.objects.filter(name="product_viewed").count() == 1
+
+
+def _held_rounds(monkeypatch, *, others: int, meanwhile=lambda: None):
+    """Group commit with its first round held until ``others`` calls wait behind it
+    (then ``meanwhile()`` runs): those others share the second round."""
+    from apps.core.group_commit import GroupCommit
+    from apps.events import ingestion
+
+    rounds: list[int] = []
+    started = threading.Event()
+    group: GroupCommit = GroupCommit(lambda writes: flush(writes))
+
+    def flush(writes):
+        rounds.append(len(writes))
+        if len(rounds) == 1:
+            started.set()
+            while len(group._waiting) < others:
+                threading.Event().wait(0.005)
+            meanwhile()
+        ingestion._write_round(writes)
+
+    monkeypatch.setattr(ingestion, "_known_senders", group)
+    return rounds, started
+
+
+def _concurrently(calls):
+    """Run each call on its own thread (with its own connection); their results."""
+    results: dict[int, object] = {}
+
+    def run(n, call):
+        try:
+            results[n] = call()
+        except BaseException as exc:  # the test looks at it
+            results[n] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(n, c)) for n, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+        if t is threads[0]:
+            yield  # the caller waits for the first round to start
+    for t in threads:
+        t.join(10)
+    yield results
+
+
+def test_known_visitors_calls_arriving_together_share_one_insert_each_with_its_ids(
+    require_postgres, server_source, monkeypatch
+):
+    # given five known people
+    for n in range(5):
+        events_ingest(source=server_source, messages=[_track(user_id=f"u-{n}")])
+    people = dict(Contact.objects.values_list("external_id", "id"))
+    jobs_before = _jobs()
+    rounds, started = _held_rounds(monkeypatch, others=4)
+    repeated = _track(user_id="u-3")
+    calls = [
+        [_track(user_id="u-0"), _track(user_id="u-0")],
+        [_track(user_id="u-1"), _track(user_id="u-1")],
+        [_track(user_id="u-2"), _track(user_id="u-2")],
+        [repeated, _track(user_id="u-3")],
+        [repeated, _track(user_id="u-4")],  # one messageId the call above has too
+    ]
+    # when they arrive while a first call is being written
+    running = _concurrently(
+        [lambda m=m: events_ingest(source=server_source, messages=m) for m in calls]
+    )
+    next(running)
+    assert started.wait(10)
+    results = next(running)
+    # then the four others went as one round, and each call got its own answer
+    assert rounds == [1, 4]
+    assert [(r.accepted, r.duplicates) for r in results.values()].count((1, 1)) == 1
+    for n, result in results.items():
+        assert not isinstance(result, BaseException), result
+        contacts = set(
+            Event.objects.filter(pk__in=result.event_ids).values_list(
+                "contact_id", flat=True
+            )
+        )
+        assert contacts == {people[f"u-{n}"]}
+    assert Event.objects.filter(message_id=repeated.messageId).count() == 1
+    assert Event.objects.count() == 5 + 9
+    assert _jobs() == jobs_before + 5  # still one job per call
+
+
+def test_a_round_that_fails_is_written_call_by_call_and_only_the_culprit_retries(
+    require_postgres, server_source, monkeypatch
+):
+    # given known people, one of whom is deleted while their call waits for a round
+    for n in range(4):
+        events_ingest(source=server_source, messages=[_track(user_id=f"u-{n}")])
+    doomed = Contact.objects.get(external_id="u-2")
+    rounds, started = _held_rounds(
+        monkeypatch,
+        others=3,
+        meanwhile=lambda: Contact.objects.filter(pk=doomed.pk).delete(),
+    )
+    calls = [[_track(user_id=f"u-{n}", event=f"e-{n}")] for n in range(4)]
+    running = _concurrently(
+        [lambda m=m: events_ingest(source=server_source, messages=m) for m in calls]
+    )
+    next(running)
+    assert started.wait(10)
+    results = next(running)
+    # then every call is stored: the round's INSERT failed on the deleted contact,
+    # each call went again alone, and u-2's looked again and made a new contact
+    assert rounds == [1, 3]
+    assert all(r.accepted == 1 for r in results.values()), results
+    assert Event.objects.filter(name__startswith="e-").count() == 4
+    again = Contact.objects.get(external_id="u-2")
+    assert again.pk != doomed.pk
+    assert Event.objects.get(name="e-2").contact_id == again.pk
