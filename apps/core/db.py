@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 
 @contextmanager
@@ -18,12 +18,10 @@ def postgres_cursor() -> Iterator[psycopg.Cursor]:
     text (in Python, for lists). This one sends them apart, in binary where the SQL
     says %b. Django's health check and error classes still apply.
     """
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with (
-        connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
-    ):
+    db = connections[DEFAULT_DB_ALIAS]  # once: each use of the proxy looks it up
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         yield cursor
 
 
