@@ -3,6 +3,7 @@
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import orjson
@@ -33,26 +34,41 @@ def insert_rows(model: type[models.Model], objects: list[models.Model]) -> None:
     call creates, bulk_create's per-statement and per-field preparation cost more
     than the insert (bench/ingest.py).
     """
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    if connection.vendor != "postgresql" or any(f.has_db_default() for f in fields):
+    db = connections[DEFAULT_DB_ALIAS]
+    plan = _insert_plan(model, db.vendor)
+    if plan is None:
         model.objects.bulk_create(objects)
         return
+    fields, sql = plan
     rows = [{f.column: f.pre_save(obj, add=True) for f in fields} for obj in objects]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(model._meta.db_table)
     with postgres_cursor() as cursor:
-        # RETURNING gives the rows in the order of the document, which bulk_create
-        # relies on too.
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
-            f"FROM jsonb_populate_recordset(NULL::{table}, %b::jsonb) "
-            f"RETURNING {connection.ops.quote_name(model._meta.pk.column)}",
-            [json_document(rows)],
-        )
+        cursor.execute(sql, [json_document(rows)])
         for obj, (pk,) in zip(objects, cursor.fetchall(), strict=True):
             obj.pk = pk
             obj._state.adding = False
-            obj._state.db = connection.alias
+            obj._state.db = db.alias
+
+
+@cache
+def _insert_plan(
+    model: type[models.Model], vendor: str
+) -> tuple[list[models.Field], str] | None:
+    """The fields insert_rows writes and its statement; None where it leaves the
+    work to bulk_create (not PostgreSQL, or a field with a database default)."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    if vendor != "postgresql" or any(f.has_db_default() for f in fields):
+        return None
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    table = quote(model._meta.db_table)
+    # RETURNING gives the rows in the order of the document, which bulk_create
+    # relies on too.
+    sql = (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+        f"FROM jsonb_populate_recordset(NULL::{table}, %b::jsonb) "
+        f"RETURNING {quote(model._meta.pk.column)}"
+    )
+    return fields, sql
 
 
 def json_document(rows: list[dict[str, Any]]) -> str:

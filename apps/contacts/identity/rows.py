@@ -95,17 +95,37 @@ _KEY_LOOKUPS = {
 def load_rows(keys: Keys) -> set[tuple]:
     """(anonymous id or None, *contact columns) for every identity and contact the
     keys name, in one query; a contact found by several keys comes more than once."""
-    postgres = connection.vendor == "postgresql"
-    # Built from fixed fragments (column names from the model) and placeholders
-    # only: every value is a bound parameter.
-    select, _ = _contact_columns(connection.vendor)
-    parts: list[str] = []
+    db = connections[DEFAULT_DB_ALIAS]
+    postgres = db.vendor == "postgresql"
+    shape: list[tuple[str, int]] = []
     params: list[Any] = []
-    for kind, (tables, column) in _KEY_LOOKUPS.items():
+    for kind in _KEY_LOOKUPS:
         values = sorted(getattr(keys, kind))
         if not values:
             continue
         if postgres and len(values) > 1:
+            shape.append((kind, 0))  # 0: any number of keys, as one array
+            params.append(values)
+        else:
+            shape.append((kind, len(values)))
+            params.extend(values)
+    if not shape:
+        return set()
+    with postgres_cursor() if postgres else db.cursor() as cursor:
+        cursor.execute(_rows_sql(db.vendor, tuple(shape)), params)
+        return set(cursor.fetchall())
+
+
+@cache
+def _rows_sql(vendor: str, shape: tuple[tuple[str, int], ...]) -> str:
+    """load_rows's query for these kinds of key, each with this many keys (0: an
+    array of them). Built from fixed fragments (column names from the model) and
+    placeholders only: every value is a bound parameter."""
+    select, _ = _contact_columns(vendor)
+    parts: list[str] = []
+    for kind, count in shape:
+        tables, column = _KEY_LOOKUPS[kind]
+        if count == 0:
             # One index probe per key, whatever the statistics say: on tables that
             # grew since the last ANALYZE (a new install, a bench), an IN list is
             # planned as a sequential scan and a hash join, slower with every row.
@@ -115,21 +135,14 @@ def load_rows(keys: Keys) -> set[tuple]:
                 f"CROSS JOIN LATERAL (SELECT {select} FROM {tables} "
                 f"WHERE {column} = k.key LIMIT 1) c"
             )
-            params.append(values)
-        else:  # one key is an index probe in any case, and the cheapest to plan
+        else:  # a few keys (one, on PostgreSQL) are index probes in any case
             first = "i.anonymous_id" if kind == "anonymous_ids" else "NULL"
-            placeholder = "%b" if postgres else "%s"
+            placeholder = "%b" if vendor == "postgresql" else "%s"
             parts.append(
                 f"SELECT {first}, {select} FROM {tables} "  # noqa: S608
-                f"WHERE {column} IN ({', '.join([placeholder] * len(values))})"
+                f"WHERE {column} IN ({', '.join([placeholder] * count)})"
             )
-            params.extend(values)
-    if not parts:
-        return set()
-    sql = " UNION ALL ".join(parts)
-    with postgres_cursor() if postgres else connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return set(cursor.fetchall())
+    return " UNION ALL ".join(parts)
 
 
 def contacts_from_rows(rows: set[tuple]) -> dict[int, Contact]:
