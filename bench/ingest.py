@@ -1250,7 +1250,11 @@ def run(cfg: Config) -> dict[str, Any]:
     report: dict[str, Any] = {
         "mode": "small" if cfg.small else "full",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "reference_loop_ms": [python_reference_ms()],
+        },
         "app_dir": str(cfg.app_dir),
         "config": {
             k: (str(v) if isinstance(v, Path) else v)
@@ -1328,6 +1332,17 @@ def run(cfg: Config) -> dict[str, Any]:
                     f"{phase}: the machine was not quiet, other processes used "
                     f"{cpu['other']:.2f} cores ({top})"
                 )
+            # server_each: granian's main process, then its workers
+            if len(cpu["server_each"]) > 2 and cpu["server"] > 0.5:
+                share = max(cpu["server_each"]) / cpu["server"]
+                if share > 0.8:
+                    # Keep-alive connections stay with the worker that accepted
+                    # them, and the kernel may hand nearly all to one.
+                    warnings.append(
+                        f"{phase}: one granian worker did {share:.0%} of the work "
+                        "(it accepted most connections), so the figure understates "
+                        "the server; run again"
+                    )
             return cpu
 
         # (a) batch ingestion ---------------------------------------------------------
@@ -1534,6 +1549,7 @@ def run(cfg: Config) -> dict[str, Any]:
     }
     report["errors"] = ledger.errors
     report["problems"] = ledger.problems
+    report["machine"]["reference_loop_ms"].append(python_reference_ms())
     report["seconds_total"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -1631,6 +1647,19 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     ]
 
 
+def python_reference_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop (5M additions) in this process.
+
+    These machines' speed drifts (by up to 2x within an hour, seen here), and the
+    targets are absolute: this says how fast the machine ran while it was measured.
+    """
+    started = time.thread_time()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return (time.thread_time() - started) * 1000
+
+
 def print_table(report: dict[str, Any], cfg: Config) -> None:
     rows = verdicts(report)
     report["verdicts"] = {r[0].strip(): r[4] for r in rows if r[4]}
@@ -1654,6 +1683,11 @@ def print_table(report: dict[str, Any], cfg: Config) -> None:
     )
     for phase in ("batch", "single"):
         print(f"{phase} {fmt_cpu(report[phase]['cpu'])}")
+    start_ms, end_ms = report["machine"]["reference_loop_ms"]
+    print(
+        f"machine speed: the reference loop took {start_ms:.0f} ms at the start and "
+        f"{end_ms:.0f} ms at the end (lower is faster; see bench/README.md)"
+    )
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     if report["mode"] == "small":
@@ -1698,6 +1732,7 @@ def profile(cfg: Config) -> None:
     django.setup()
     # What granian serves: the tracking calls' door in front of Django.
     from config.wsgi import application as app
+
     auth = basic(key)
     trips = {"postgres": 0, "redis": 0}
 

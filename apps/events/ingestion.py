@@ -363,7 +363,10 @@ def _insert_events_postgres(records: list[dict[str, Any]]) -> Stored:
     those by (source id, messageId)."""
     with postgres_cursor() as cursor:
         cursor.execute(_INSERT_EVENTS, [json_document(records)])
-        return {(source_id, message_id): pk for source_id, message_id, pk in cursor}
+        return {
+            (source_id, message_id): pk
+            for source_id, message_id, pk in cursor.fetchall()
+        }
 
 
 def _ids_in_order(records: list[dict[str, Any]], stored: Stored) -> list[int]:
