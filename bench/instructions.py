@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Instructions per track call, under valgrind's callgrind: a new visitor's call and a
+known visitor's, through config/wsgi.py in one process (no server, no threads).
+
+CPU seconds on these shared machines drift by up to 2x within an hour; instruction
+counts do not, so this is what to compare two checkouts with (``--app-dir``). It
+counts the Python process only: PostgreSQL's and Redis's work is not in it.
+
+    .venv/bin/python bench/instructions.py                 # this checkout
+    .venv/bin/python bench/instructions.py --app-dir DIR   # another one
+
+Needs valgrind (Debian's package). Uses bench/ingest.py's database and Redis db
+(dropped and flushed). About two minutes: callgrind runs Python ~50x slower.
+"""
+
+import argparse
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ingest
+
+NEW, KNOWN, WARM = 250, 500, 50
+# Markers: callgrind zeroes its counts when the first is entered and writes them out
+# when the second is: the loops between them are all that is counted.
+START, STOP = "binascii_crc_hqx", "binascii_b2a_uu"
+
+
+def prepare(cfg: ingest.Config, state: Path) -> None:
+    ingest.recreate_database(cfg)
+    ingest.flush_redis(cfg)
+    ingest.manage(cfg, "migrate", "--no-input", "-v", "0")
+    key = ingest.create_sources(cfg)["api_key"]
+    # 400 visitors in turn: the first 400 calls each bring a new one, the rest are
+    # visitors seen before.
+    events = ingest.EventFactory(7, 400, run="cg").events(1000, 400, track_only=True)
+    bodies = [ingest.orjson.dumps({**e, "sentAt": e["timestamp"]}) for e in events]
+    state.write_bytes(
+        ingest.orjson.dumps({"key": key, "bodies": [b.decode() for b in bodies]})
+    )
+
+
+def measure(cfg: ingest.Config, state: Path) -> None:
+    """Runs under callgrind."""
+    import binascii
+
+    saved = ingest.orjson.loads(state.read_bytes())
+    key, bodies = saved["key"], [b.encode() for b in saved["bodies"]]
+    os.environ.update(ingest.server_env(cfg))
+    os.chdir(cfg.app_dir)
+    sys.path.insert(0, str(cfg.app_dir))
+    import django
+
+    django.setup()
+    from config.wsgi import application
+
+    auth = ingest.basic(key)
+
+    def call(body: bytes) -> None:
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": "/api/v1/track",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "127.0.0.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": "application/json",
+            "HTTP_AUTHORIZATION": auth,
+        }
+        status: list[str] = []
+        out = b"".join(application(environ, lambda s, h, e=None: status.append(s)))
+        if not status[0].startswith("200") or b'"accepted":1' not in out:
+            raise ingest.BenchBroken(f"{status[0]}: {out[:200]!r}")
+
+    for body in bodies[:WARM]:
+        call(body)
+    binascii.crc_hqx(b"x", 0)
+    for body in bodies[WARM : WARM + NEW]:
+        call(body)
+    binascii.b2a_uu(b"x")
+    for body in bodies[WARM + NEW : 400]:
+        call(body)
+    binascii.crc_hqx(b"x", 0)
+    for body in bodies[400 : 400 + KNOWN]:
+        call(body)
+    binascii.b2a_uu(b"x")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--app-dir", type=Path, default=ingest.ROOT)
+    p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    cfg = ingest.parse_args(["--app-dir", str(a.app_dir)])
+    if a.measure:
+        measure(cfg, a.measure)
+        return 0
+    if not shutil.which("valgrind"):
+        print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        state, out = Path(tmp) / "state", Path(tmp) / "callgrind.out"
+        prepare(cfg, state)
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                f"--zero-before={START}",
+                f"--dump-before={STOP}",
+                ingest.PYTHON,
+                __file__,
+                "--app-dir",
+                str(a.app_dir),
+                "--measure",
+                str(state),
+            ],
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+        )
+        counts = []
+        for part in (1, 2):
+            for line in Path(f"{out}.{part}").read_text().splitlines():
+                if line.startswith("summary:"):
+                    counts.append(int(line.split()[1]))
+    print(f"app: {a.app_dir}")
+    print(f"track call, new visitor:   {counts[0] / NEW / 1e6:.2f}M instructions")
+    print(f"track call, known visitor: {counts[1] / KNOWN / 1e6:.2f}M instructions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
