@@ -216,7 +216,7 @@ def authenticate(
 # web process shares it. A process does not ask Redis on every call: it counts locally
 # and adds its count to Redis's every RATE_SHARE-th of the limit (and whenever its
 # own count would cross the limit), so a burst can overshoot by at most that share per
-# process; a limit under RATE_SHARE is counted exactly.
+# process; a limit under 2 x RATE_SHARE is counted exactly.
 RATE_SHARE = 50
 
 
@@ -235,11 +235,13 @@ _windows_lock = threading.Lock()
 
 def _check_rate(source: Source) -> None:
     limit = source.effective_rate_limit
-    second = int(time.time())
     with _windows_lock:
+        # The clock is read under the lock, so windows only ever move forward.
+        second = int(time.time())
         window = _windows.get(source.pk)
-        if window is None or window.second != second:
+        if window is None or window.second < second:
             window = _windows[source.pk] = _Window(second)
+        second = window.second
         window.unsent += 1
         if window.total + window.unsent <= limit and window.unsent < max(
             1, limit // RATE_SHARE

@@ -205,6 +205,10 @@ def _write_round(writes: list[_Write]) -> None:
             if key not in first:
                 first[key] = write
                 records.append(record)
+    if len(writes) > 1:
+        # In one order, so that two processes' rounds that share keys (a client's
+        # retries) wait for each other rather than deadlock.
+        records.sort(key=lambda r: (r["source_id"], r["message_id"]))
     try:
         stored = _insert_events_postgres(records)
     except Exception as exc:
@@ -218,11 +222,16 @@ def _write_round(writes: list[_Write]) -> None:
             if (key := (r["source_id"], r["message_id"])) in stored
             and first[key] is write
         ]
-    jobs.enqueue_each(
-        _process_events(),
-        [(write.result,) for write in writes if write.result],
-        queue="events",
-    )
+    try:
+        jobs.enqueue_each(
+            _process_events(),
+            [(write.result,) for write in writes if write.result],
+            queue="events",
+        )
+    except Exception:
+        # The events are committed and the callers get their answers; the
+        # scheduler's tick hands unprocessed events to the workers.
+        logger.exception("could not enqueue the processing of a round's events")
 
 
 _known_senders: GroupCommit[_Write] = GroupCommit(_write_round)

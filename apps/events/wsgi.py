@@ -24,7 +24,13 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.db import InterfaceError, OperationalError, connection, connections
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+)
 from django.http import HttpRequest
 from pydantic import BaseModel, ValidationError
 
@@ -44,7 +50,7 @@ request_logger = logging.getLogger("django.request")
 
 PREFIX = "/api/v1/"
 
-Answer = tuple[int, dict[str, Any], dict[str, str]]
+Answer = tuple[int, dict[str, Any], list[tuple[str, str]]]
 
 
 class TrackingDoor:
@@ -62,8 +68,12 @@ class TrackingDoor:
         model = self.paths.get(environ.get("PATH_INFO", ""))
         if model is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
+        # As Django's request_started and request_finished do: a connection past
+        # its age or left broken is closed before the call and after it.
+        release_connections()
         try:
             status, body, headers = answer(environ, model)
+            headers = [*_cors_headers(environ.get("HTTP_ORIGIN")), *headers]
         finally:
             release_connections()
         content = orjson.dumps(body)
@@ -73,8 +83,7 @@ class TrackingDoor:
                 ("Content-Type", "application/json; charset=utf-8"),
                 ("Content-Length", str(len(content))),
                 ("X-Content-Type-Options", "nosniff"),
-                *_cors_headers(environ.get("HTTP_ORIGIN")),
-                *headers.items(),
+                *headers,
             ],
         )
         return [content]
@@ -85,28 +94,61 @@ def answer(environ: dict[str, Any], model: type[BaseModel]) -> Answer:
     try:
         _check_host(environ)
         body = parse_body(_read(environ), gzipped=_gzipped(environ))
-        source = authenticate(
-            body=body,
-            authorization=environ.get("HTTP_AUTHORIZATION", ""),
-            origin=environ.get("HTTP_ORIGIN"),
-        )
         try:
-            payload = model.model_validate(body)
-        except ValidationError as exc:
-            errors = exc.errors(
-                include_url=False, include_context=False, include_input=False
-            )
-            return 400, invalid_payload(errors), {}
-        return 200, _accept(source, payload, body, environ.get("REMOTE_ADDR")), {}
+            status, answered = _call(environ, model, body)
+        except (OperationalError, InterfaceError):
+            if not _connection_lost():
+                raise
+            # A connection kept from an earlier request died meanwhile (the
+            # database restarted, an idle timeout). Django's CONN_HEALTH_CHECKS
+            # would ask SELECT 1 before every request to find out; this door looks
+            # only when a call fails, and makes the call again once on a new
+            # connection. Going again is safe: it was rolled back, or it committed
+            # and its messageIds now count as duplicates (and the scheduler's tick
+            # hands their events to processing).
+            logger.warning("database connection lost, making the call again")
+            connection.close()
+            status, answered = _call(environ, model, body)
+        return status, answered, []
     except ApiError as exc:
-        return api_error(exc)
+        status, answered, extra = api_error(exc)
+        return status, answered, list(extra.items())
     except Exception:
         request_logger.exception(
             "Internal Server Error: %s",
             environ.get("PATH_INFO"),
             extra={"status_code": 500},
         )
-        return 500, {"error": "internal server error"}, {}
+        return 500, {"error": "internal server error"}, []
+
+
+def _call(
+    environ: dict[str, Any], model: type[BaseModel], body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """The part of a call that may touch the database (the key's source, then the
+    events): what answer() makes again on a connection that died."""
+    source = authenticate(
+        body=body,
+        authorization=environ.get("HTTP_AUTHORIZATION", ""),
+        origin=environ.get("HTTP_ORIGIN"),
+    )
+    try:
+        payload = model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors(
+            include_url=False, include_context=False, include_input=False
+        )
+        return 400, invalid_payload(errors)
+    return 200, accept_call(
+        source, payload, body=body, remote_addr=environ.get("REMOTE_ADDR")
+    )
+
+
+def _connection_lost() -> bool:
+    """Whether the database connection itself is gone (not a deadlock, a timeout or
+    another error of a working connection, which are the call's own)."""
+    raw = connection.connection
+    return raw is not None and (raw.closed or raw.broken)
 
 
 def _check_host(environ: dict[str, Any]) -> None:
@@ -117,8 +159,12 @@ def _check_host(environ: dict[str, Any]) -> None:
         environ.get("HTTP_X_FORWARDED_HOST"),
         environ.get("SERVER_NAME"),
         environ.get("SERVER_PORT"),
-        tuple(settings.ALLOWED_HOSTS),  # the answer changes with these too
+        environ.get("HTTP_X_FORWARDED_PORT"),
+        # the answer changes with these too
+        tuple(settings.ALLOWED_HOSTS),
         settings.DEBUG,
+        settings.USE_X_FORWARDED_HOST,
+        settings.USE_X_FORWARDED_PORT,
     )
     error = _hosts.get(seen, _UNSEEN)
     if error is _UNSEEN:
@@ -133,7 +179,7 @@ def _check_host(environ: dict[str, Any]) -> None:
             _hosts.clear()
         _hosts[seen] = error
     if error is not None:
-        logging.getLogger("django.security.DisallowedHost").warning(error)
+        logging.getLogger("django.security.DisallowedHost").error(error)
         raise BadRequest(error)
 
 
@@ -160,26 +206,6 @@ def _gzipped(environ: dict[str, Any]) -> bool:
     return environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() == "gzip"
 
 
-def _accept(
-    source: Any, payload: BaseModel, body: dict[str, Any], remote_addr: str | None
-) -> dict[str, Any]:
-    reused = connection.connection is not None
-    try:
-        return accept_call(source, payload, body=body, remote_addr=remote_addr)
-    except (OperationalError, InterfaceError):
-        if not reused:
-            raise
-        # A connection kept from an earlier request can have died meanwhile (the
-        # database restarted). Django's CONN_HEALTH_CHECKS would ask SELECT 1 before
-        # every request to find out; this door asks only when a call fails, and
-        # makes the call again once on a new connection. Going again is safe: it
-        # was rolled back, or it committed and its messageIds now count as
-        # duplicates (and the scheduler's tick hands their events to processing).
-        logger.warning("database connection lost, retrying the call on a new one")
-        connection.close()
-        return accept_call(source, payload, body=body, remote_addr=remote_addr)
-
-
 def release_connections() -> None:
     """What Django does as a request ends (close_old_connections), less the health
     check it arms for the next request (a SELECT 1 round trip on every call): close
@@ -198,8 +224,16 @@ def release_connections() -> None:
 
 def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
     """django-cors-headers' answer for /api/v1/ (see apps/events/cors.py): always
-    Vary: origin; the origin echoed when some enabled source allows it."""
+    Vary: origin; the origin echoed when some enabled source allows it. Worked out
+    after the call, whose answer stands if the origins cannot be read."""
     headers = [("Vary", "origin")]
-    if origin and origin.rstrip("/") in allowed_origins():
+    if not origin:
+        return headers
+    try:
+        allowed = origin.rstrip("/") in allowed_origins()
+    except DatabaseError:
+        logger.warning("could not read the sources' origins for CORS", exc_info=True)
+        return headers
+    if allowed:
         headers.append(("Access-Control-Allow-Origin", origin))
     return headers

@@ -22,6 +22,9 @@ def api(request):
     server = request.getfixturevalue(
         "live_server" if request.param == "door" else "django_live_server"
     )
+    # what pytest-django's helper does for a test that names live_server itself
+    settings = request.getfixturevalue("settings")
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
     with httpx.Client(base_url=f"{server.url}/api/v1", timeout=10) as client:
         yield client
 

@@ -17,6 +17,7 @@ from django.db import connection
 
 from apps.events import wsgi
 from apps.events.api import CALLS, router
+from apps.events.auth import forget_cached_sources
 from apps.events.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -147,7 +148,9 @@ def test_a_connection_that_died_between_calls_is_replaced_and_the_call_stored(
         gone = "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)"
         while not admin.execute(gone, [dead_pid]).fetchone()[0]:
             time.sleep(0.01)  # termination is a signal: wait for the backend to exit
-    # when the next call comes
+    # when the next call comes, after the key's cached source expired (so the
+    # first query on the dead connection is the key's)
+    forget_cached_sources()
     with caplog.at_level(logging.WARNING, logger="apps.events.wsgi"):
         status, _, body = call(
             door, "/api/v1/track", track(event="second"), key=server_source.key
@@ -173,3 +176,21 @@ def test_an_allowed_origin_is_echoed_on_the_answer(browser_source):
     )
     assert headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
     assert headers["Vary"] == "origin"
+
+
+def test_an_error_of_a_working_connection_is_not_made_again(server_source, monkeypatch):
+    # a deadlock or a timeout is the call's own error: no second try
+    from django.db import OperationalError
+
+    calls = []
+
+    def deadlocked(*args, **kwargs):
+        calls.append(1)
+        raise OperationalError("deadlock detected")
+
+    door = wsgi.TrackingDoor(Django())
+    assert call(door, "/api/v1/track", track(), key=server_source.key)[0] == 200
+    monkeypatch.setattr(wsgi, "accept_call", deadlocked)
+    status, _, _ = call(door, "/api/v1/track", track(), key=server_source.key)
+    assert status == 500
+    assert calls == [1]

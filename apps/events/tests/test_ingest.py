@@ -1,6 +1,7 @@
 """Ingestion as a service: duplicates, known and new visitors, concurrent calls."""
 
 import threading
+import time
 import uuid
 
 import django_rq
@@ -167,7 +168,8 @@ def _held_rounds(monkeypatch, *, others: int, meanwhile=lambda: None):
         rounds.append(len(writes))
         if len(rounds) == 1:
             started.set()
-            while len(group._waiting) < others:
+            deadline = time.monotonic() + 10
+            while len(group._waiting) < others and time.monotonic() < deadline:
                 threading.Event().wait(0.005)
             meanwhile()
         ingestion._write_round(writes)
@@ -224,7 +226,6 @@ def test_known_visitors_calls_arriving_together_share_one_insert_each_with_its_i
     results = next(running)
     # then the four others went as one round, and each call got its own answer
     assert rounds == [1, 4]
-    assert [(r.accepted, r.duplicates) for r in results.values()].count((1, 1)) == 1
     for n, result in results.items():
         assert not isinstance(result, BaseException), result
         contacts = set(
@@ -232,7 +233,13 @@ def test_known_visitors_calls_arriving_together_share_one_insert_each_with_its_i
                 "contact_id", flat=True
             )
         )
-        assert contacts == {people[f"u-{n}"]}
+        # (the message both 3 and 4 carry is u-3's, and the first of them to
+        # arrive stores it)
+        assert contacts <= {people[f"u-{n}"], people["u-3"]}
+        assert people[f"u-{n}"] in contacts
+    # the shared message is stored once: one of the two calls got it
+    assert sorted((results[3].accepted, results[4].accepted)) == [1, 2]
+    assert results[3].duplicates + results[4].duplicates == 1
     assert Event.objects.filter(message_id=repeated.messageId).count() == 1
     assert Event.objects.count() == 5 + 9
     assert _jobs() == jobs_before + 5  # still one job per call
