@@ -77,7 +77,7 @@ def measure(cfg: ingest.Config, state: Path) -> None:
         }
         status: list[str] = []
         out = b"".join(application(environ, lambda s, h, e=None: status.append(s)))
-        if not status[0].startswith("200") or b'"accepted":1' not in out:
+        if not status[0].startswith("200") or ingest.orjson.loads(out)["accepted"] != 1:
             raise ingest.BenchBroken(f"{status[0]}: {out[:200]!r}")
 
     for body in bodies[:WARM]:
@@ -109,7 +109,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         state, out = Path(tmp) / "state", Path(tmp) / "callgrind.out"
         prepare(cfg, state)
-        subprocess.run(
+        run = subprocess.run(
             [
                 "valgrind",
                 "--tool=callgrind",
@@ -123,10 +123,13 @@ def main() -> int:
                 "--measure",
                 str(state),
             ],
-            check=True,
             env={**os.environ, "PYTHONHASHSEED": "0"},
             capture_output=True,
+            text=True,
         )
+        if run.returncode:
+            print(run.stderr[-3000:], file=sys.stderr)
+            return 1
         counts = []
         for part in (1, 2):
             for line in Path(f"{out}.{part}").read_text().splitlines():
