@@ -8,6 +8,7 @@ counts the Python process only: PostgreSQL's and Redis's work is not in it.
 
     .venv/bin/python bench/instructions.py                 # this checkout
     .venv/bin/python bench/instructions.py --app-dir DIR   # another one
+    .venv/bin/python bench/instructions.py --small         # CI: fewer calls
 
 Needs valgrind (Debian's package). Uses bench/ingest.py's database and Redis db
 (dropped and flushed). About two minutes: callgrind runs Python ~50x slower.
@@ -25,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest
 
-NEW, KNOWN, WARM = 250, 500, 50
+FULL = {"warm": 50, "new": 250, "known": 500}
+SMALL = {"warm": 10, "new": 20, "known": 40}  # CI: that it runs, ~1.5 minutes
 # Markers: callgrind zeroes its counts when the first is entered and writes them out
 # when the second is: the loops between them are all that is counted.
 START, STOP = "binascii_crc_hqx", "binascii_b2a_uu"
@@ -45,8 +47,9 @@ def prepare(cfg: ingest.Config, state: Path) -> None:
     )
 
 
-def measure(cfg: ingest.Config, state: Path) -> None:
+def measure(cfg: ingest.Config, state: Path, sizes: dict[str, int]) -> None:
     """Runs under callgrind."""
+    warm, new, known = sizes["warm"], sizes["new"], sizes["known"]
     import binascii
 
     saved = ingest.orjson.loads(state.read_bytes())
@@ -80,16 +83,16 @@ def measure(cfg: ingest.Config, state: Path) -> None:
         if not status[0].startswith("200") or ingest.orjson.loads(out)["accepted"] != 1:
             raise ingest.BenchBroken(f"{status[0]}: {out[:200]!r}")
 
-    for body in bodies[:WARM]:
+    for body in bodies[:warm]:
         call(body)
     binascii.crc_hqx(b"x", 0)
-    for body in bodies[WARM : WARM + NEW]:
+    for body in bodies[warm : warm + new]:
         call(body)
     binascii.b2a_uu(b"x")
-    for body in bodies[WARM + NEW : 400]:
+    for body in bodies[warm + new : 400]:  # every visitor seen once
         call(body)
     binascii.crc_hqx(b"x", 0)
-    for body in bodies[400 : 400 + KNOWN]:
+    for body in bodies[400 : 400 + known]:
         call(body)
     binascii.b2a_uu(b"x")
 
@@ -97,11 +100,13 @@ def measure(cfg: ingest.Config, state: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--app-dir", type=Path, default=ingest.ROOT)
+    p.add_argument("--small", action="store_true", help="the CI run: fewer calls")
     p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     cfg = ingest.parse_args(["--app-dir", str(a.app_dir)])
+    sizes = SMALL if a.small else FULL
     if a.measure:
-        measure(cfg, a.measure)
+        measure(cfg, a.measure, sizes)
         return 0
     if not shutil.which("valgrind"):
         print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
@@ -120,6 +125,7 @@ def main() -> int:
                 __file__,
                 "--app-dir",
                 str(a.app_dir),
+                *(["--small"] if a.small else []),
                 "--measure",
                 str(state),
             ],
@@ -136,8 +142,9 @@ def main() -> int:
                 if line.startswith("summary:"):
                     counts.append(int(line.split()[1]))
     print(f"app: {a.app_dir}")
-    print(f"track call, new visitor:   {counts[0] / NEW / 1e6:.2f}M instructions")
-    print(f"track call, known visitor: {counts[1] / KNOWN / 1e6:.2f}M instructions")
+    new, known = sizes["new"], sizes["known"]
+    print(f"track call, new visitor:   {counts[0] / new / 1e6:.2f}M instructions")
+    print(f"track call, known visitor: {counts[1] / known / 1e6:.2f}M instructions")
     return 0
 
 
