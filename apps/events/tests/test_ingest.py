@@ -178,26 +178,27 @@ def _held_rounds(monkeypatch, *, others: int, meanwhile=lambda: None):
     return rounds, started
 
 
-def _concurrently(calls):
-    """Run each call on its own thread (with its own connection); their results."""
+def _ingest_while_held(source, calls, started):
+    """events_ingest each call on its own thread (and connection): the first alone,
+    the others once its round has started. Their results, by position."""
     results: dict[int, object] = {}
 
-    def run(n, call):
+    def run(n, messages):
         try:
-            results[n] = call()
+            results[n] = events_ingest(source=source, messages=messages)
         except BaseException as exc:  # the test looks at it
             results[n] = exc
         finally:
             connections.close_all()
 
     threads = [threading.Thread(target=run, args=(n, c)) for n, c in enumerate(calls)]
-    for t in threads:
+    threads[0].start()
+    assert started.wait(10)
+    for t in threads[1:]:
         t.start()
-        if t is threads[0]:
-            yield  # the caller waits for the first round to start
     for t in threads:
         t.join(10)
-    yield results
+    return results
 
 
 def test_known_visitors_calls_arriving_together_share_one_insert_each_with_its_ids(
@@ -218,12 +219,7 @@ def test_known_visitors_calls_arriving_together_share_one_insert_each_with_its_i
         [repeated, _track(user_id="u-4")],  # one messageId the call above has too
     ]
     # when they arrive while a first call is being written
-    running = _concurrently(
-        [lambda m=m: events_ingest(source=server_source, messages=m) for m in calls]
-    )
-    next(running)
-    assert started.wait(10)
-    results = next(running)
+    results = _ingest_while_held(server_source, calls, started)
     # then the four others went as one round, and each call got its own answer
     assert rounds == [1, 4]
     for n, result in results.items():
@@ -258,12 +254,7 @@ def test_a_round_that_fails_is_written_call_by_call_and_only_the_culprit_retries
         meanwhile=lambda: Contact.objects.filter(pk=doomed.pk).delete(),
     )
     calls = [[_track(user_id=f"u-{n}", event=f"e-{n}")] for n in range(4)]
-    running = _concurrently(
-        [lambda m=m: events_ingest(source=server_source, messages=m) for m in calls]
-    )
-    next(running)
-    assert started.wait(10)
-    results = next(running)
+    results = _ingest_while_held(server_source, calls, started)
     # then every call is stored: the round's INSERT failed on the deleted contact,
     # each call went again alone, and u-2's looked again and made a new contact
     assert rounds == [1, 3]
