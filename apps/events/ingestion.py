@@ -4,7 +4,7 @@ contacts) durably stored, and one processing job enqueued after the commit."""
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -110,25 +110,14 @@ def _ingest_once(
     it returns they are committed and their processing job is enqueued."""
     if not messages:
         return []
-    ingest = _ingest_postgres if connection.vendor == "postgresql" else _ingest_portable
-    return ingest(
-        source=source,
-        messages=messages,
-        received_at=received_at,
-        batch_sent_at=batch_sent_at,
-        batch_context=batch_context,
-    )
+    this = _Call.of(source, messages, received_at, batch_sent_at, batch_context)
+    if connection.vendor == "postgresql":
+        return _ingest_postgres(this)
+    return _ingest_portable(this)
 
 
-def _ingest_postgres(
-    *,
-    source: Source,
-    messages: list[schemas.Message],
-    received_at: dt.datetime,
-    batch_sent_at: dt.datetime | None,
-    batch_context: dict,
-) -> list[int]:
-    this = _Call.of(messages, received_at, batch_sent_at, batch_context)
+def _ingest_postgres(this: "_Call") -> list[int]:
+    source = this.source
     lookup = contacts_lookup(sightings=this.sightings, trusted=source.is_server)
     if lookup.contact_ids is not None:
         # Everyone is known and nothing about them changes, so the events are the
@@ -136,7 +125,7 @@ def _ingest_postgres(
         # round trips), durable when it returns. It skips duplicates, which thus
         # change nothing. If a merge deletes one of these contacts meanwhile, the
         # INSERT fails its foreign key check and events_ingest looks again.
-        records = this.records(lookup.contact_ids, source, received_at)
+        records = this.records(lookup.contact_ids)
         if connection.in_atomic_block:
             # Someone's transaction: these rows must commit (or not) with it.
             event_ids = _ids_in_order(records, _insert_events_postgres(records))
@@ -149,7 +138,7 @@ def _ingest_postgres(
         resolution = contacts_resolve(
             sightings=this.sightings, trusted=source.is_server, lookup=lookup
         )
-        records = this.records(resolution.contact_ids, source, received_at)
+        records = this.records(resolution.contact_ids)
         stored = _insert_events_postgres(records)
         if len(stored) < len(records) and resolution.wrote:
             raise _Duplicates(
@@ -237,30 +226,18 @@ def _write_round(writes: list[_Write]) -> None:
 _known_senders: GroupCommit[_Write] = GroupCommit(_write_round)
 
 
-def _ingest_portable(
-    *,
-    source: Source,
-    messages: list[schemas.Message],
-    received_at: dt.datetime,
-    batch_sent_at: dt.datetime | None,
-    batch_context: dict,
-) -> list[int]:
+def _ingest_portable(this: "_Call") -> list[int]:
     """SQLite (the demo): a SELECT for duplicates first, then bulk_create."""
     with transaction.atomic():
-        messages = _without_stored(source, messages)
-        if not messages:
+        this = this.without(_stored_message_ids(this))
+        if not this.messages:
             return []
-        this = _Call.of(messages, received_at, batch_sent_at, batch_context)
         resolution = contacts_resolve(
-            sightings=this.sightings, trusted=source.is_server
+            sightings=this.sightings, trusted=this.source.is_server
         )
         # A messageId stored by a concurrent request since the check above raises
         # IntegrityError here, and the retry in events_ingest skips it.
-        event_ids = _insert_events_orm(
-            source=source,
-            rows=this.rows(resolution.contact_ids),
-            received_at=received_at,
-        )
+        event_ids = _insert_events_orm(this.records(resolution.contact_ids))
         _enqueue_processing(event_ids)
     return event_ids
 
@@ -282,6 +259,8 @@ def _process_events() -> Any:
 class _Call:
     """The messages of one call, with what ingestion works out from each."""
 
+    source: Source
+    received_at: dt.datetime
     messages: list[schemas.Message]
     contexts: list[dict]
     timestamps: list[dt.datetime]
@@ -290,6 +269,7 @@ class _Call:
     @classmethod
     def of(
         cls,
+        source: Source,
         messages: list[schemas.Message],
         received_at: dt.datetime,
         batch_sent_at: dt.datetime | None,
@@ -304,18 +284,33 @@ class _Call:
             _sighting(m, ctx, ts)
             for m, ctx, ts in zip(messages, contexts, timestamps, strict=True)
         ]
-        return cls(messages, contexts, timestamps, sightings)
+        return cls(source, received_at, messages, contexts, timestamps, sightings)
 
-    def rows(self, contact_ids: list[int]) -> list[dict[str, Any]]:
-        """Each event's fields but its source and received_at."""
+    def without(self, message_ids: set[str]) -> "_Call":
+        """The call less the messages with these ids."""
+        keep = [
+            i for i, m in enumerate(self.messages) if m.messageId not in message_ids
+        ]
+        return replace(
+            self,
+            messages=[self.messages[i] for i in keep],
+            contexts=[self.contexts[i] for i in keep],
+            timestamps=[self.timestamps[i] for i in keep],
+            sightings=[self.sightings[i] for i in keep],
+        )
+
+    def records(self, contact_ids: list[int]) -> list[dict[str, Any]]:
+        """Each event's every field, as _INSERT_EVENTS (and Event) take them."""
         return [
             {
                 "contact_id": contact_id,
+                "source_id": self.source.pk,
                 "type": m.type,
                 "name": _event_name(m),
                 "properties": _event_properties(m),
                 "context": ctx,
                 "timestamp": ts,
+                "received_at": self.received_at,
                 "message_id": m.messageId,
             }
             for m, ctx, ts, contact_id in zip(
@@ -323,26 +318,13 @@ class _Call:
             )
         ]
 
-    def records(
-        self, contact_ids: list[int], source: Source, received_at: dt.datetime
-    ) -> list[dict[str, Any]]:
-        """Each event's every field, as _INSERT_EVENTS reads them."""
-        rows = self.rows(contact_ids)
-        for row in rows:
-            row["source_id"] = source.pk
-            row["received_at"] = received_at
-        return rows
 
-
-def _without_stored(
-    source: Source, messages: list[schemas.Message]
-) -> list[schemas.Message]:
-    stored = set(
+def _stored_message_ids(this: _Call) -> set[str]:
+    return set(
         Event.objects.filter(
-            source=source, message_id__in=[m.messageId for m in messages]
+            source=this.source, message_id__in=[m.messageId for m in this.messages]
         ).values_list("message_id", flat=True)
     )
-    return [m for m in messages if m.messageId not in stored]
 
 
 # One statement writes the call's events (or a round's calls', see _write_round) and
@@ -386,12 +368,8 @@ def _ids_in_order(records: list[dict[str, Any]], stored: Stored) -> list[int]:
     ]
 
 
-def _insert_events_orm(
-    *, source: Source, rows: list[dict[str, Any]], received_at: dt.datetime
-) -> list[int]:
-    events = Event.objects.bulk_create(
-        [Event(source_id=source.pk, received_at=received_at, **row) for row in rows]
-    )
+def _insert_events_orm(records: list[dict[str, Any]]) -> list[int]:
+    events = Event.objects.bulk_create([Event(**record) for record in records])
     return [e.pk for e in events]
 
 
