@@ -93,16 +93,8 @@ def enqueue_each(
     now: call it once what they point at is committed."""
     if not args_each:
         return
-    rq_queue = get_queue(queue)
     try:
-        # One round trip: left to itself RQ sends the queue's registration and the
-        # job in two, which costs ~100 us more CPU (~320 against ~225 us).
-        with rq_queue.connection.pipeline() as pipe:
-            for args in args_each:
-                rq_queue.enqueue_call(
-                    func, args=args, pipeline=pipe, **_options(None, retry)
-                )
-            pipe.execute()
+        _enqueue_pipelined(get_queue(queue), func, args_each, retry)
     except RedisError as exc:
         # The rows are already committed; the scheduler tick will find them again.
         logger.warning(
@@ -112,6 +104,22 @@ def enqueue_each(
             queue,
             exc,
         )
+
+
+def _enqueue_pipelined(
+    rq_queue: Any,
+    func: Callable[..., Any],
+    args_each: list[tuple[Any, ...]],
+    retry: Retry | None,
+) -> None:
+    # One round trip: left to itself RQ sends the queue's registration and each job
+    # separately, which costs ~100 us more CPU a job (~320 against ~225 us).
+    with rq_queue.connection.pipeline() as pipe:
+        for args in args_each:
+            rq_queue.enqueue_call(
+                func, args=args, pipeline=pipe, **_options(None, retry)
+            )
+        pipe.execute()
 
 
 def _options(job_id: str | None, retry: Retry | None) -> dict[str, Any]:
@@ -132,25 +140,23 @@ def _enqueue_now(
     job_id: str | None,
     at: dt.datetime | None,
     retry: Retry | None,
-) -> Job | None:
+) -> None:
     rq_queue = get_queue(queue)
-    options = _options(job_id, retry)
     if at is None and job_id is None:
-        # One round trip, as in enqueue_each.
-        with rq_queue.connection.pipeline() as pipe:
-            job = rq_queue.enqueue_call(func, args=args, pipeline=pipe, **options)
-            pipe.execute()
-        return job
+        _enqueue_pipelined(rq_queue, func, [args], retry)
+        return
+    options = _options(job_id, retry)
     for _attempt in range(2):
         try:
             if at is not None:
-                return rq_queue.enqueue_at(at, func, *args, **options)
-            return rq_queue.enqueue(func, *args, unique=True, **options)
+                rq_queue.enqueue_at(at, func, *args, **options)
+            else:
+                rq_queue.enqueue(func, *args, unique=True, **options)
+            return
         except DuplicateJobError:
             if not _discard_dead_job(job_id, rq_queue.connection):
                 logger.debug("job %s already in hand, not enqueued again", job_id)
-                return None
-    return None
+                return
 
 
 def _discard_dead_job(job_id: str | None, connection: Any) -> bool:
