@@ -16,7 +16,6 @@ and the database connection's end-of-request check.
 """
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -207,19 +206,13 @@ def _gzipped(environ: dict[str, Any]) -> bool:
 
 
 def release_connections() -> None:
-    """What Django does as a request ends (close_old_connections), less the health
-    check it arms for the next request (a SELECT 1 round trip on every call): close
-    a connection that saw an error, left autocommit changed, or outlived
-    CONN_MAX_AGE; keep the others for the next call."""
+    """Django's close_old_connections (what request_started and request_finished
+    run): close a connection that outlived CONN_MAX_AGE or broke. Less the health
+    check it arms for the next use, a SELECT 1 round trip on every call: this door
+    finds a dead connection when a call fails instead (answer())."""
     for conn in connections.all(initialized_only=True):
-        if conn.connection is None or conn.in_atomic_block:
-            continue
-        if (
-            conn.errors_occurred
-            or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]
-            or (conn.close_at is not None and time.monotonic() >= conn.close_at)
-        ):
-            conn.close()
+        conn.close_if_unusable_or_obsolete()
+        conn.health_check_done = True
 
 
 def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
