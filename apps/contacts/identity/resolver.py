@@ -21,7 +21,7 @@ from django.db import connection
 from apps.core.db import insert_rows
 
 from ..models import Contact, Identity
-from .rows import Keys, contacts_from_rows, load_rows, lock_identities
+from .rows import Keys, contacts_from_rows, load_rows, load_visitors, lock_identities
 from .traits import Sighting, apply_traits
 
 
@@ -71,10 +71,14 @@ class Lookup:
     rows: set[tuple]
     # None when the pass stopped at a merge of two stored contacts.
     resolver: "IdentityResolver | None"
+    # Set instead of rows and resolver when known visitors settled it (_visitors).
+    known: list[int] | None = None
 
     @property
     def contact_ids(self) -> list[int] | None:
         """Everyone's contact, if that takes no write at all; else None."""
+        if self.known is not None:
+            return self.known
         if self.resolver is None or self.resolver.has_writes():
             return None
         return self.resolver.final_ids()
@@ -88,7 +92,16 @@ def lookup_identities(
     merge: Callable[..., Any],
 ) -> Lookup:
     keys = Keys.of(sightings)
-    rows = load_rows(keys)
+    rows: set[tuple] | None = None
+    if connection.vendor == "postgresql" and all(s.anonymous_only for s in sightings):
+        visitors = load_visitors(keys.anonymous_ids)
+        known = _visitors(sightings, visitors)
+        if known is not None:
+            return Lookup(keys, set(), None, known)
+        if not visitors:
+            rows = set()  # nobody here is known: load_rows would find nothing either
+    if rows is None:
+        rows = load_rows(keys)
     resolver: IdentityResolver | None = IdentityResolver(
         trusted=trusted, default_consent=default_consent, merge=merge
     )
@@ -97,6 +110,25 @@ def lookup_identities(
     except _WriteNeeded:
         resolver = None
     return Lookup(keys, rows, resolver)
+
+
+def _visitors(
+    sightings: list[Sighting], visitors: dict[str, tuple[int, str, str]]
+) -> list[int] | None:
+    """The contacts of sightings that name nobody but visitors (page views, tracks),
+    from load_visitors: when every visitor is known and no contact's timezone or
+    locale is to be filled in from the call's context, as the resolver would
+    decide, with nothing to write. Else None: the resolver decides."""
+    contact_ids = []
+    for s in sightings:
+        found = visitors.get(s.anonymous_id)  # type: ignore[arg-type]
+        if found is None:
+            return None
+        contact_id, timezone, locale = found
+        if (s.context_timezone and not timezone) or (s.context_locale and not locale):
+            return None
+        contact_ids.append(contact_id)
+    return contact_ids
 
 
 def resolve_identities(

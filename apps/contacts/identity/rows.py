@@ -64,6 +64,32 @@ class Keys:
         return set(self.anonymous_ids | self.user_ids | self.emails)
 
 
+def load_visitors(anonymous_ids: frozenset[str]) -> dict[str, tuple[int, str, str]]:
+    """For each of these anonymous ids that is known: its contact's id, timezone and
+    locale (PostgreSQL). All that a call naming nobody but visitors needs to know
+    (see lookup_identities), by index probes and without building contacts."""
+    with postgres_cursor() as cursor:
+        if len(anonymous_ids) == 1:
+            cursor.execute(_VISITOR_SQL, list(anonymous_ids))
+        else:
+            cursor.execute(_VISITORS_SQL, [sorted(anonymous_ids)])
+        return {key: (pk, tz, locale) for key, pk, tz, locale in cursor.fetchall()}
+
+
+_VISITOR_SQL = (
+    "SELECT i.anonymous_id, c.id, c.timezone, c.locale FROM contacts_identity i "
+    "JOIN contacts_contact c ON c.id = i.contact_id WHERE i.anonymous_id = %b"
+)
+# One index probe per id, as in _rows_sql.
+_VISITORS_SQL = (
+    "SELECT k.key, c.id, c.timezone, c.locale "
+    "FROM unnest(%b::text[]) AS k(key) CROSS JOIN LATERAL ("
+    "SELECT c.id, c.timezone, c.locale FROM contacts_identity i "
+    "JOIN contacts_contact c ON c.id = i.contact_id "
+    "WHERE i.anonymous_id = k.key LIMIT 1) c"
+)
+
+
 @cache
 def _contact_columns(vendor: str) -> tuple[str, list[tuple[int, list[Callable]]]]:
     """The SELECT list of every Contact column, and the converters (JSON, dates on

@@ -228,6 +228,47 @@ def test_a_known_visitor_with_nothing_new_is_found_without_writing(browser_sourc
     assert lookup.contact_ids is None
 
 
+def test_a_known_visitor_gets_a_timezone_and_locale_only_where_they_were_blank(
+    browser_source,
+):
+    # given a visitor seen before without a timezone or locale
+    events_ingest(source=browser_source, messages=[_track("cookie-17")])
+    contact = Contact.objects.get()
+    assert (contact.timezone, contact.locale) == ("", "")
+    # when a later call carries them, they fill in
+    later = _track("cookie-17")
+    later.context = {"timezone": "Europe/Paris", "locale": "fr-FR"}
+    events_ingest(source=browser_source, messages=[later])
+    contact.refresh_from_db()
+    assert (contact.timezone, contact.locale) == ("Europe/Paris", "fr-FR")
+    # and a call from elsewhere afterwards changes neither, nor writes anything
+    travelling = Sighting(
+        anonymous_id="cookie-17", context_timezone="Asia/Tokyo", context_locale="ja"
+    )
+    lookup = contacts_lookup(sightings=[travelling], trusted=False)
+    assert lookup.contact_ids == [contact.pk]
+    away = _track("cookie-17")
+    away.context = {"timezone": "Asia/Tokyo", "locale": "ja"}
+    events_ingest(source=browser_source, messages=[away])
+    contact.refresh_from_db()
+    assert (contact.timezone, contact.locale) == ("Europe/Paris", "fr-FR")
+    assert Event.objects.filter(contact=contact).count() == 3
+
+
+def test_a_batch_of_known_and_new_visitors_creates_only_the_new_ones(browser_source):
+    events_ingest(source=browser_source, messages=[_track("cookie-18")])
+    known = Contact.objects.get()
+    events_ingest(
+        source=browser_source,
+        messages=[_track("cookie-18"), _track("cookie-19"), _track("cookie-18")],
+    )
+    assert Contact.objects.count() == 2
+    new = Contact.objects.exclude(pk=known.pk).get()
+    assert Identity.objects.get(anonymous_id="cookie-19").contact_id == new.pk
+    assert Event.objects.filter(contact=known).count() == 3
+    assert Event.objects.filter(contact=new).count() == 1
+
+
 def test_a_lookup_overtaken_by_another_request_is_decided_again(
     require_postgres, browser_source
 ):
