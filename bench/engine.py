@@ -193,8 +193,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add(
         "--blocking-threads",
         type=int,
-        default=4,
-        help="granian threads running the WSGI app, per worker (4)",
+        default=12,
+        help="granian threads running the WSGI app, per worker (12)",
     )
     add("--port", type=int, default=0, help="server port (default: a free one)")
     add("--probe-rate", type=float, default=5.0, help="probe track calls per s (5)")

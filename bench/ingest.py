@@ -142,8 +142,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add(
         "--blocking-threads",
         type=int,
-        default=4,
-        help="granian threads running the WSGI app, per worker (4)",
+        default=12,
+        help="granian threads running the WSGI app, per worker (12)",
     )
     add(
         "--backpressure",
