@@ -114,7 +114,10 @@ def _enqueue_pipelined(
 ) -> None:
     # One round trip: left to itself RQ sends the queue's registration and each job
     # separately, which costs ~100 us more CPU a job (~320 against ~225 us).
-    # enqueue_many registers the queue once for all the jobs: ~10 us less a job.
+    # enqueue_many registers the queue once for all the jobs: ~10 us less a job. It
+    # is RQ's own method, past django-rq's enqueue_call and its commit modes: fine
+    # while RQ["COMMIT_MODE"] is "auto" (config/settings.py), as we enqueue after the
+    # commit ourselves.
     options = _options(None, retry)
     with rq_queue.connection.pipeline() as pipe:
         rq_queue.enqueue_many(

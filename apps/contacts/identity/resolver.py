@@ -7,7 +7,8 @@ browses anonymously and then identifies within one batch costs no merge at all),
 writes new contacts, identities and trait changes in a few statements.
 
 The common call (people seen before, nothing about them changes) writes nothing and
-takes no lock: one query. Only a call that must write locks its keys, reads them again
+takes no lock: one query (a call naming nobody but visitors reads only their contact
+ids, timezones and locales, see ``lookup_identities``). Only a call that must write locks its keys, reads them again
 and, if another request changed them meanwhile, decides again (see
 ``resolve_identities``).
 """
@@ -69,7 +70,8 @@ class Lookup:
 
     keys: Keys
     rows: set[tuple]
-    # None when the pass stopped at a merge of two stored contacts.
+    # None when the pass stopped at a merge of two stored contacts, or was settled
+    # by known visitors (then ``known`` is set).
     resolver: "IdentityResolver | None"
     # Set instead of rows and resolver when known visitors settled it (_visitors).
     known: list[int] | None = None
@@ -100,6 +102,8 @@ def lookup_identities(
             return Lookup(keys, set(), None, known)
         if not visitors:
             rows = set()  # nobody here is known: load_rows would find nothing either
+        # Else some are new, or a blank is to be filled: the resolver decides from
+        # the whole rows, one more read (a call mixing new and known visitors).
     if rows is None:
         rows = load_rows(keys)
     resolver: IdentityResolver | None = IdentityResolver(

@@ -68,6 +68,8 @@ def load_visitors(anonymous_ids: frozenset[str]) -> dict[str, tuple[int, str, st
     """For each of these anonymous ids that is known: its contact's id, timezone and
     locale (PostgreSQL). All that a call naming nobody but visitors needs to know
     (see lookup_identities), by index probes and without building contacts."""
+    if not anonymous_ids:
+        return {}
     with postgres_cursor() as cursor:
         if len(anonymous_ids) == 1:
             cursor.execute(_VISITOR_SQL, list(anonymous_ids))

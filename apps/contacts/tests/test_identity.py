@@ -269,6 +269,57 @@ def test_a_batch_of_known_and_new_visitors_creates_only_the_new_ones(browser_sou
     assert Event.objects.filter(contact=new).count() == 1
 
 
+def test_visitors_only_lookup_decides_as_the_resolver(require_postgres, browser_source):
+    # given two known visitors, one without a timezone, the other without a locale
+    a, b = _track("cookie-20"), _track("cookie-21")
+    a.context = {"locale": "fr-FR"}
+    b.context = {"timezone": "Europe/Paris"}
+    events_ingest(source=browser_source, messages=[a, b])
+    pa = Contact.objects.get(identities__anonymous_id="cookie-20").pk
+    pb = Contact.objects.get(identities__anonymous_id="cookie-21").pk
+
+    def lookup(*sightings):
+        return contacts_lookup(sightings=list(sightings), trusted=False)
+
+    # then several of them, one twice, are found in order without a write
+    found = lookup(
+        Sighting(anonymous_id="cookie-20"),
+        Sighting(anonymous_id="cookie-21", context_locale=""),
+        Sighting(anonymous_id="cookie-20", context_locale="de-DE"),
+    )
+    assert found.known == [pa, pb, pa]
+    # but a blank timezone, or locale, that the call can fill is a write
+    assert (
+        lookup(Sighting(anonymous_id="cookie-20", context_timezone="UTC")).contact_ids
+        is None
+    )
+    assert (
+        lookup(Sighting(anonymous_id="cookie-21", context_locale="fr")).contact_ids
+        is None
+    )
+    # and so is a new visitor beside known ones, decided from the whole rows
+    mixed = lookup(
+        Sighting(anonymous_id="cookie-20"), Sighting(anonymous_id="cookie-22")
+    )
+    assert mixed.contact_ids is None and mixed.known is None
+    assert {row[0] for row in mixed.rows} == {"cookie-20"}
+    resolution = contacts_resolve(
+        sightings=[
+            Sighting(anonymous_id="cookie-20"),
+            Sighting(anonymous_id="cookie-22"),
+        ],
+        trusted=False,
+        lookup=mixed,
+    )
+    assert resolution.contact_ids[0] == pa
+    assert (
+        Identity.objects.get(anonymous_id="cookie-22").contact_id
+        == resolution.contact_ids[1]
+    )
+    # and a lookup naming someone by more than a visitor id is the resolver's
+    assert lookup(Sighting(anonymous_id="cookie-20", user_id="u-20")).known is None
+
+
 def test_a_lookup_overtaken_by_another_request_is_decided_again(
     require_postgres, browser_source
 ):
