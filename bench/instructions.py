@@ -10,7 +10,7 @@ counts the Python process only: PostgreSQL's and Redis's work is not in it.
     .venv/bin/python bench/instructions.py --app-dir DIR   # another one
     .venv/bin/python bench/instructions.py --small         # CI: fewer calls
 
-Needs valgrind (Debian's package). Uses bench/ingest.py's database and Redis db
+Needs valgrind (Debian's package). Uses bench/py's database and Redis db
 (dropped and flushed). About two minutes: callgrind runs Python ~50x slower.
 """
 
@@ -24,7 +24,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ingest
+import orjson
+from common.databases import flush_redis, recreate_database
+from common.errors import BenchBroken
+from common.paths import PYTHON, ROOT
+from common.server import basic
+from ingestbench.config import Config, parse_args
+from ingestbench.events import EventFactory
+from ingestbench.setup import create_sources, manage, server_env
 
 FULL = {"warm": 50, "new": 250, "known": 500}
 SMALL = {"warm": 10, "new": 20, "known": 40}  # CI: that it runs, ~1.5 minutes
@@ -33,28 +40,28 @@ SMALL = {"warm": 10, "new": 20, "known": 40}  # CI: that it runs, ~1.5 minutes
 START, STOP = "binascii_crc_hqx", "binascii_b2a_uu"
 
 
-def prepare(cfg: ingest.Config, state: Path) -> None:
-    ingest.recreate_database(cfg)
-    ingest.flush_redis(cfg)
-    ingest.manage(cfg, "migrate", "--no-input", "-v", "0")
-    key = ingest.create_sources(cfg)["api_key"]
+def prepare(cfg: Config, state: Path) -> None:
+    recreate_database(cfg)
+    flush_redis(cfg)
+    manage(cfg, "migrate", "--no-input", "-v", "0")
+    key = create_sources(cfg)["api_key"]
     # 400 visitors in turn: the first 400 calls each bring a new one, the rest are
     # visitors seen before.
-    events = ingest.EventFactory(7, 400, run="cg").events(1000, 400, track_only=True)
-    bodies = [ingest.orjson.dumps({**e, "sentAt": e["timestamp"]}) for e in events]
+    events = EventFactory(7, 400, run="cg").events(1000, 400, track_only=True)
+    bodies = [orjson.dumps({**e, "sentAt": e["timestamp"]}) for e in events]
     state.write_bytes(
-        ingest.orjson.dumps({"key": key, "bodies": [b.decode() for b in bodies]})
+        orjson.dumps({"key": key, "bodies": [b.decode() for b in bodies]})
     )
 
 
-def measure(cfg: ingest.Config, state: Path, sizes: dict[str, int]) -> None:
+def measure(cfg: Config, state: Path, sizes: dict[str, int]) -> None:
     """Runs under callgrind."""
     warm, new, known = sizes["warm"], sizes["new"], sizes["known"]
     import binascii
 
-    saved = ingest.orjson.loads(state.read_bytes())
+    saved = orjson.loads(state.read_bytes())
     key, bodies = saved["key"], [b.encode() for b in saved["bodies"]]
-    os.environ.update(ingest.server_env(cfg))
+    os.environ.update(server_env(cfg))
     os.chdir(cfg.app_dir)
     sys.path.insert(0, str(cfg.app_dir))
     import django
@@ -62,7 +69,7 @@ def measure(cfg: ingest.Config, state: Path, sizes: dict[str, int]) -> None:
     django.setup()
     from config.wsgi import application
 
-    auth = ingest.basic(key)
+    auth = basic(key)
 
     def call(body: bytes) -> None:
         environ = {
@@ -80,8 +87,8 @@ def measure(cfg: ingest.Config, state: Path, sizes: dict[str, int]) -> None:
         }
         status: list[str] = []
         out = b"".join(application(environ, lambda s, h, e=None: status.append(s)))
-        if not status[0].startswith("200") or ingest.orjson.loads(out)["accepted"] != 1:
-            raise ingest.BenchBroken(f"{status[0]}: {out[:200]!r}")
+        if not status[0].startswith("200") or orjson.loads(out)["accepted"] != 1:
+            raise BenchBroken(f"{status[0]}: {out[:200]!r}")
 
     for body in bodies[:warm]:
         call(body)
@@ -99,11 +106,11 @@ def measure(cfg: ingest.Config, state: Path, sizes: dict[str, int]) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--app-dir", type=Path, default=ingest.ROOT)
+    p.add_argument("--app-dir", type=Path, default=ROOT)
     p.add_argument("--small", action="store_true", help="the CI run: fewer calls")
     p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
-    cfg = ingest.parse_args(["--app-dir", str(a.app_dir)])
+    cfg = parse_args(["--app-dir", str(a.app_dir)])
     sizes = SMALL if a.small else FULL
     if a.measure:
         measure(cfg, a.measure, sizes)
@@ -121,7 +128,7 @@ def main() -> int:
                 f"--callgrind-out-file={out}",
                 f"--zero-before={START}",
                 f"--dump-before={STOP}",
-                ingest.PYTHON,
+                PYTHON,
                 __file__,
                 "--app-dir",
                 str(a.app_dir),
