@@ -8,9 +8,9 @@ writes new contacts, identities and trait changes in a few statements.
 
 The common call (people seen before, nothing about them changes) writes nothing and
 takes no lock: one query (a call naming nobody but visitors reads only their contact
-ids, timezones and locales, see ``lookup_identities``). Only a call that must write locks its keys, reads them again
-and, if another request changed them meanwhile, decides again (see
-``resolve_identities``).
+ids, timezones and locales, see ``lookup_identities``). Only a call that must write
+locks its keys, reads them again and, if another request changed them meanwhile,
+decides again (see ``resolve_identities``).
 """
 
 from collections.abc import Callable
