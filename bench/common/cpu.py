@@ -125,3 +125,10 @@ def wait_quiet(
             return report
         waiting(other)
         time.sleep(4.0)
+
+
+def for_a_second(watch: Any) -> dict[str, Any]:
+    """The report of a CPU watch (a context manager) held for one second."""
+    with watch:
+        time.sleep(1.0)
+    return watch.report

@@ -12,6 +12,7 @@ from common.cpu import (
     PG_AUX,
     all_procs,
     fmt_top,
+    for_a_second,
     machine_cores,
     machine_jiffies,
     not_quiet,
@@ -99,16 +100,13 @@ class CpuWatch:
 def wait_quiet(cfg: Config, groups: dict[str, Any], phase: str) -> dict[str, Any]:
     """How busy the machine is (with our processes idle) before a phase; with
     --wait-quiet, wait up to that many seconds for other processes to calm down."""
-
-    def measure() -> dict[str, Any]:
-        with CpuWatch(groups, db_name(cfg.database_url)) as watch:
-            time.sleep(1.0)
-        return watch.report
-
-    def waiting(other: float) -> None:
-        log(f"  {phase}: waiting for a quiet machine, others use {other:.2f} cores")
-
-    report = wait_until_quiet(cfg.wait_quiet, measure, waiting)
+    report = wait_until_quiet(
+        cfg.wait_quiet,
+        lambda: for_a_second(CpuWatch(groups, db_name(cfg.database_url))),
+        lambda other: log(
+            f"  {phase}: waiting for a quiet machine, others use {other:.2f} cores"
+        ),
+    )
     if report["other"] >= NOISY_CORES:
         top = fmt_top(report["other_top"])
         log(

@@ -11,6 +11,7 @@ from typing import Any
 from common.cpu import (
     NOISY_CORES,
     PG_AUX,
+    for_a_second,
     machine_cores,
     machine_jiffies,
     proc_stat,
@@ -101,16 +102,13 @@ class CpuWatch:
 def wait_quiet(cfg: Config) -> dict[str, Any]:
     """How busy the machine is before measuring; with --wait-quiet, wait (up to that
     many seconds) for other processes to use less than NOISY_CORES."""
-
-    def measure() -> dict[str, Any]:
-        with CpuWatch(db_name(cfg.database_url)) as watch:
-            time.sleep(1.0)
-        return watch.report
-
-    def waiting(other: float) -> None:
-        log(f"waiting for a quiet machine: other processes use {other:.2f} cores")
-
-    report = wait_until_quiet(cfg.wait_quiet, measure, waiting)
+    report = wait_until_quiet(
+        cfg.wait_quiet,
+        lambda: for_a_second(CpuWatch(db_name(cfg.database_url))),
+        lambda other: log(
+            f"waiting for a quiet machine: other processes use {other:.2f} cores"
+        ),
+    )
     if report["other"] >= NOISY_CORES:
         log(f"the machine is busy: other processes use {report['other']:.2f} cores")
     return report
