@@ -3,6 +3,8 @@ ESP echoes, and the request a webhook is."""
 
 from typing import NamedTuple
 
+import pytest
+
 WEBHOOK_SECRET = "nudge-esp:k7Qx2mVr9tLp4wZs"
 MAILGUN_SIGNING_KEY = "mailgun-test-signing-key-5f2c8e1a"
 CONTACT_EMAIL = "ada@example.com"
@@ -38,6 +40,14 @@ ESP_NAMES = {
     "amazon_ses": "Amazon SES",
     "brevo": "Brevo",
 }
+
+
+# What every webhook test module is marked with.
+MARKS = [
+    pytest.mark.django_db,
+    # anymail 15 still ships the SendGrid webhook but warns it is unsupported.
+    pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning"),
+]
 
 
 class Hook(NamedTuple):

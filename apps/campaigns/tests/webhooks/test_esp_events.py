@@ -9,14 +9,18 @@ from apps.campaigns.models import Message
 from apps.contacts.models import ConsentStatus
 from apps.events.models import Event
 
-from .common import AMAZON_SES, CLICK_URL, ESP_NAMES, ESPS, ESPS_WITH_UNSUBSCRIBE, Hook
+from .common import (
+    AMAZON_SES,
+    CLICK_URL,
+    ESP_NAMES,
+    ESPS,
+    ESPS_WITH_UNSUBSCRIBE,
+    MARKS,
+    Hook,
+)
 from .hooks import event_names, hook_for, post
 
-pytestmark = [
-    pytest.mark.django_db,
-    # anymail 15 still ships the SendGrid webhook but warns it is unsupported.
-    pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning"),
-]
+pytestmark = MARKS
 
 
 # -- 1. each event type, from each ESP -------------------------------------------------

@@ -9,15 +9,11 @@ from apps.campaigns.models import EspEvent, Message
 from apps.contacts.models import ConsentStatus, Contact
 from apps.events.models import Event
 
-from .common import AMAZON_SES, CONTACT_EMAIL, ESP_NAMES, ESPS, Hook
+from .common import AMAZON_SES, CONTACT_EMAIL, ESP_NAMES, ESPS, MARKS, Hook
 from .hooks import event_names, hook_for, post
 from .mailgun import mailgun
 
-pytestmark = [
-    pytest.mark.django_db,
-    # anymail 15 still ships the SendGrid webhook but warns it is unsupported.
-    pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning"),
-]
+pytestmark = MARKS
 
 
 # -- 3. replays ------------------------------------------------------------------------

@@ -6,14 +6,10 @@ from apps.campaigns.models import Message
 from apps.contacts.models import ConsentStatus, Contact
 from apps.events.models import Event
 
-from .common import CONTACT_EMAIL, ESPS, MARKETER_EMAIL, UNKNOWN_ESP_MESSAGE_IDS
+from .common import CONTACT_EMAIL, ESPS, MARKETER_EMAIL, MARKS, UNKNOWN_ESP_MESSAGE_IDS
 from .hooks import BUILDERS, hook_for, post
 
-pytestmark = [
-    pytest.mark.django_db,
-    # anymail 15 still ships the SendGrid webhook but warns it is unsupported.
-    pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning"),
-]
+pytestmark = MARKS
 
 
 # -- 5. test sends ---------------------------------------------------------------------
