@@ -26,12 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orjson
 from common.databases import flush_redis, recreate_database
-from common.errors import BenchBroken
+from common.errors import BenchBroken, SetupFailed
 from common.paths import PYTHON, ROOT
 from common.server import basic
 from ingestbench.config import Config, parse_args
 from ingestbench.events import EventFactory
-from ingestbench.setup import create_sources, manage, server_env
+from ingestbench.setup import create_sources, lock_database, manage, server_env
 
 FULL = {"warm": 50, "new": 250, "known": 500}
 SMALL = {"warm": 10, "new": 20, "known": 40}  # CI: that it runs, ~1.5 minutes
@@ -104,20 +104,9 @@ def measure(cfg: Config, state: Path, sizes: dict[str, int]) -> None:
     binascii.b2a_uu(b"x")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--app-dir", type=Path, default=ROOT)
-    p.add_argument("--small", action="store_true", help="the CI run: fewer calls")
-    p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
-    a = p.parse_args()
-    cfg = parse_args(["--app-dir", str(a.app_dir)])
-    sizes = SMALL if a.small else FULL
-    if a.measure:
-        measure(cfg, a.measure, sizes)
-        return 0
-    if not shutil.which("valgrind"):
-        print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
-        return 2
+def _count(cfg: Config, a: argparse.Namespace) -> list[int] | None:
+    """Prepare, then run the measuring loops under callgrind: the two counts, or
+    None if that run failed."""
     with tempfile.TemporaryDirectory() as tmp:
         state, out = Path(tmp) / "state", Path(tmp) / "callgrind.out"
         prepare(cfg, state)
@@ -142,12 +131,41 @@ def main() -> int:
         )
         if run.returncode:
             print(run.stderr[-3000:], file=sys.stderr)
-            return 1
+            return None
         counts = []
         for part in (1, 2):
             for line in Path(f"{out}.{part}").read_text().splitlines():
                 if line.startswith("summary:"):
                     counts.append(int(line.split()[1]))
+    return counts
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--app-dir", type=Path, default=ROOT)
+    p.add_argument("--small", action="store_true", help="the CI run: fewer calls")
+    p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    cfg = parse_args(["--app-dir", str(a.app_dir)])
+    sizes = SMALL if a.small else FULL
+    if a.measure:
+        measure(cfg, a.measure, sizes)
+        return 0
+    if not shutil.which("valgrind"):
+        print("needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    try:
+        # bench/ingest.py's database: one run at a time, or one drops the other's.
+        lock = lock_database(cfg)
+    except SetupFailed as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        counts = _count(cfg, a)
+    finally:
+        lock.close()
+    if counts is None:
+        return 1
     print(f"app: {a.app_dir}")
     new, known = sizes["new"], sizes["known"]
     print(f"track call, new visitor:   {counts[0] / new / 1e6:.2f}M instructions")
