@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import sys
 
-from common.errors import bench_main
+from benchcommon.errors import bench_main
 from enginebench.config import parse_args
 from enginebench.report import print_table
 from enginebench.run import run

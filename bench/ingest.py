@@ -28,7 +28,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from common.errors import finish, guarded, stop_on_sigterm
+from benchcommon.errors import finish, guarded, stop_on_sigterm
 from ingestbench.config import parse_args
 from ingestbench.profile import profile
 from ingestbench.report import print_table

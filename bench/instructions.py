@@ -10,7 +10,8 @@ counts the Python process only: PostgreSQL's and Redis's work is not in it.
     .venv/bin/python bench/instructions.py --app-dir DIR   # another one
     .venv/bin/python bench/instructions.py --small         # CI: fewer calls
 
-Needs valgrind (Debian's package). Uses bench/py's database and Redis db
+Needs valgrind (Debian's package). Uses bench/ingest.py's database and Redis db (BENCH_INGEST_DATABASE_URL /
+BENCH_INGEST_REDIS_URL)
 (dropped and flushed). About two minutes: callgrind runs Python ~50x slower.
 """
 
@@ -25,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orjson
-from common.databases import flush_redis, recreate_database
-from common.errors import BenchBroken, SetupFailed
-from common.paths import PYTHON, ROOT
-from common.server import basic
+from benchcommon.databases import flush_redis, recreate_database
+from benchcommon.errors import BenchBroken, SetupFailed
+from benchcommon.paths import PYTHON, ROOT
+from benchcommon.server import basic
 from ingestbench.config import Config, parse_args
 from ingestbench.events import EventFactory
 from ingestbench.setup import create_sources, lock_database, manage, server_env
@@ -158,7 +159,7 @@ def main() -> int:
         # bench/ingest.py's database: one run at a time, or one drops the other's.
         lock = lock_database(cfg)
     except SetupFailed as exc:
-        print(exc, file=sys.stderr)
+        print(f"SET-UP FAILED: {exc}", file=sys.stderr)
         return 2
     try:
         counts = _count(cfg, a)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sys
 
-from common.errors import bench_main
+from benchcommon.errors import bench_main
 from segmentsbench.config import parse_args
 from segmentsbench.report import print_plans, print_table
 from segmentsbench.run import run

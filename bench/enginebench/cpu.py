@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from common.cpu import (
+from benchcommon.cpu import (
     NOISY_CORES,
     PG_AUX,
     all_procs,
@@ -18,15 +18,9 @@ from common.cpu import (
     not_quiet,
     pg_title,
 )
-from common.cpu import (
-    wait_quiet as wait_until_quiet,
-)
-from common.databases import (
-    db_name,
-)
-from common.report import (
-    log,
-)
+from benchcommon.cpu import wait_quiet as wait_until_quiet
+from benchcommon.databases import db_name
+from benchcommon.report import log
 
 from enginebench.config import Config
 

@@ -8,12 +8,8 @@ import signal
 from typing import Any
 
 import psycopg
-from common.databases import (
-    db_name,
-)
-from common.report import (
-    log,
-)
+from benchcommon.databases import db_name
+from benchcommon.report import log
 
 # The baseline: the same rows, written with plain SQL, one transaction per enrollment.
 from enginebench.config import Config

@@ -9,13 +9,9 @@ import pstats
 import time
 from typing import Any
 
-from common.cpu import (
-    proc_stat,
-)
-from common.paths import OUT_DIR
-from common.report import (
-    log,
-)
+from benchcommon.cpu import proc_stat
+from benchcommon.paths import OUT_DIR
+from benchcommon.report import log
 
 from enginebench.config import PROBE_EVENT, Config
 from enginebench.setup import Data

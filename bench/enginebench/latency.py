@@ -14,16 +14,11 @@ from typing import Any
 
 import orjson
 import redis
-from common.databases import (
-    db_name,
-)
-from common.errors import BenchBroken, SetupFailed
-from common.report import (
-    log,
-)
-from common.server import basic
+from benchcommon.databases import db_name
+from benchcommon.errors import BenchBroken, SetupFailed
+from benchcommon.report import log
+from benchcommon.server import basic
 
-# -- records from the email backend and the no-op jobs ---------------------------------
 from enginebench.config import NOOP_JOB, PROBE_EVENT, Config
 from enginebench.cpu import CpuWatch, fmt_cpu
 from enginebench.load import Sent, dist_ms, iso, load_main, open_loop
@@ -36,6 +31,8 @@ from enginebench.procs import (
     worker_stats,
 )
 from enginebench.setup import Data, probe_email, warm_email
+
+# -- records from the email backend and the no-op jobs ---------------------------------
 
 
 @dataclass

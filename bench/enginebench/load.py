@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from common.report import (
-    percentile,
-)
-from common.shop import PAGES
+from benchcommon.report import percentile
+from benchcommon.shop import PAGES
 
 # -- open-loop HTTP sending (also run in the load generator's process) -----------------
 

@@ -8,12 +8,10 @@ import uuid
 from typing import Any
 
 import redis
-from common.errors import SetupFailed
-from common.paths import OUT_DIR, PYTHON, ROOT
-from common.report import (
-    percentile,
-)
-from common.server import Proc, granian_command
+from benchcommon.errors import SetupFailed
+from benchcommon.paths import OUT_DIR, PYTHON, ROOT
+from benchcommon.report import percentile
+from benchcommon.server import Proc, granian_command
 
 from enginebench.config import QUEUES, Config
 
@@ -28,18 +26,27 @@ def server_proc(cfg: Config, env: dict[str, str], port: int) -> Proc:
     return _proc("server", command, env)
 
 
-def worker_procs(cfg: Config, env: dict[str, str]) -> list[Proc]:
+class Worker(Proc):
+    """An RQ worker process, and the name it registers under in Redis."""
+
+    def __init__(
+        self, rq_name: str, name: str, command: list[str], env: dict[str, str]
+    ):
+        super().__init__(name, command, env, OUT_DIR / f"engine-{name}.log", ROOT)
+        self.rq_name = rq_name
+
+
+def worker_procs(cfg: Config, env: dict[str, str]) -> list[Worker]:
     run = uuid.uuid4().hex[:6]
     procs = []
     for i in range(cfg.rq_workers):
+        rq_name = f"bench-engine-{run}-{i}"
         command = [
             PYTHON, "manage.py", "rqworker", *QUEUES,
             "--worker-class", "rq.worker.SimpleWorker",
-            "--name", f"bench-engine-{run}-{i}",
+            "--name", rq_name,
         ]  # fmt: skip
-        proc = _proc(f"worker-{i}", command, env)
-        proc.rq_name = f"bench-engine-{run}-{i}"
-        procs.append(proc)
+        procs.append(Worker(rq_name, f"worker-{i}", command, env))
     return procs
 
 

@@ -8,24 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from common.cpu import (
-    NOISY_CORES,
-    fmt_top,
-)
-from common.databases import (
-    db_name,
-    flush_redis,
-    recreate_database,
-)
-from common.paths import OUT_DIR
-from common.report import (
-    log,
-    machine_info,
-    report_head,
-)
-from common.server import free_port, wait_ready
+from benchcommon.cpu import NOISY_CORES, fmt_top
+from benchcommon.databases import db_name, flush_redis, recreate_database
+from benchcommon.paths import OUT_DIR
+from benchcommon.report import log, machine_info, report_head
+from benchcommon.server import free_port, wait_ready
 
-# -- the run ---------------------------------------------------------------------------
 from enginebench.config import Config
 from enginebench.cpu import wait_quiet
 from enginebench.floor import phase_floor
@@ -43,6 +31,8 @@ from enginebench.procs import (
 )
 from enginebench.setup import Data, app_env, create_data, setup_django
 from enginebench.steps import phase_engine
+
+# -- the run ---------------------------------------------------------------------------
 
 
 def run(cfg: Config) -> dict[str, Any]:

@@ -8,11 +8,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.databases import app_env as common_app_env
-from common.databases import (
-    django_migrate,
-)
-from common.paths import ROOT
+from benchcommon.databases import app_env as common_app_env
+from benchcommon.databases import django_migrate
+from benchcommon.paths import ROOT
 
 from enginebench.config import BACKEND, ENGINE_WORKFLOW, PROBE_WORKFLOW, Config
 

@@ -7,15 +7,10 @@ import time
 from typing import Any
 
 import redis
-from common.databases import (
-    db_name,
-)
-from common.errors import BenchBroken
-from common.report import (
-    log,
-)
+from benchcommon.databases import db_name
+from benchcommon.errors import BenchBroken
+from benchcommon.report import log
 
-# -- (b) enrollment steps/s ------------------------------------------------------------
 from enginebench.config import STEPS_PER_ENROLLMENT, Config
 from enginebench.cpu import CpuWatch, fmt_cpu, wait_quiet
 from enginebench.procs import (
@@ -26,6 +21,8 @@ from enginebench.procs import (
     worker_stats,
 )
 from enginebench.setup import Data
+
+# -- (b) enrollment steps/s ------------------------------------------------------------
 
 
 def enroll(workflow_id: int, count: int, offset: int = 0) -> tuple[list[int], float]:

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from common.report import (
-    percentile,
-)
+from benchcommon.report import percentile
 
 # Set on Ctrl-C: the client threads stop sending.
 STOP = threading.Event()

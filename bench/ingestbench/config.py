@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.databases import (
-    add_output_args,
-    new_parser,
-)
-from common.paths import OUT_DIR, ROOT
+from benchcommon.databases import add_output_args, new_parser
+from benchcommon.paths import OUT_DIR, ROOT
 
 TARGETS = {
     "batch_events_per_s": 20_000,

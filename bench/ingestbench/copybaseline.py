@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 import psycopg
-from common.errors import BenchBroken
+from benchcommon.errors import BenchBroken
 
-# -- the COPY baseline -----------------------------------------------------------------
 from ingestbench.config import Config
 from ingestbench.events import EventFactory, iso
+
+# -- the COPY baseline -----------------------------------------------------------------
+
 
 COPY_SQL = (
     "COPY events_event (contact_id, source_id, type, name, properties, context, "

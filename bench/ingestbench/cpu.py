@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from common.cpu import (
+from benchcommon.cpu import (
     NOISY_CORES,
     all_procs,
     descendants,
@@ -18,13 +18,8 @@ from common.cpu import (
     not_quiet,
     rusage_cpu,
 )
-from common.databases import (
-    db_name,
-    with_db,
-)
-from common.report import (
-    log,
-)
+from benchcommon.databases import db_name, with_db
+from benchcommon.report import log
 
 from ingestbench.config import Config
 from ingestbench.setup import Server

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from common.shop import AGENTS, CATEGORIES, PAGES
+from benchcommon.shop import AGENTS, CATEGORIES, PAGES
 
-# -- realistic events ------------------------------------------------------------------
 from ingestbench.client import Request
 from ingestbench.config import Config
+
+# -- realistic events ------------------------------------------------------------------
+
 
 ZONES = [
     ("en-US", "America/New_York"),

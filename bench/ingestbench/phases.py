@@ -7,9 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from common.report import (
-    log,
-)
+from benchcommon.report import log
 
 from ingestbench.client import Request, Result, closed_loop, latency_ms, open_loop
 from ingestbench.config import Config

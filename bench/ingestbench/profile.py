@@ -12,19 +12,11 @@ from typing import Any
 
 import psycopg
 import redis
-from common.cpu import (
-    proc_stat,
-)
-from common.databases import (
-    db_name,
-    flush_redis,
-    recreate_database,
-)
-from common.errors import BenchBroken
-from common.report import (
-    log,
-)
-from common.server import basic
+from benchcommon.cpu import proc_stat
+from benchcommon.databases import db_name, flush_redis, recreate_database
+from benchcommon.errors import BenchBroken
+from benchcommon.report import log
+from benchcommon.server import basic
 
 from ingestbench.client import Request
 from ingestbench.config import Config

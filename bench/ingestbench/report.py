@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.report import (
-    Row,
-    print_rows,
-    print_tail,
-    status,
-)
+from benchcommon.report import Row, print_rows, print_tail, status
 
 from ingestbench.config import TARGETS, Config
 from ingestbench.cpu import fmt_cpu

@@ -8,19 +8,10 @@ from typing import Any
 
 import psycopg
 import redis
-from common.databases import (
-    db_name,
-    flush_redis,
-    recreate_database,
-)
-from common.paths import OUT_DIR
-from common.report import (
-    log,
-    machine_info,
-    python_reference_ms,
-    report_head,
-)
-from common.server import basic
+from benchcommon.databases import db_name, flush_redis, recreate_database
+from benchcommon.paths import OUT_DIR
+from benchcommon.report import log, machine_info, python_reference_ms, report_head
+from benchcommon.server import basic
 
 from ingestbench.config import Config
 from ingestbench.cpu import Meter, PgMonitor

@@ -10,14 +10,10 @@ from typing import Any
 
 import orjson
 import psycopg
-from common.databases import (
-    app_env,
-    db_name,
-    with_db,
-)
-from common.errors import SetupFailed
-from common.paths import PYTHON
-from common.server import Proc, free_port, granian_command, wait_ready
+from benchcommon.databases import app_env, db_name, with_db
+from benchcommon.errors import SetupFailed
+from benchcommon.paths import PYTHON
+from benchcommon.server import Proc, free_port, granian_command, wait_ready
 
 from ingestbench.config import Config
 
@@ -38,8 +34,10 @@ def lock_database(cfg: Config) -> psycopg.Connection:
     if not got:
         conn.close()
         raise SetupFailed(
-            f"another bench/ingest.py run is using database {name!r}: wait for it, "
-            "or give this one its own --database-url and --redis-url"
+            f"another run of bench/ingest.py or bench/instructions.py is using "
+            f"database {name!r}: wait for it, or give this one its own database "
+            "and Redis db (--database-url and --redis-url, or "
+            "BENCH_INGEST_DATABASE_URL and BENCH_INGEST_REDIS_URL)"
         )
     return conn
 

@@ -7,14 +7,9 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.cpu import (
-    NOISY_CORES,
-)
-from common.databases import (
-    add_output_args,
-    new_parser,
-)
-from common.paths import OUT_DIR
+from benchcommon.cpu import NOISY_CORES
+from benchcommon.databases import add_output_args, new_parser
+from benchcommon.paths import OUT_DIR
 
 # The fixed "now" of every measurement; events span the DAYS before it.
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.cpu import (
+from benchcommon.cpu import (
     NOISY_CORES,
     PG_AUX,
     for_a_second,
@@ -17,15 +17,9 @@ from common.cpu import (
     proc_stat,
     rusage_cpu,
 )
-from common.cpu import (
-    wait_quiet as wait_until_quiet,
-)
-from common.databases import (
-    db_name,
-)
-from common.report import (
-    log,
-)
+from benchcommon.cpu import wait_quiet as wait_until_quiet
+from benchcommon.databases import db_name
+from benchcommon.report import log
 
 from segmentsbench.config import Config
 

@@ -13,7 +13,7 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from common.shop import AGENTS, CATEGORIES
+from benchcommon.shop import AGENTS, CATEGORIES
 
 # Event names and their share of all events (percent).
 from segmentsbench.config import DAYS, NOW

@@ -14,16 +14,14 @@ from typing import Any
 
 import orjson
 import psycopg
-from common.databases import (
+from benchcommon.databases import (
     app_env,
     django_migrate,
     drop_and_create,
     droppable_name,
 )
-from common.errors import SetupFailed
-from common.report import (
-    log,
-)
+from benchcommon.errors import SetupFailed
+from benchcommon.report import log
 from psycopg import sql
 
 from segmentsbench.config import Config

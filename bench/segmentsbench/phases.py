@@ -9,18 +9,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common.databases import (
-    db_name,
-)
-from common.errors import BenchBroken
-from common.report import (
-    percentile,
-)
+from benchcommon.databases import db_name
+from benchcommon.errors import BenchBroken
+from benchcommon.report import percentile
 
-# -- measuring -------------------------------------------------------------------------
 from segmentsbench.config import CONDITION, HAND_SQL, NOW, Config
 from segmentsbench.cpu import CpuWatch
 from segmentsbench.data import EVENT_COLUMNS
+
+# -- measuring -------------------------------------------------------------------------
 
 
 def summary(seconds: list[float]) -> dict[str, Any]:

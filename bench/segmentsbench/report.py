@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.report import (
-    Row,
-    print_rows,
-    print_tail,
-    status,
-)
+from benchcommon.report import Row, print_rows, print_tail, status
 
-# -- reporting -------------------------------------------------------------------------
 from segmentsbench.config import NOW, TARGET_CONTACTS, TARGET_EVENTS, TARGETS, Config
 from segmentsbench.cpu import fmt_cpu
+
+# -- reporting -------------------------------------------------------------------------
 
 
 def verdicts(report: dict[str, Any]) -> list[Row]:

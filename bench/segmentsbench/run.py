@@ -6,20 +6,10 @@ import time
 from typing import Any
 
 import psycopg
-from common.cpu import (
-    NOISY_CORES,
-)
-from common.databases import (
-    db_name,
-    flush_redis,
-)
-from common.report import (
-    log,
-    machine_info,
-    report_head,
-)
+from benchcommon.cpu import NOISY_CORES
+from benchcommon.databases import db_name, flush_redis
+from benchcommon.report import log, machine_info, report_head
 
-# -- the run ---------------------------------------------------------------------------
 from segmentsbench.config import CONDITION, NOW, Config
 from segmentsbench.cpu import wait_quiet
 from segmentsbench.load import (
@@ -30,6 +20,8 @@ from segmentsbench.load import (
     setup_django,
 )
 from segmentsbench.phases import phase_count, phase_incremental, phase_refresh
+
+# -- the run ---------------------------------------------------------------------------
 
 
 def run(cfg: Config) -> dict[str, Any]:

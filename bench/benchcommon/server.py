@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from common.cpu import descendants
-from common.errors import SetupFailed
-from common.paths import PYTHON
+from benchcommon.cpu import descendants
+from benchcommon.errors import SetupFailed
+from benchcommon.paths import PYTHON
 
 
 def free_port() -> int:
@@ -47,7 +47,6 @@ class Proc:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self._log: Any = None
-        self.rq_name = ""
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ import psycopg
 import redis
 from psycopg import sql
 
-from common.errors import SetupFailed
-from common.paths import ROOT
+from benchcommon.errors import SetupFailed
+from benchcommon.paths import ROOT
 
 
 class Target(Protocol):
