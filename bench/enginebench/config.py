@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchcommon.databases import add_output_args, new_parser
 from benchcommon.paths import OUT_DIR
@@ -99,6 +101,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
         redis_env="BENCH_REDIS_URL",
         redis_db=11,
     )
+    _add_server_args(add)
+    _add_latency_args(add)
+    _add_engine_args(add)
+    _add_run_args(add)
+    return _config_from(p.parse_args(argv))
+
+
+def _add_server_args(add: Any) -> None:
+    """The RQ workers and the granian server."""
     add("--workers", type=int, default=2, help="RQ SimpleWorker processes (2)")
     add("--web-workers", type=int, default=2, help="granian worker processes (2)")
     add(
@@ -108,6 +119,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="granian threads running the WSGI app, per worker (12)",
     )
     add("--port", type=int, default=0, help="server port (default: a free one)")
+
+
+def _add_latency_args(add: Any) -> None:
+    """(a): the probes and the background load they run behind."""
     add("--probe-rate", type=float, default=5.0, help="probe track calls per s (5)")
     add("--probe-seconds", type=float, help="probing time (full 60, small 10)")
     add("--load-rate", type=float, help="background events/s (full 200, small 50)")
@@ -151,6 +166,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="percent of probes whose email may be missing before the run is "
         "called broken (1)",
     )
+
+
+def _add_engine_args(add: Any) -> None:
+    """(b): enrollments through the workers, in this process and profiled."""
     add("--enrollments", type=int, help="enrollments for (b) (full 5000, small 500)")
     add(
         "--inprocess-enrollments",
@@ -165,6 +184,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "(bench/out/engine-profile.txt)",
     )
     add("--profile-enrollments", type=int, default=1000, help="for --profile (1000)")
+
+
+def _add_run_args(add: Any) -> None:
+    """What to run, how quiet to wait for, and where the JSON goes."""
     add(
         "--wait-quiet",
         type=float,
@@ -180,7 +203,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     add("--seed", type=int, default=42)
     add_output_args(add, OUT_DIR / "engine.json")
-    a = p.parse_args(argv)
+
+
+def _config_from(a: argparse.Namespace) -> Config:
+    """The options with the defaults of the mode (full or --small) filled in."""
     small = a.small
     return Config(
         small=small,

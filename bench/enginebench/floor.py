@@ -72,22 +72,38 @@ def floor_main(
 def phase_floor(
     cfg: Config, data: Data, cpu_groups: dict[str, Any], floor_pids: list[int]
 ) -> dict[str, Any]:
-    from django.db.models import Max, Min
-
-    from apps.workflows.models import Enrollment, Step, StepRun, Workflow
-
     log(
         f"(b) baseline: {cfg.enrollments:,} enrollments, the same rows in plain SQL, "
         f"one transaction each, {cfg.rq_workers} processes"
     )
     ids = enroll_bulk(data.floor_workflow_id, cfg.enrollments)
-    workflow = Workflow.objects.get(pk=data.floor_workflow_id)
-    steps = [
+    steps = _floor_steps(data.floor_workflow_id)
+    done, cpu = _run_floor_processes(cfg, ids, steps, cpu_groups, floor_pids)
+    return _floor_report(data, done, cpu)
+
+
+def _floor_steps(workflow_id: int) -> list[tuple[int, str, str, str]]:
+    """(pk, key, type, outcome) of the workflow's steps, in order."""
+    from apps.workflows.models import Step, Workflow
+
+    workflow = Workflow.objects.get(pk=workflow_id)
+    return [
         (s.pk, s.key, s.type, {"branch": "yes", "split": "A"}.get(s.type, "ok"))
         for s in Step.objects.filter(version_id=workflow.current_version_id).order_by(
             "position"
         )
     ]
+
+
+def _run_floor_processes(
+    cfg: Config,
+    ids: list[int],
+    steps: list[tuple[int, str, str, str]],
+    cpu_groups: dict[str, Any],
+    floor_pids: list[int],
+) -> tuple[int, dict[str, Any]]:
+    """The enrollments in chunks of 200, over one process per RQ worker; returns
+    how many were done and the CPU report."""
     chunks = [ids[i : i + 200] for i in range(0, len(ids), 200)]
     n = max(1, cfg.rq_workers)
     ctx = multiprocessing.get_context("spawn")
@@ -110,6 +126,15 @@ def phase_floor(
     release.set()
     for p in procs:
         p.join(10)
+    return done, cpu.report
+
+
+def _floor_report(data: Data, done: int, cpu: dict[str, Any]) -> dict[str, Any]:
+    """The figures from the step rows' own timestamps."""
+    from django.db.models import Max, Min
+
+    from apps.workflows.models import Enrollment, StepRun
+
     runs = StepRun.objects.filter(enrollment__workflow_id=data.floor_workflow_id)
     span = runs.aggregate(a=Min("started_at"), b=Max("finished_at"))
     elapsed = (span["b"] - span["a"]).total_seconds() if span["a"] else float("nan")
@@ -117,7 +142,6 @@ def phase_floor(
     left = Enrollment.objects.filter(
         workflow_id=data.floor_workflow_id, status__in=Enrollment.RUNNING
     ).count()
-    c = cpu.report
     report = {
         "enrollments": done,
         "steps": steps_done,
@@ -127,12 +151,12 @@ def phase_floor(
         # Per enrollment, from the phase's CPU (the clients' includes starting
         # Python: about 0.3 s per process).
         "client_cpu_ms_per_enrollment": round(
-            1000 * c["sql floor"] * c["wall_s"] / max(done, 1), 2
+            1000 * cpu["sql floor"] * cpu["wall_s"] / max(done, 1), 2
         ),
         "postgres_cpu_ms_per_enrollment": round(
-            1000 * c["postgres"] * c["wall_s"] / max(done, 1), 2
+            1000 * cpu["postgres"] * cpu["wall_s"] / max(done, 1), 2
         ),
-        "cpu": c,
+        "cpu": cpu,
     }
     log(f"  {report['steps_per_s']:,} steps/s ({steps_done:,} steps, {elapsed:.2f} s)")
     return report

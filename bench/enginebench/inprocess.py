@@ -31,7 +31,6 @@ def phase_inprocess(cfg: Config, data: Data) -> dict[str, Any]:
     else the machine runs, so it shows what two workers could reach on two quiet
     cores: about 2 / (Python + PostgreSQL CPU per enrollment) enrollments/s."""
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     from apps.workflows.models import StepRun
     from apps.workflows.tasks import advance_enrollments
@@ -47,26 +46,8 @@ def phase_inprocess(cfg: Config, data: Data) -> dict[str, Any]:
     cpu, pg = time.process_time() - cpu0, _backend_cpu(connection) - pg0
     steps = StepRun.objects.count() - before
 
-    # The queries, counted on a few more.
     few = min(n, 50)
-    ids, _ = enroll(data.engine_workflow_id, few, offset=0)
-    with CaptureQueriesContext(connection) as queries:
-        advance_enrollments(ids)
-    kinds: dict[str, int] = {}
-    for q in queries.captured_queries:
-        text = q["sql"].lstrip()
-        verb = text.split(None, 1)[0].upper()
-        table = ""
-        for word in ("FROM", "INTO", "UPDATE"):
-            marker = f"{word} "
-            if marker in text:
-                table = text.split(marker, 1)[1].split(None, 1)[0].strip('"')
-                break
-        kind = f"{verb} {table}".strip()
-        kinds[kind] = kinds.get(kind, 0) + 1
-    per = {
-        k: round(v / few, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
-    }
+    queries, per = _count_queries(data, few)
     cpu_ms, pg_ms = 1000 * cpu / n, 1000 * pg / n
     report = {
         "enrollments": n,
@@ -81,7 +62,7 @@ def phase_inprocess(cfg: Config, data: Data) -> dict[str, Any]:
         )
         if cpu_ms + pg_ms > 0
         else None,
-        "queries_per_enrollment": round(len(queries.captured_queries) / few, 1),
+        "queries_per_enrollment": round(queries / few, 1),
         "queries_per_enrollment_by_kind": per,
     }
     log(
@@ -90,6 +71,40 @@ def phase_inprocess(cfg: Config, data: Data) -> dict[str, Any]:
         f"{pg_ms:.2f} ms PostgreSQL, {report['queries_per_enrollment']} queries"
     )
     return report
+
+
+def _count_queries(data: Data, few: int) -> tuple[int, dict[str, float]]:
+    """The queries, counted on a few more enrollments: how many in all, and per
+    enrollment by kind ("SELECT workflows_enrollment"), most first."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.workflows.tasks import advance_enrollments
+
+    ids, _ = enroll(data.engine_workflow_id, few, offset=0)
+    with CaptureQueriesContext(connection) as queries:
+        advance_enrollments(ids)
+    kinds: dict[str, int] = {}
+    for q in queries.captured_queries:
+        kind = _query_kind(q["sql"])
+        kinds[kind] = kinds.get(kind, 0) + 1
+    per = {
+        k: round(v / few, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
+    }
+    return len(queries.captured_queries), per
+
+
+def _query_kind(sql: str) -> str:
+    """The verb and the first table: "SELECT workflows_enrollment"."""
+    text = sql.lstrip()
+    verb = text.split(None, 1)[0].upper()
+    table = ""
+    for word in ("FROM", "INTO", "UPDATE"):
+        marker = f"{word} "
+        if marker in text:
+            table = text.split(marker, 1)[1].split(None, 1)[0].strip('"')
+            break
+    return f"{verb} {table}".strip()
 
 
 def _profile_text(prof: cProfile.Profile, title: str) -> str:
@@ -105,11 +120,6 @@ def phase_profile(cfg: Config, data: Data) -> dict[str, Any]:
     """cProfile, in this process: advance_enrollments on new enrollments of the
     engine workflow, and process_events on single bench_signup events (the probes'
     first job) and on batches of page events (the load's)."""
-    from django.utils import timezone
-
-    from apps.contacts.models import Contact
-    from apps.events.models import Event, Source
-    from apps.events.tasks import process_events
     from apps.workflows.tasks import advance_enrollments
 
     texts, report = [], {}
@@ -125,6 +135,25 @@ def phase_profile(cfg: Config, data: Data) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     texts.append(_profile_text(prof, f"advance_enrollments, {n} enrollments"))
     report["advance_ms_per_enrollment"] = round(1000 * seconds / n, 2)
+    _profile_process_events(texts, report)
+    path = OUT_DIR / "engine-profile.txt"
+    path.write_text("\n".join(texts))
+    report["stats"] = str(path)
+    log(
+        "  ms per call in this process (profiled): "
+        + ", ".join(f"{k} {v}" for k, v in report.items() if k != "stats")
+    )
+    return report
+
+
+def _profile_process_events(texts: list[str], report: dict[str, Any]) -> None:
+    """process_events, profiled, on one bench_signup event per job and on 10 page
+    events per job: the profiles to ``texts``, ms per job to ``report``."""
+    from django.utils import timezone
+
+    from apps.contacts.models import Contact
+    from apps.events.models import Source
+    from apps.events.tasks import process_events
 
     # Events stored as ingestion stores them, not enqueued: processed here. Received
     # "later", so that the scheduler tick does not hand them to the workers meanwhile
@@ -136,32 +165,13 @@ def phase_profile(cfg: Config, data: Data) -> dict[str, Any]:
         .order_by("pk")
         .values_list("pk", flat=True)[:200]
     )
-
-    def store(name: str, per_call: int, tag: str) -> list[list[int]]:
-        calls = []
-        for k, contact_id in enumerate(contacts):
-            rows = Event.objects.bulk_create(
-                Event(
-                    contact_id=contact_id,
-                    source=source,
-                    type="track" if name == PROBE_EVENT else "page",
-                    name=name,
-                    properties={"path": "/"},
-                    context={"ip": "198.51.100.7"},
-                    timestamp=now,
-                    received_at=now,
-                    message_id=f"prof-{tag}-{k}-{j}",
-                )
-                for j in range(per_call)
-            )
-            calls.append([r.pk for r in rows])
-        return calls
-
     for title, name, per_call in (
         ("process_events, one bench_signup event per job", PROBE_EVENT, 1),
         ("process_events, 10 page events per job", "page", 10),
     ):
-        calls = store(name, per_call, f"{name}{per_call}")
+        calls = _store_events(
+            source, contacts, now, name, per_call, f"{name}{per_call}"
+        )
         prof = cProfile.Profile()
         began = time.perf_counter()
         prof.enable()
@@ -173,11 +183,34 @@ def phase_profile(cfg: Config, data: Data) -> dict[str, Any]:
         report[f"process_events_ms_per_job_{name}x{per_call}"] = round(
             1000 * seconds / len(calls), 2
         )
-    path = OUT_DIR / "engine-profile.txt"
-    path.write_text("\n".join(texts))
-    report["stats"] = str(path)
-    log(
-        "  ms per call in this process (profiled): "
-        + ", ".join(f"{k} {v}" for k, v in report.items() if k != "stats")
-    )
-    return report
+
+
+def _store_events(
+    source: Any,
+    contacts: list[int],
+    now: dt.datetime,
+    name: str,
+    per_call: int,
+    tag: str,
+) -> list[list[int]]:
+    """``per_call`` events per contact, unprocessed: one list of event ids per job."""
+    from apps.events.models import Event
+
+    calls = []
+    for k, contact_id in enumerate(contacts):
+        rows = Event.objects.bulk_create(
+            Event(
+                contact_id=contact_id,
+                source=source,
+                type="track" if name == PROBE_EVENT else "page",
+                name=name,
+                properties={"path": "/"},
+                context={"ip": "198.51.100.7"},
+                timestamp=now,
+                received_at=now,
+                message_id=f"prof-{tag}-{k}-{j}",
+            )
+            for j in range(per_call)
+        )
+        calls.append([r.pk for r in rows])
+    return calls

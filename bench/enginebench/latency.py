@@ -1,5 +1,5 @@
-"""(a) event -> email latency: probes, the no-op job baseline, and where a probe's
-time went."""
+"""(a) event -> email latency: probes and the no-op job baseline (where a probe's
+time went: hops.py)."""
 
 from __future__ import annotations
 
@@ -21,45 +21,17 @@ from benchcommon.server import basic
 
 from enginebench.config import NOOP_JOB, PROBE_EVENT, Config
 from enginebench.cpu import CpuWatch, fmt_cpu
+from enginebench.hops import hop_breakdown
 from enginebench.load import Sent, dist_ms, iso, load_main, open_loop
 from enginebench.procs import (
     QueueSampler,
     failed_jobs,
     idle,
-    queue_state,
     stats_delta,
     worker_stats,
 )
+from enginebench.records import Records, wait_for
 from enginebench.setup import Data, probe_email, warm_email
-
-# -- records from the email backend and the no-op jobs ---------------------------------
-
-
-@dataclass
-class Records:
-    mails: dict[str, list[float]]  # recipient -> hand-over times
-    jobs: dict[str, float]  # token -> run time
-
-
-def read_records(path: Path) -> Records:
-    mails: dict[str, list[float]] = {}
-    jobs: dict[str, float] = {}
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return Records(mails, jobs)
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) != 5:
-            continue
-        kind, key, to, at, _pid = parts
-        if kind == "mail":
-            for addr in to.split(","):
-                mails.setdefault(addr, []).append(float(at))
-        elif kind == "job":
-            jobs[key] = float(at)
-    return Records(mails, jobs)
-
 
 # -- (a) event -> email latency --------------------------------------------------------
 
@@ -107,90 +79,6 @@ class Baseline:
             self.queue.enqueue(NOOP_JOB, token, result_ttl=0, failure_ttl=3600)
 
 
-def wait_for(
-    record_path: Path,
-    rds: redis.Redis,
-    emails: list[str],
-    tokens: list[str],
-    timeout: float,
-) -> tuple[Records, dict[str, Any], float]:
-    """Until every email and job is recorded, or ``timeout``; returns the records,
-    the queue state at the end and the seconds waited."""
-    began = time.monotonic()
-    while True:
-        records = read_records(record_path)
-        missing = sum(1 for e in emails if e not in records.mails) + sum(
-            1 for t in tokens if t not in records.jobs
-        )
-        waited = time.monotonic() - began
-        if missing == 0 or waited >= timeout:
-            return records, queue_state(rds), waited
-        time.sleep(0.1)
-
-
-def hop_breakdown(data: Data, sent_at: dict[str, float], records: Records) -> dict:
-    """Where each probe's time went, from the rows' timestamps (all clocks on this
-    machine): HTTP response, received -> events job done, -> send step started,
-    step, -> message claimed by the email job, -> handed to the backend."""
-    from apps.campaigns.models import Message
-    from apps.events.models import Event
-    from apps.workflows.models import Enrollment, StepRun
-
-    emails = list(sent_at)
-    events = {
-        e["pk"]: e
-        for e in Event.objects.filter(
-            name=PROBE_EVENT, contact__email__in=emails
-        ).values("pk", "contact__email", "received_at", "processed_at")
-    }
-    enrollments = {
-        row["pk"]: row
-        for row in Enrollment.objects.filter(
-            workflow_id=data.probe_workflow_id, trigger_event_id__in=list(events)
-        ).values("pk", "trigger_event_id", "entered_at")
-    }
-    runs = {
-        r["enrollment_id"]: r
-        for r in StepRun.objects.filter(enrollment_id__in=list(enrollments)).values(
-            "enrollment_id", "started_at", "finished_at"
-        )
-    }
-    messages = {
-        m["enrollment_id"]: m
-        for m in Message.objects.filter(enrollment_id__in=list(enrollments)).values(
-            "enrollment_id", "created_at", "claimed_at"
-        )
-    }
-    hops: dict[str, list[float]] = {
-        "send -> received by the app": [],
-        "received -> events job done": [],
-        "events job done -> send step starts": [],
-        "send step (creates the message)": [],
-        "step done -> email job claims it": [],
-        "claimed -> handed to the backend": [],
-    }
-    names = list(hops)
-    for enrollment_id, en in enrollments.items():
-        ev = events[en["trigger_event_id"]]
-        email = ev["contact__email"]
-        run, msg = runs.get(enrollment_id), messages.get(enrollment_id)
-        mail = records.mails.get(email)
-        if not (run and msg and msg["claimed_at"] and mail and ev["processed_at"]):
-            continue
-        points = [
-            sent_at[email],
-            ev["received_at"].timestamp(),
-            ev["processed_at"].timestamp(),
-            run["started_at"].timestamp(),
-            run["finished_at"].timestamp(),
-            msg["claimed_at"].timestamp(),
-            mail[0],
-        ]
-        for name, a, b in zip(names, points, points[1:], strict=False):
-            hops[name].append(b - a)
-    return {name: dist_ms(values) for name, values in hops.items()}
-
-
 @dataclass
 class Probing:
     """What the probes' phase sent and saw, before the emails are waited for."""
@@ -204,6 +92,20 @@ class Probing:
     cpu: dict[str, Any]
 
 
+@dataclass
+class Delivery:
+    """What the probes' emails and the baseline's jobs did, once waited for."""
+
+    records: Records
+    state: dict[str, Any]  # the queues at the end of the wait
+    waited: float
+    latencies: list[float]  # seconds, intended send -> first email
+    missing: list[str]  # emails never handed to the backend
+    twice: list[str]  # emails handed over more than once
+    base: list[float]  # seconds, no-op job enqueued -> run
+    base_missing: int
+
+
 def phase_latency(
     cfg: Config,
     data: Data,
@@ -215,10 +117,43 @@ def phase_latency(
     names: list[str],
 ) -> dict[str, Any]:
     probing = _probe(cfg, data, port, rds, cpu_groups, load_pid, names)
-    sent, count = probing.sent, data.probes
+    sent = probing.sent
     ok = [
         (probe_email(i), s) for i, s in enumerate(sent) if s.status == 200
     ]  # emails expected
+    problems = _sending_problems(sent, data.probes)
+    got = _wait_for_delivery(cfg, rds, record_path, probing.baseline, ok)
+    overloaded = bool(got.missing) and not idle(got.state)
+    problems += _delivery_problems(cfg, len(ok), got, overloaded)
+    sent_at = {e: s.intended for e, s in ok}
+    report = {
+        "probes_sent": len(sent),
+        "probes_accepted": len(ok),
+        "emails": len(ok) - len(got.missing),
+        "missing": len(got.missing),
+        "missing_examples": got.missing[:5],
+        "sent_twice": len(got.twice),
+        "overloaded": overloaded,
+        "drain_waited_s": round(got.waited, 1),
+        "latency_ms": dist_ms(got.latencies),
+        "http_ms": dist_ms([s.latency for s in sent]),
+        "probe_send_lag_ms": round(probing.lag * 1000, 1),
+        "baseline_queue": cfg.baseline_queue,
+        "baseline_ms": dist_ms(got.base),
+        "baseline_missing": got.base_missing,
+        "hops_ms": hop_breakdown(data, sent_at, got.records),
+        "queues_during": probing.queues_during,
+        "queues_after": got.state,
+        "rq": probing.rq_jobs,
+        "load": probing.load_report,
+        "cpu": probing.cpu,
+        "problems": problems,
+    }
+    return report
+
+
+def _sending_problems(sent: list[Sent], count: int) -> list[str]:
+    """Failed track calls, and probes never sent."""
     problems = []
     bad = [s for s in sent if s.status != 200]
     if bad:
@@ -228,14 +163,23 @@ def phase_latency(
         )
     if len(sent) < count:
         problems.append(f"probes: only {len(sent)} of {count} sent (fell behind)")
+    return problems
 
+
+def _wait_for_delivery(
+    cfg: Config,
+    rds: redis.Redis,
+    record_path: Path,
+    baseline: Baseline,
+    ok: list[tuple[str, Sent]],
+) -> Delivery:
+    """Wait for the accepted probes' emails and the no-op jobs, then time them."""
     log(f"  waiting for the last emails (up to {cfg.drain_seconds:g} s)")
-    enqueued = probing.baseline.enqueued
+    enqueued = baseline.enqueued
     tokens = list(enqueued)
     records, state, waited = wait_for(
         record_path, rds, [e for e, _ in ok], tokens, cfg.drain_seconds
     )
-    sent_at = {e: s.intended for e, s in ok}
     latencies, missing, twice = [], [], []
     for email, s in ok:
         times = records.mails.get(email)
@@ -247,41 +191,28 @@ def phase_latency(
         latencies.append(min(times) - s.intended)
     base = [records.jobs[t] - at for t, at in enqueued.items() if t in records.jobs]
     base_missing = len(tokens) - len(base)
-    overloaded = bool(missing) and not idle(state)
-    if twice:
-        problems.append(f"{len(twice)} probes got their email more than once")
-    tolerance = math.floor(len(ok) * cfg.missing_tolerance / 100)
-    if missing and not overloaded and len(missing) > tolerance:
+    return Delivery(
+        records, state, waited, latencies, missing, twice, base, base_missing
+    )
+
+
+def _delivery_problems(
+    cfg: Config, accepted: int, got: Delivery, overloaded: bool
+) -> list[str]:
+    """Emails sent twice; missing emails beyond the tolerance, unless the queues
+    were still busy (overloaded, not broken); no-op jobs that never ran."""
+    problems = []
+    if got.twice:
+        problems.append(f"{len(got.twice)} probes got their email more than once")
+    tolerance = math.floor(accepted * cfg.missing_tolerance / 100)
+    if got.missing and not overloaded and len(got.missing) > tolerance:
         problems.append(
-            f"{len(missing)} of {len(ok)} probes got no email (queues idle after "
-            f"{waited:.0f} s; tolerance {tolerance})"
+            f"{len(got.missing)} of {accepted} probes got no email (queues idle "
+            f"after {got.waited:.0f} s; tolerance {tolerance})"
         )
-    if base_missing and idle(state):
-        problems.append(f"baseline: {base_missing} no-op jobs never ran")
-    report = {
-        "probes_sent": len(sent),
-        "probes_accepted": len(ok),
-        "emails": len(ok) - len(missing),
-        "missing": len(missing),
-        "missing_examples": missing[:5],
-        "sent_twice": len(twice),
-        "overloaded": overloaded,
-        "drain_waited_s": round(waited, 1),
-        "latency_ms": dist_ms(latencies),
-        "http_ms": dist_ms([s.latency for s in sent]),
-        "probe_send_lag_ms": round(probing.lag * 1000, 1),
-        "baseline_queue": cfg.baseline_queue,
-        "baseline_ms": dist_ms(base),
-        "baseline_missing": base_missing,
-        "hops_ms": hop_breakdown(data, sent_at, records),
-        "queues_during": probing.queues_during,
-        "queues_after": state,
-        "rq": probing.rq_jobs,
-        "load": probing.load_report,
-        "cpu": probing.cpu,
-        "problems": problems,
-    }
-    return report
+    if got.base_missing and idle(got.state):
+        problems.append(f"baseline: {got.base_missing} no-op jobs never ran")
+    return problems
 
 
 def _probe(
@@ -304,24 +235,8 @@ def _probe(
     start_at = time.time() + 3.0  # time for the load process to build its requests
     load = None
     if cfg.load_rate > 0:
-        params = {
-            "port": port,
-            "auth": auth,
-            "rate": cfg.load_rate,
-            "batch": cfg.load_batch,
-            "seconds": lead + count / cfg.probe_rate,
-            "contacts": cfg.load_contacts,
-            "seed": cfg.seed,
-            "run": f"load-{uuid.uuid4().hex[:6]}",
-            "threads": cfg.load_threads,
-            "start_at": start_at,
-        }
-        load = ctx.Process(target=load_main, args=(params, results), daemon=True)
-        load.start()
-        load_pid.append(load.pid)
-        first = results.get(timeout=60)
-        if not first.get("ready"):
-            raise BenchBroken(f"the load generator did not start: {first}")
+        seconds = lead + count / cfg.probe_rate
+        load = _start_load(cfg, ctx, results, port, auth, seconds, start_at, load_pid)
     probes_at = start_at + lead
     reqs = probe_requests(
         list(range(count)), probes_at, cfg.probe_rate, probe_email, "probe"
@@ -339,17 +254,7 @@ def _probe(
             QueueSampler(rds) as sampler,
             CpuWatch(cpu_groups, db_name(cfg.database_url)) as cpu,
         ):
-            bthread = threading.Thread(
-                target=baseline.run,
-                args=("base", count, cfg.probe_rate, probes_at),
-                daemon=True,
-            )
-            bthread.start()
-            sent, lag = open_loop(
-                port, headers, reqs, cfg.probe_rate, threads=16, start_at=probes_at
-            )
-            while bthread.is_alive():
-                bthread.join(0.5)
+            sent, lag = _send_probes(cfg, port, headers, reqs, baseline, probes_at)
             load_report = results.get(timeout=120) if load is not None else None
         if load is not None:
             load.join(10)
@@ -362,6 +267,64 @@ def _probe(
     return Probing(
         sent, lag, baseline, load_report, rq_jobs, sampler.summary(), cpu.report
     )
+
+
+def _start_load(
+    cfg: Config,
+    ctx: Any,
+    results: Any,
+    port: int,
+    auth: str,
+    seconds: float,
+    start_at: float,
+    load_pid: list[int],
+) -> Any:
+    """The background load's process, once it says it is ready: it sends from
+    ``start_at`` for ``seconds`` and puts its report on ``results``. Its pid goes
+    to ``load_pid`` as soon as it starts."""
+    params = {
+        "port": port,
+        "auth": auth,
+        "rate": cfg.load_rate,
+        "batch": cfg.load_batch,
+        "seconds": seconds,
+        "contacts": cfg.load_contacts,
+        "seed": cfg.seed,
+        "run": f"load-{uuid.uuid4().hex[:6]}",
+        "threads": cfg.load_threads,
+        "start_at": start_at,
+    }
+    load = ctx.Process(target=load_main, args=(params, results), daemon=True)
+    load.start()
+    load_pid.append(load.pid)
+    first = results.get(timeout=60)
+    if not first.get("ready"):
+        raise BenchBroken(f"the load generator did not start: {first}")
+    return load
+
+
+def _send_probes(
+    cfg: Config,
+    port: int,
+    headers: dict[str, str],
+    reqs: list[tuple[str, bytes]],
+    baseline: Baseline,
+    probes_at: float,
+) -> tuple[list[Sent], float]:
+    """The probes, open loop, with the baseline's no-op jobs from a thread beside
+    them; returns what was sent and the sender's lag."""
+    bthread = threading.Thread(
+        target=baseline.run,
+        args=("base", len(reqs), cfg.probe_rate, probes_at),
+        daemon=True,
+    )
+    bthread.start()
+    sent, lag = open_loop(
+        port, headers, reqs, cfg.probe_rate, threads=16, start_at=probes_at
+    )
+    while bthread.is_alive():
+        bthread.join(0.5)
+    return sent, lag
 
 
 def warm_up(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -89,6 +90,19 @@ def enroll_bulk(workflow_id: int, count: int) -> list[int]:
     return [r.pk for r in rows]
 
 
+@dataclass
+class Advanced:
+    """How (b)'s enrollments went through the workers."""
+
+    left: int  # enrollments still running when the wait gave up
+    stuck_after: float  # seconds without progress before it gives up
+    t0: float  # time.time() just before enqueue_advance
+    enqueued_s: float
+    seen_done: float  # time.time() when none were left running
+    rq_jobs: dict[str, Any]
+    cpu: dict[str, Any]
+
+
 def phase_engine(
     cfg: Config,
     data: Data,
@@ -97,13 +111,27 @@ def phase_engine(
     quiet: dict[str, Any],
     names: list[str],
 ) -> dict[str, Any]:
-    from django.db.models import Count, Max
-    from django.db.models.functions import Now
-
-    from apps.workflows.models import Enrollment, StepRun
-    from apps.workflows.services import enqueue_advance
-
     problems: list[str] = []
+    ids, create_s = _create_enrollments(cfg, data, rds, cpu_groups, quiet, problems)
+    run = _advance_with_workers(cfg, data, rds, cpu_groups, names, ids)
+    log("  " + fmt_cpu(run.cpu))
+    if run.left:
+        problems.append(
+            f"(b) {run.left} of {len(ids)} enrollments still running after no "
+            f"progress for {run.stuck_after:g} s; queues {queue_state(rds)}"
+        )
+    return _engine_report(data, ids, create_s, run, problems)
+
+
+def _create_enrollments(
+    cfg: Config,
+    data: Data,
+    rds: redis.Redis,
+    cpu_groups: dict[str, Any],
+    quiet: dict[str, Any],
+    problems: list[str],
+) -> tuple[list[int], float]:
+    """(b)'s enrollments, then the wait for a quiet machine and idle queues."""
     log(f"(b) creating {cfg.enrollments:,} enrollments (enrollment_start, no advance)")
     ids, create_s = enroll(data.engine_workflow_id, cfg.enrollments)
     log(f"  {len(ids) / create_s:,.0f} enrollment_start/s (one process)")
@@ -111,6 +139,24 @@ def phase_engine(
     state = queue_state(rds)
     if not idle(state):
         problems.append(f"(b) started with busy queues: {state}")
+    return ids, create_s
+
+
+def _advance_with_workers(
+    cfg: Config,
+    data: Data,
+    rds: redis.Redis,
+    cpu_groups: dict[str, Any],
+    names: list[str],
+    ids: list[int],
+) -> Advanced:
+    """enqueue_advance the enrollments, then wait until none is running (or none
+    has moved for a while)."""
+    from django.db.models.functions import Now
+
+    from apps.workflows.models import Enrollment
+    from apps.workflows.services import enqueue_advance
+
     running = Enrollment.objects.filter(
         workflow_id=data.engine_workflow_id, status__in=Enrollment.RUNNING
     )
@@ -138,16 +184,21 @@ def phase_engine(
         seen_done = time.time()
     wait_for_finished_jobs(rds)  # their counters are written after they return
     rq_jobs = stats_delta(stats0, worker_stats(rds, names), seen_done - t0)
-    log("  " + fmt_cpu(cpu.report))
-    if left:
-        problems.append(
-            f"(b) {left} of {len(ids)} enrollments still running after no progress "
-            f"for {stuck_after:g} s; queues {queue_state(rds)}"
-        )
+    return Advanced(left, stuck_after, t0, enqueued_s, seen_done, rq_jobs, cpu.report)
+
+
+def _engine_report(
+    data: Data, ids: list[int], create_s: float, run: Advanced, problems: list[str]
+) -> dict[str, Any]:
+    """The step rows' figures and their checks; elapsed is to the last step run."""
+    from django.db.models import Count, Max
+
+    from apps.workflows.models import Enrollment, StepRun
+
     runs = StepRun.objects.filter(enrollment__workflow_id=data.engine_workflow_id)
     steps = runs.count()
     last = runs.aggregate(t=Max("finished_at"))["t"]
-    elapsed = (last.timestamp() if last else seen_done) - t0
+    elapsed = (last.timestamp() if last else run.seen_done) - run.t0
     statuses = dict(
         Enrollment.objects.filter(workflow_id=data.engine_workflow_id)
         .values_list("status")
@@ -155,30 +206,31 @@ def phase_engine(
     )
     if statuses.get("failed"):
         problems.append(f"(b) {statuses['failed']} enrollments failed")
-    if not left and steps != STEPS_PER_ENROLLMENT * len(ids):
+    if not run.left and steps != STEPS_PER_ENROLLMENT * len(ids):
         problems.append(
             f"(b) {steps} step runs for {len(ids)} enrollments "
             f"({STEPS_PER_ENROLLMENT} each expected)"
         )
+    cpu = run.cpu
     report = {
         "enrollments": len(ids),
         "steps": steps,
         "seconds": round(elapsed, 3),
         "steps_per_s": round(steps / elapsed) if elapsed > 0 else None,
         "enrollments_per_s": round(len(ids) / elapsed) if elapsed > 0 else None,
-        "enqueue_seconds": round(enqueued_s, 3),
-        "seconds_until_seen_done": round(seen_done - t0, 3),
+        "enqueue_seconds": round(run.enqueued_s, 3),
+        "seconds_until_seen_done": round(run.seen_done - run.t0, 3),
         "statuses": statuses,
         "enrollment_start_per_s": round(len(ids) / create_s),
         "jobs_expected": math.ceil(len(ids) / 200),
-        "rq": rq_jobs,
+        "rq": run.rq_jobs,
         "worker_cpu_ms_per_enrollment": round(
-            1000 * cpu.report["rq workers"] * cpu.report["wall_s"] / len(ids), 2
+            1000 * cpu["rq workers"] * cpu["wall_s"] / len(ids), 2
         ),
         "postgres_cpu_ms_per_enrollment": round(
-            1000 * cpu.report["postgres"] * cpu.report["wall_s"] / len(ids), 2
+            1000 * cpu["postgres"] * cpu["wall_s"] / len(ids), 2
         ),
-        "cpu": cpu.report,
+        "cpu": cpu,
     }
     log(
         f"  {report['steps_per_s']:,} steps/s ({steps:,} steps, "
