@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchcommon.databases import add_output_args, new_parser
 from benchcommon.paths import OUT_DIR, ROOT
@@ -60,6 +62,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         redis_env="BENCH_INGEST_REDIS_URL",
         redis_db=13,
     )
+    _add_server_args(add)
+    _add_phase_args(add)
+    add("--seed", type=int, default=42)
+    add_output_args(add, OUT_DIR / "ingest.json")
+    _add_profile_args(add)
+    return _config_from(p.parse_args(argv))
+
+
+def _add_server_args(add: Any) -> None:
+    """The checkout to serve and granian's settings."""
     add(
         "--app-dir",
         type=Path,
@@ -80,6 +92,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "keep it above the client's connections",
     )
     add("--port", type=int, default=0, help="server port (default: a free one)")
+
+
+def _add_phase_args(add: Any) -> None:
+    """The sizes of the batch, single, open-loop and COPY phases."""
     add("--batches", type=int, help="batch requests (full 1500, small 20)")
     add("--batch-size", type=int, default=100, help="events per batch (100)")
     add("--batch-concurrency", type=int, help="batches in flight (full 16, small 4)")
@@ -105,8 +121,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--open-seconds", type=float, help="open-loop seconds (full 20, small 5)")
     add("--open-threads", type=int, default=64, help="open-loop sender threads (64)")
     add("--copy-rows", type=int, help="COPY rows (full: as many as batch, small 20000)")
-    add("--seed", type=int, default=42)
-    add_output_args(add, OUT_DIR / "ingest.json")
+
+
+def _add_profile_args(add: Any) -> None:
+    """--profile: the requests through Django in this process instead."""
     add(
         "--profile",
         choices=["batch", "track"],
@@ -119,7 +137,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         type=int,
         help="requests for --profile (batch 300, track 3000), half of them profiled",
     )
-    a = p.parse_args(argv)
+
+
+def _config_from(a: argparse.Namespace) -> Config:
+    """The options with the defaults of the mode (full or --small) filled in."""
     small = a.small
     batches = a.batches or (20 if small else 1500)
     return Config(

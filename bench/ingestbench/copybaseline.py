@@ -47,7 +47,33 @@ def copy_baseline(
     ``measure()`` starts a CPU measurement and returns the function that ends it
     (called while the COPY's connection, hence its backend process, still exists).
     """
-    # The contacts the rows belong to: one per visitor of the pool, made for this.
+    contact_of = _make_contacts(cfg, factory)
+
+    # The same kind of messages the API gets, as rows the way the API stores them.
+    messages: list[dict] = []
+    while len(messages) < rows:
+        messages.extend(factory.events(cfg.batch_size, cfg.users_per_batch))
+    received = iso(dt.datetime.now(dt.UTC))
+    encode_began = time.perf_counter()
+    payload = _copy_payload(messages[:rows], contact_of, source_id, received)
+    encode_seconds = time.perf_counter() - encode_began
+
+    seconds, cpu, stored = _timed_copy(cfg, source_id, payload, measure)
+    if stored != rows:
+        raise BenchBroken(f"COPY baseline: {stored} rows stored, {rows} written")
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "encode_seconds": round(encode_seconds, 3),
+        "rows_per_s_with_encoding": round(rows / (seconds + encode_seconds)),
+        "cpu": cpu,
+    }
+
+
+def _make_contacts(cfg: Config, factory: EventFactory) -> dict[str, int]:
+    """The contacts the rows belong to: one per visitor of the pool, made for this.
+    Returns contact id by anonymous id."""
     with psycopg.connect(cfg.database_url) as conn:
         ids = conn.execute(
             "INSERT INTO contacts_contact (first_name, last_name, phone, timezone,"
@@ -56,18 +82,15 @@ def copy_baseline(
             " FROM generate_series(1, %s) RETURNING id",
             (len(factory.users),),
         ).fetchall()
-    contact_of = {
-        u.anonymous_id: row[0] for u, row in zip(factory.users, ids, strict=True)
-    }
+    return {u.anonymous_id: row[0] for u, row in zip(factory.users, ids, strict=True)}
 
-    # The same kind of messages the API gets, as rows the way the API stores them.
-    messages: list[dict] = []
-    while len(messages) < rows:
-        messages.extend(factory.events(cfg.batch_size, cfg.users_per_batch))
-    received = iso(dt.datetime.now(dt.UTC))
-    encode_began = time.perf_counter()
+
+def _copy_payload(
+    messages: list[dict], contact_of: dict[str, int], source_id: int, received: str
+) -> bytes:
+    """The messages as COPY text rows, in COPY_SQL's columns."""
     lines = []
-    for m in messages[:rows]:
+    for m in messages:
         props = dict(m["properties"])
         if m["type"] == "page" and m.get("name"):
             props["name"] = m["name"]
@@ -83,9 +106,17 @@ def copy_baseline(
             m["messageId"],
         )
         lines.append("\t".join(_copy_text(f) for f in fields))
-    payload = ("\n".join(lines) + "\n").encode()
-    encode_seconds = time.perf_counter() - encode_began
+    return ("\n".join(lines) + "\n").encode()
 
+
+def _timed_copy(
+    cfg: Config,
+    source_id: int,
+    payload: bytes,
+    measure: Callable[[], Callable[[], dict[str, Any]]],
+) -> tuple[float, dict[str, Any], int]:
+    """One COPY and its commit, timed and CPU-measured; returns the seconds, the
+    CPU and the rows the source now has."""
     with psycopg.connect(cfg.database_url) as conn:
         conn.execute("SELECT 1")
         done = measure()
@@ -99,13 +130,4 @@ def copy_baseline(
         stored = conn.execute(
             "SELECT count(*) FROM events_event WHERE source_id = %s", (source_id,)
         ).fetchone()[0]
-    if stored != rows:
-        raise BenchBroken(f"COPY baseline: {stored} rows stored, {rows} written")
-    return {
-        "rows": rows,
-        "seconds": round(seconds, 3),
-        "rows_per_s": round(rows / seconds),
-        "encode_seconds": round(encode_seconds, 3),
-        "rows_per_s_with_encoding": round(rows / (seconds + encode_seconds)),
-        "cpu": cpu,
-    }
+    return seconds, cpu, stored
