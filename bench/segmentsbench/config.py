@@ -3,9 +3,11 @@ options (bench/segments.py --help)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchcommon.cpu import NOISY_CORES
 from benchcommon.databases import add_output_args, new_parser
@@ -84,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         redis_env="BENCH_REDIS_URL",
         redis_db=10,
     )
+    _add_size_args(add)
+    _add_run_args(add)
+    return _config_from(p.parse_args(argv))
+
+
+def _add_size_args(add: Any) -> None:
+    """How much data, how much of each measurement, how many processes encode."""
     add("--contacts", type=int, help="contacts (full 1,000,000, small 20,000)")
     add("--events", type=int, help="events (full 10,000,000, small 200,000)")
     add("--runs", type=int, default=5, help="timed runs of each count query (5)")
@@ -99,6 +108,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=2,
         help="processes encoding the rows that the COPY takes in (2)",
     )
+
+
+def _add_run_args(add: Any) -> None:
+    """The seed, the wait for a quiet machine, reuse of loaded data, and output."""
     add("--seed", type=int, default=42)
     add(
         "--wait-quiet",
@@ -119,7 +132,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="plan lines to print (full 40, small 20; all go to the JSON)",
     )
     add_output_args(add, OUT_DIR / "segments.json")
-    a = p.parse_args(argv)
+
+
+def _config_from(a: argparse.Namespace) -> Config:
+    """The options with the defaults of the mode (full or --small) filled in."""
     small = a.small
     return Config(
         small=small,

@@ -153,69 +153,89 @@ class Pools:
 
     @classmethod
     def make(cls, seed: int) -> Pools:
-        rng = random.Random(seed + 7)
-        products, prices, carts = [], [], []
-        for i in range(5_000):
-            category = CATEGORIES[i % len(CATEGORIES)]
-            price = round(rng.uniform(5, 300), 2)
-            text = _json(
+        rng = random.Random(seed + 7)  # one stream, drawn in this order
+        products, prices, carts = _product_pool(rng)
+        pages = _page_pool(rng)
+        contexts = _context_pool(rng)
+        return cls(products, prices, carts, pages, contexts, _misc_pool())
+
+
+def _product_pool(rng: random.Random) -> tuple[list[str], list[float], list[str]]:
+    """5,000 products: their JSON, prices, and JSON for cart lines."""
+    products, prices, carts = [], [], []
+    for i in range(5_000):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        price = round(rng.uniform(5, 300), 2)
+        text = _json(
+            {
+                "product_id": f"P{i:05d}",
+                "name": f"{category.title()} model {i}",
+                "category": category,
+                "price": price,
+                "currency": "EUR",
+            }
+        )
+        products.append(text)
+        prices.append(price)
+        carts.append(text[:-1])
+    return products, prices, carts
+
+
+def _page_pool(rng: random.Random) -> list[str]:
+    """2,000 page views' properties."""
+    pages = []
+    for i in range(2_000):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        path = rng.choice(
+            ["/", "/collections/new", "/collections/sale", "/cart", "/about"]
+            + [f"/products/{category}/{i}"] * 5
+        )
+        pages.append(
+            _json(
                 {
-                    "product_id": f"P{i:05d}",
-                    "name": f"{category.title()} model {i}",
-                    "category": category,
-                    "price": price,
-                    "currency": "EUR",
+                    "path": path,
+                    "url": f"https://shop.example.com{path}",
+                    "title": path.strip("/").split("/")[0].title() or "Home",
+                    "referrer": rng.choice(["", "https://www.google.com/"]),
                 }
             )
-            products.append(text)
-            prices.append(price)
-            carts.append(text[:-1])
-        pages = []
-        for i in range(2_000):
-            category = CATEGORIES[i % len(CATEGORIES)]
-            path = rng.choice(
-                ["/", "/collections/new", "/collections/sale", "/cart", "/about"]
-                + [f"/products/{category}/{i}"] * 5
+        )
+    return pages
+
+
+def _context_pool(rng: random.Random) -> list[str]:
+    """500 browser contexts."""
+    contexts = []
+    for i in range(500):
+        _country, locale, zone = ZONES[i % len(ZONES)]
+        contexts.append(
+            _json(
+                {
+                    "library": {"name": "nudge.js", "version": "1.0.0"},
+                    "ip": f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                    "userAgent": AGENTS[i % len(AGENTS)],
+                    "locale": locale,
+                    "timezone": zone,
+                }
             )
-            pages.append(
-                _json(
-                    {
-                        "path": path,
-                        "url": f"https://shop.example.com{path}",
-                        "title": path.strip("/").split("/")[0].title() or "Home",
-                        "referrer": rng.choice(["", "https://www.google.com/"]),
-                    }
-                )
-            )
-        contexts = []
-        for i in range(500):
-            _country, locale, zone = ZONES[i % len(ZONES)]
-            contexts.append(
-                _json(
-                    {
-                        "library": {"name": "nudge.js", "version": "1.0.0"},
-                        "ip": f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-                        "userAgent": AGENTS[i % len(AGENTS)],
-                        "locale": locale,
-                        "timezone": zone,
-                    }
-                )
-            )
-        misc = {
-            "search": [
-                _json({"query": q}) for q in ("boots", "red bag", "sale", "hat")
-            ],
-            "email_opened": [
-                _json({"campaign_id": c, "message_id": f"msg-{c}"}) for c in range(20)
-            ],
-            "email_clicked": [
-                _json({"campaign_id": c, "url": "https://shop.example.com/sale"})
-                for c in range(20)
-            ],
-            "checkout_started": [_json({"step": 1}), _json({"step": 2})],
-            "identify": [_json({})],
-        }
-        return cls(products, prices, carts, pages, contexts, misc)
+        )
+    return contexts
+
+
+def _misc_pool() -> dict[str, list[str]]:
+    """The other events' properties, by event name."""
+    return {
+        "search": [_json({"query": q}) for q in ("boots", "red bag", "sale", "hat")],
+        "email_opened": [
+            _json({"campaign_id": c, "message_id": f"msg-{c}"}) for c in range(20)
+        ],
+        "email_clicked": [
+            _json({"campaign_id": c, "url": "https://shop.example.com/sale"})
+            for c in range(20)
+        ],
+        "checkout_started": [_json({"step": 1}), _json({"step": 2})],
+        "identify": [_json({})],
+    }
 
 
 def _multiplier(n: int) -> int:

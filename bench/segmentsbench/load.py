@@ -206,13 +206,26 @@ def load(cfg: Config) -> dict[str, Any]:
     source = Source.objects.create(name="bench-site", kind=Source.Kind.SERVER)
     spec = EventSpec(cfg.contacts, cfg.events, cfg.seed, source.pk)
     url = cfg.database_url
-    out: dict[str, Any] = {}
     with psycopg.connect(url) as conn:
         schema = schema_of(conn)
         drop_secondary(conn, schema)
+    out = _copy_rows(cfg, spec)
 
+    log("rebuilding indexes and constraints")
+    out["index_seconds"] = round(restore_secondary(url, schema, parallel=2), 2)
+    began = time.perf_counter()
+    _finish_load(cfg, schema)
+    out["analyze_seconds"] = round(time.perf_counter() - began, 2)
+    return out
+
+
+def _copy_rows(cfg: Config, spec: EventSpec) -> dict[str, Any]:
+    """The contacts' and the events' COPY, the rows encoded by a pool of forked
+    processes; their seconds, and the events' rate and size."""
     from django.db import connections
 
+    url = cfg.database_url
+    out: dict[str, Any] = {}
     connections.close_all()  # no Django connection crosses the fork
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(cfg.generators, init_generator, (cfg.seed,)) as pool:
@@ -232,11 +245,14 @@ def load(cfg: Config) -> dict[str, Any]:
     out["events_seconds"] = round(seconds, 2)
     out["events_per_s"] = round(cfg.events / seconds)
     out["events_mb"] = round(size / 1e6)
+    return out
 
-    log("rebuilding indexes and constraints")
-    out["index_seconds"] = round(restore_secondary(url, schema, parallel=2), 2)
-    began = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
+
+def _finish_load(cfg: Config, schema: dict[str, Any]) -> None:
+    """Sequences past the loaded ids, ANALYZE, the check that the rebuilt schema is
+    the app's, a CHECKPOINT, and the table recording what was loaded (for
+    --reuse-data)."""
+    with psycopg.connect(cfg.database_url, autocommit=True) as conn:
         for table in LOADED_TABLES:
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
@@ -258,8 +274,6 @@ def load(cfg: Config) -> dict[str, Any]:
             "INSERT INTO bench_segments_load VALUES (%s)",
             (orjson.dumps(meta).decode(),),
         )
-    out["analyze_seconds"] = round(time.perf_counter() - began, 2)
-    return out
 
 
 def reset_measurements(cfg: Config) -> None:

@@ -142,15 +142,30 @@ def phase_incremental(cfg: Config, segment: Any) -> dict[str, Any]:
     nothing changes), and the contacts of random events of the last 7 days (activity-
     weighted: the contacts events really come from; some cross the threshold).
     """
-    from django.db import connection
-
     from apps.events.models import Source
-    from apps.segments.conditions import matching_contacts
-    from apps.segments.models import SegmentMembership
-    from apps.segments.services import segment_update_for_contacts
 
     rng = random.Random(cfg.seed + 99)
     source_id = Source.objects.get(name="bench-site").pk
+    picks, max_contact = _incremental_picks(cfg, rng, source_id)
+    out: dict[str, Any] = {}
+    one = _IncomingEvent(segment, source_id)
+    for _ in range(5):  # warm-up (a worker's first job), not counted
+        one(rng.randint(1, max_contact))
+    for label, contacts in picks.items():
+        with CpuWatch(db_name(cfg.database_url)) as watch:
+            calls = [one(contact_id) for contact_id in contacts]
+        out[label] = _incremental_figures(calls, watch.report)
+    _check_memberships(segment, one.touched)
+    out["checked_contacts"] = len(one.touched)
+    return out
+
+
+def _incremental_picks(
+    cfg: Config, rng: random.Random, source_id: int
+) -> tuple[dict[str, list[int]], int]:
+    """The two picks of contacts ("uniform", "active"), and the highest contact id."""
+    from django.db import connection
+
     with connection.cursor() as cur:
         cur.execute("SELECT max(id) FROM contacts_contact")
         max_contact = cur.fetchone()[0]
@@ -169,48 +184,64 @@ def phase_incremental(cfg: Config, segment: Any) -> dict[str, Any]:
         "uniform": [rng.randint(1, max_contact) for _ in range(cfg.incremental)],
         "active": active,
     }
-    out: dict[str, Any] = {}
-    n = 0
-    touched: set[int] = set()
+    return picks, max_contact
 
-    def one(contact_id: int) -> tuple[float, int]:
+
+class _IncomingEvent:
+    """An incoming event for a contact, then the incremental update, timed; keeps
+    the contacts it touched, for the check."""
+
+    def __init__(self, segment: Any, source_id: int) -> None:
+        self.segment = segment
+        self.source_id = source_id
+        self.n = 0
+        self.touched: set[int] = set()
+
+    def __call__(self, contact_id: int) -> tuple[float, int]:
         """Insert an event for the contact, time the update: (ms, changes)."""
-        nonlocal n
-        n += 1
+        from django.db import connection
+
+        from apps.segments.services import segment_update_for_contacts
+
+        self.n += 1
         with connection.cursor() as cur:
-            _incoming(cur, contact_id, n, source_id)
+            _incoming(cur, contact_id, self.n, self.source_id)
         began = time.perf_counter()
         changes = segment_update_for_contacts(
-            segment=segment, contact_ids=[contact_id], now=NOW
+            segment=self.segment, contact_ids=[contact_id], now=NOW
         )
         took = (time.perf_counter() - began) * 1000
-        touched.add(contact_id)
+        self.touched.add(contact_id)
         return took, len(changes.entered) + len(changes.exited)
 
-    for _ in range(5):  # warm-up (a worker's first job), not counted
-        one(rng.randint(1, max_contact))
-    for label, contacts in picks.items():
-        with CpuWatch(db_name(cfg.database_url)) as watch:
-            calls = [one(contact_id) for contact_id in contacts]
-        took = [ms for ms, _ in calls]
-        changed = [ms for ms, moved in calls if moved]
-        same = [ms for ms, moved in calls if not moved]
-        out[label] = {
-            "calls": len(took),
-            "p50_ms": round(percentile(sorted(took), 50), 2),
-            "p99_ms": round(percentile(sorted(took), 99), 2),
-            "max_ms": round(max(took), 2),
-            "mean_ms": round(statistics.fmean(took), 2),
-            "changed": len(changed),
-            "changed_p50_ms": round(percentile(sorted(changed), 50), 2)
-            if changed
-            else None,
-            "unchanged_p50_ms": round(percentile(sorted(same), 50), 2)
-            if same
-            else None,
-            "cpu": watch.report,
-        }
-    # The incremental path must leave the memberships the SQL gives.
+
+def _incremental_figures(
+    calls: list[tuple[float, int]], cpu: dict[str, Any]
+) -> dict[str, Any]:
+    """One pick's timings: all calls, and those that changed membership or not."""
+    took = [ms for ms, _ in calls]
+    changed = [ms for ms, moved in calls if moved]
+    same = [ms for ms, moved in calls if not moved]
+    return {
+        "calls": len(took),
+        "p50_ms": round(percentile(sorted(took), 50), 2),
+        "p99_ms": round(percentile(sorted(took), 99), 2),
+        "max_ms": round(max(took), 2),
+        "mean_ms": round(statistics.fmean(took), 2),
+        "changed": len(changed),
+        "changed_p50_ms": round(percentile(sorted(changed), 50), 2)
+        if changed
+        else None,
+        "unchanged_p50_ms": round(percentile(sorted(same), 50), 2) if same else None,
+        "cpu": cpu,
+    }
+
+
+def _check_memberships(segment: Any, touched: set[int]) -> None:
+    """The incremental path must leave the memberships the SQL gives."""
+    from apps.segments.conditions import matching_contacts
+    from apps.segments.models import SegmentMembership
+
     should = set(
         matching_contacts(CONDITION, now=NOW)
         .filter(pk__in=touched)
@@ -226,5 +257,3 @@ def phase_incremental(cfg: Config, segment: Any) -> dict[str, Any]:
             f"incremental memberships differ from SQL for {len(should ^ are)} of "
             f"{len(touched)} contacts (e.g. {sorted(should ^ are)[:5]})"
         )
-    out["checked_contacts"] = len(touched)
-    return out
