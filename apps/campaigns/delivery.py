@@ -56,17 +56,44 @@ class SendOutcome:
 
 def message_send(*, message_id: int) -> str:
     """Send the message if it is queued and due; returns what happened."""
+    message = _claim(message_id)
+    if message is None:
+        return SendOutcome.NOT_CLAIMED  # sent, sending elsewhere, or not due yet
+    log = {"message_id": message.pk, "contact_id": message.contact_id}
+
+    refused = _refuse_unsendable(message, log)
+    if refused:
+        return refused
+    try:
+        rendered = message_render(message)
+    except RenderError as exc:
+        _finish(message, Message.Status.FAILED, error=f"template error: {exc}")
+        logger.warning("message failed to render", extra={**log, "error": str(exc)})
+        return SendOutcome.FAILED
+
+    email = _build_email(message, rendered)
+    failed = _hand_to_esp(message, email)
+    if failed:
+        return failed
+    _record_sent(message, email, rendered, log)
+    return SendOutcome.SENT
+
+
+def _claim(message_id: int) -> Message | None:
+    """queued -> sending if due; the message, or None if another run has it."""
     now = clock.now()
     claimed = Message.objects.filter(
         pk=message_id, status=Message.Status.QUEUED, send_after__lte=now
     ).update(status=Message.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1)
     if claimed != 1:
-        return SendOutcome.NOT_CLAIMED  # sent, sending elsewhere, or not due yet
-    message = Message.objects.select_related("contact", "template__layout").get(
+        return None
+    return Message.objects.select_related("contact", "template__layout").get(
         pk=message_id
     )
-    log = {"message_id": message.pk, "contact_id": message.contact_id}
 
+
+def _refuse_unsendable(message: Message, log: dict) -> str | None:
+    """The outcome if the claimed message must not go out, else None."""
     consent = message.contact.email_consent
     if not message.is_test and consent in SUPPRESSED_CONSENT:
         _finish(
@@ -81,14 +108,11 @@ def message_send(*, message_id: int) -> str:
             message, Message.Status.FAILED, error="the contact has no email address"
         )
         return SendOutcome.FAILED
-    try:
-        rendered = message_render(message)
-    except RenderError as exc:
-        _finish(message, Message.Status.FAILED, error=f"template error: {exc}")
-        logger.warning("message failed to render", extra={**log, "error": str(exc)})
-        return SendOutcome.FAILED
+    return None
 
-    email = _build_email(message, rendered)
+
+def _hand_to_esp(message: Message, email: NudgeEmail) -> str | None:
+    """None if the ESP took the email; else the outcome of the failure."""
     try:
         mailers.default.send_messages([email])
     except AnymailRecipientsRefused as exc:
@@ -103,7 +127,12 @@ def message_send(*, message_id: int) -> str:
         return SendOutcome.FAILED
     except (smtplib.SMTPException, OSError) as exc:
         return _retry_later(message, error=f"{type(exc).__name__}: {exc}")
+    return None
 
+
+def _record_sent(
+    message: Message, email: NudgeEmail, rendered: RenderedEmail, log: dict
+) -> None:
     status = getattr(email, "anymail_status", None)
     esp_id = status.message_id if status else None
     if esp_id is None:  # Django's own backends (file, SMTP) return no ESP id
@@ -129,7 +158,6 @@ def message_send(*, message_id: int) -> str:
             process_now=False,
         )
     logger.info("message sent", extra={**log, "esp_message_id": esp_id})
-    return SendOutcome.SENT
 
 
 def message_render(message: Message) -> RenderedEmail:
