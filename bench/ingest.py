@@ -28,12 +28,12 @@ from __future__ import annotations
 import signal
 import sys
 
+from benchcommon.databases import lock_database
 from benchcommon.errors import finish, guarded, stop_on_sigterm
 from ingestbench.config import parse_args
 from ingestbench.profile import profile
 from ingestbench.report import print_table
 from ingestbench.run import run
-from ingestbench.setup import lock_database
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orjson
-from benchcommon.databases import flush_redis, recreate_database
+from benchcommon.databases import flush_redis, lock_database, recreate_database
 from benchcommon.errors import BenchBroken, SetupFailed
 from benchcommon.paths import PYTHON, ROOT
 from benchcommon.server import basic
 from ingestbench.config import Config, parse_args
 from ingestbench.events import EventFactory
-from ingestbench.setup import create_sources, lock_database, manage, server_env
+from ingestbench.setup import create_sources, manage, server_env
 
 FULL = {"warm": 50, "new": 250, "known": 500}
 SMALL = {"warm": 10, "new": 20, "known": 40}  # CI: that it runs, ~1.5 minutes

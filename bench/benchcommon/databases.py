@@ -111,6 +111,29 @@ def drop_and_create(url: str, name: str) -> None:
         raise SetupFailed(f"could not recreate database {name!r}: {exc}") from exc
 
 
+def lock_database(cfg: Target) -> psycopg.Connection:
+    """One run at a time per database: two would drop each other's tables.
+
+    A session advisory lock, held by the returned connection until it is closed.
+    """
+    name = db_name(cfg.database_url)
+    try:
+        conn = psycopg.connect(with_db(cfg.database_url, "postgres"), autocommit=True)
+    except psycopg.Error as exc:
+        raise SetupFailed(f"cannot reach PostgreSQL: {exc}") from exc
+    got = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtext(%s))", (f"nudge-bench:{name}",)
+    ).fetchone()[0]
+    if not got:
+        conn.close()
+        raise SetupFailed(
+            f"another benchmark run is using database {name!r}: wait for it, or "
+            "give this one its own database and Redis db (--database-url and "
+            "--redis-url, or the BENCH_* variables bench/README.md names)"
+        )
+    return conn
+
+
 def recreate_database(cfg: Target) -> None:
     drop_and_create(cfg.database_url, droppable_name(cfg))
 

@@ -59,8 +59,18 @@ def finish(report: dict[str, Any], json_out: Path) -> int:
 def bench_main(cfg: Any, run: Callable[[Any], dict[str, Any]], *printers: Any) -> int:
     """Run the benchmark, print its report (``printers``, in order), write the JSON;
     the exit status (see guarded and finish)."""
+    from benchcommon.databases import lock_database  # it imports this module
+
     stop_on_sigterm()
-    report, code = guarded(lambda: run(cfg))
+
+    def locked() -> dict[str, Any]:
+        lock = lock_database(cfg)
+        try:
+            return run(cfg)
+        finally:
+            lock.close()
+
+    report, code = guarded(locked)
     if code is not None:
         return code
     for printer in printers:

@@ -9,37 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
-from benchcommon.databases import app_env, db_name, with_db
+from benchcommon.databases import app_env
 from benchcommon.errors import SetupFailed
 from benchcommon.paths import PYTHON
 from benchcommon.server import Proc, free_port, granian_command, wait_ready
 
 from ingestbench.config import Config
-
-
-def lock_database(cfg: Config) -> psycopg.Connection:
-    """One run at a time per database: two would drop each other's tables.
-
-    A session advisory lock, held by the returned connection until it is closed.
-    """
-    name = db_name(cfg.database_url)
-    try:
-        conn = psycopg.connect(with_db(cfg.database_url, "postgres"), autocommit=True)
-    except psycopg.Error as exc:
-        raise SetupFailed(f"cannot reach PostgreSQL: {exc}") from exc
-    got = conn.execute(
-        "SELECT pg_try_advisory_lock(hashtext(%s))", (f"nudge-bench-ingest:{name}",)
-    ).fetchone()[0]
-    if not got:
-        conn.close()
-        raise SetupFailed(
-            f"another run of bench/ingest.py or bench/instructions.py is using "
-            f"database {name!r}: wait for it, or give this one its own database "
-            "and Redis db (--database-url and --redis-url, or "
-            "BENCH_INGEST_DATABASE_URL and BENCH_INGEST_REDIS_URL)"
-        )
-    return conn
 
 
 def server_env(cfg: Config) -> dict[str, str]:
