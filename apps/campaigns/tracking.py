@@ -118,19 +118,9 @@ def email_event_record(
     # a failure half-way lets the ESP's retry apply the event instead of ignoring it.
     with transaction.atomic():
         message = _find_message(message_id, esp_message_id, recipient)
-        try:
-            with transaction.atomic():
-                EspEvent.objects.create(
-                    esp=esp,
-                    event_id=key[:255],
-                    event_type=event_type,
-                    message=message,
-                    received_at=clock.now(),
-                )
-        except IntegrityError:
-            logger.info(
-                "ESP event replayed, ignored", extra={"esp": esp, "event_id": key}
-            )
+        if not _claim_esp_event(
+            esp=esp, key=key, event_type=event_type, message=message
+        ):
             return False
         name, delivery, stamp = TRACKED[event_type]
         if message is not None and delivery:
@@ -143,31 +133,76 @@ def email_event_record(
         if contact is None:
             logger.info("ESP event for no known message or contact", extra={"esp": esp})
             return False
-        event_record(
-            contact_id=contact.pk,
+        _apply_to_contact(
+            contact,
+            message,
+            event_type=event_type,
             name=name,
-            properties={
-                "message_id": message.pk if message else None,
-                "template": message.template.name if message else None,
-                "campaign_id": message.campaign_id if message else None,
-                "enrollment_id": message.enrollment_id if message else None,
-                "url": click_url,
-                "reason": reason,
-                "esp": esp,
-            },
-            dedupe_key=f"esp:{esp}:{key}",
+            esp=esp,
+            key=key,
             timestamp=timestamp,
+            click_url=click_url,
+            reason=reason,
         )
-        consent = CONSENT_AFTER.get(event_type)
-        if consent:
-            contact_set_consent(
-                contact=contact,
-                status=consent,
-                reason=f"{esp} {event_type}",
-                message=message,
-                record_event=False,
-            )
     return True
+
+
+def _claim_esp_event(
+    *, esp: str, key: str, event_type: str, message: Message | None
+) -> bool:
+    """Record the ESP event once; False if it was recorded before (a replay)."""
+    try:
+        with transaction.atomic():
+            EspEvent.objects.create(
+                esp=esp,
+                event_id=key[:255],
+                event_type=event_type,
+                message=message,
+                received_at=clock.now(),
+            )
+    except IntegrityError:
+        logger.info("ESP event replayed, ignored", extra={"esp": esp, "event_id": key})
+        return False
+    return True
+
+
+def _apply_to_contact(
+    contact: Contact,
+    message: Message | None,
+    *,
+    event_type: str,
+    name: str,
+    esp: str,
+    key: str,
+    timestamp,
+    click_url: str | None,
+    reason: str | None,
+) -> None:
+    """The Nudge event on the contact; consent after a bounce, complaint, unsubscribe."""
+    event_record(
+        contact_id=contact.pk,
+        name=name,
+        properties={
+            "message_id": message.pk if message else None,
+            "template": message.template.name if message else None,
+            "campaign_id": message.campaign_id if message else None,
+            "enrollment_id": message.enrollment_id if message else None,
+            "url": click_url,
+            "reason": reason,
+            "esp": esp,
+        },
+        dedupe_key=f"esp:{esp}:{key}",
+        timestamp=timestamp,
+    )
+    consent = CONSENT_AFTER.get(event_type)
+    if consent:
+        contact_set_consent(
+            contact=contact,
+            status=consent,
+            reason=f"{esp} {event_type}",
+            message=message,
+            record_event=False,
+        )
 
 
 def _find_message(
