@@ -99,6 +99,32 @@ def workflow_import(data: Any, *, replace: bool = False, user=None) -> Workflow:
     Templates that are missing here are created from the export; segments are matched
     by name. Anything that cannot be resolved is reported, and nothing is written.
     """
+    name, definition = _import_envelope(data)
+    exported = {
+        t.get("name"): t for t in data.get("templates") or [] if isinstance(t, dict)
+    }
+    missing, errors = _missing_templates(definition, exported)
+    errors += _segments_remap(definition, data.get("segments") or {})
+    workflow = Workflow.objects.filter(name=name).first()
+    if workflow is not None and not replace:
+        errors.append(
+            f"a workflow named “{name}” exists: import with replace to make this a new version of it"
+        )
+    if errors:
+        raise ImportProblem(errors)
+    for template_name in missing:
+        _template_create_from_export(exported[template_name])
+    return _workflow_write(
+        workflow,
+        name=name,
+        definition=definition,
+        description=data.get("description", ""),
+        user=user,
+    )
+
+
+def _import_envelope(data: Any) -> tuple[str, dict]:
+    """The export's name and a copy of its definition, or why this is not an export."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ImportProblem(
             [f'not a Nudge workflow export (expected "format": "{FORMAT}")']
@@ -116,21 +142,32 @@ def workflow_import(data: Any, *, replace: bool = False, user=None) -> Workflow:
         or not isinstance(definition, dict)
     ):
         raise ImportProblem(["the export needs a name and a definition"])
-    errors = []
-    exported = {
-        t.get("name"): t for t in data.get("templates") or [] if isinstance(t, dict)
-    }
+    return name, definition
+
+
+def _missing_templates(
+    definition: dict, exported: dict[str, dict]
+) -> tuple[list[str], list[str]]:
+    """The templates the definition names that this Nudge lacks (sorted), and an
+    error for each the export does not carry either."""
     existing = set(
         EmailTemplate.objects.filter(name__in=_template_names(definition)).values_list(
             "name", flat=True
         )
     )
-    for missing in sorted(_template_names(definition) - existing):
-        if missing not in exported:
-            errors.append(
-                f"template “{missing}” is not in this Nudge nor in the export"
-            )
-    segment_names = data.get("segments") or {}
+    missing = sorted(_template_names(definition) - existing)
+    errors = [
+        f"template “{name}” is not in this Nudge nor in the export"
+        for name in missing
+        if name not in exported
+    ]
+    return missing, errors
+
+
+def _segments_remap(definition: dict, segment_names: dict[str, str]) -> list[str]:
+    """Point the definition's segment ids (in place) at this Nudge's segments of the
+    same name; an error for each reference that has no such segment here."""
+    errors = []
     by_name = dict(
         Segment.objects.filter(name__in=segment_names.values()).values_list(
             "name", "pk"
@@ -145,30 +182,28 @@ def workflow_import(data: Any, *, replace: bool = False, user=None) -> Workflow:
             )
         else:
             container[key] = by_name[label]
-    workflow = Workflow.objects.filter(name=name).first()
-    if workflow is not None and not replace:
-        errors.append(
-            f"a workflow named “{name}” exists: import with replace to make this a new version of it"
-        )
-    if errors:
-        raise ImportProblem(errors)
-    for missing in sorted(_template_names(definition) - existing):
-        fields = {
-            f: exported[missing].get(f)
-            for f in TEMPLATE_FIELDS
-            if exported[missing].get(f) is not None
-        }
-        EmailTemplate.objects.create(**fields)
+    return errors
+
+
+def _template_create_from_export(exported: dict) -> None:
+    fields = {
+        f: exported.get(f) for f in TEMPLATE_FIELDS if exported.get(f) is not None
+    }
+    EmailTemplate.objects.create(**fields)
+
+
+def _workflow_write(
+    workflow: Workflow | None, *, name: str, definition: dict, description, user
+) -> Workflow:
+    """A new workflow, or a new version of ``workflow``; definition errors reported
+    as import problems."""
     problems = validate_definition(definition)
     if problems:
         raise ImportProblem([f"definition: {p}" for p in problems])
     try:
         if workflow is None:
             return workflow_create(
-                name=name,
-                definition=definition,
-                description=data.get("description", ""),
-                user=user,
+                name=name, definition=definition, description=description, user=user
             )
         workflow_save_version(workflow=workflow, definition=definition, user=user)
         return workflow
