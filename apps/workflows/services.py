@@ -218,43 +218,21 @@ def enrollment_start(
     with transaction.atomic():
         # One decision at a time per contact: two events at once cannot both pass "once".
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
-        reason = "" if is_test else reentry_block(workflow, contact.pk, definition, now)
-        entry = definition.get("entry_condition")
-        if not reason and entry and not evaluate(entry, contact, now=now):
-            reason = f"entry condition not met: {describe(entry)}"
+        reason = _entry_refusal(workflow, contact, definition, now, is_test=is_test)
         if reason:
             _record_decision(workflow, contact, trigger_event, reason, now)
             return None, reason
-        version = workflow.current_version
-        first_step = version.steps.order_by("position").first()
-        key_name = (definition.get("trigger") or {}).get("key")
-        props = (
-            dict(trigger_event.properties or {}) if trigger_event is not None else {}
-        )
         try:
-            with transaction.atomic():
-                enrollment = Enrollment.objects.create(
-                    workflow=workflow,
-                    version=version,
-                    contact=contact,
-                    current_step=first_step,
-                    entered_at=now,
-                    last_advanced_at=now,
-                    trigger_event_id=trigger_event.pk
-                    if trigger_event is not None
-                    else None,
-                    trigger_event={
-                        "name": trigger_event.name,
-                        "properties": props,
-                        "timestamp": trigger_event.timestamp.isoformat(),
-                    }
-                    if trigger_event is not None
-                    else {},
-                    trigger_key=str(props.get(key_name, "")) if key_name else "",
-                    occurrence_key=occurrence_key,
-                    is_test=is_test,
-                    test_email=test_email,
-                )
+            enrollment = _enrollment_create(
+                workflow=workflow,
+                contact=contact,
+                trigger_event=trigger_event,
+                occurrence_key=occurrence_key,
+                test_email=test_email,
+                is_test=is_test,
+                definition=definition,
+                now=now,
+            )
         except IntegrityError:
             return None, "already enrolled for this trigger event / occurrence"
     logger.info(
@@ -268,6 +246,60 @@ def enrollment_start(
     if advance:
         enqueue_advance([enrollment.pk])
     return enrollment, ""
+
+
+def _entry_refusal(
+    workflow: Workflow, contact: Contact, definition: dict, now, *, is_test: bool
+) -> str:
+    """Why the re-entry rule or the entry condition keeps ``contact`` out ("" if
+    neither does). A test enrollment skips the re-entry rule."""
+    reason = "" if is_test else reentry_block(workflow, contact.pk, definition, now)
+    entry = definition.get("entry_condition")
+    if not reason and entry and not evaluate(entry, contact, now=now):
+        reason = f"entry condition not met: {describe(entry)}"
+    return reason
+
+
+def _enrollment_create(
+    *,
+    workflow: Workflow,
+    contact: Contact,
+    trigger_event,
+    occurrence_key: str,
+    test_email: str,
+    is_test: bool,
+    definition: dict,
+    now,
+) -> Enrollment:
+    """The enrollment row, at the first step of the current version, with a snapshot
+    of the trigger event. Raises IntegrityError (its savepoint rolled back, the
+    caller's transaction intact) when a unique constraint says this trigger event or
+    occurrence already enrolled the contact."""
+    version = workflow.current_version
+    first_step = version.steps.order_by("position").first()
+    key_name = (definition.get("trigger") or {}).get("key")
+    props = dict(trigger_event.properties or {}) if trigger_event is not None else {}
+    with transaction.atomic():
+        return Enrollment.objects.create(
+            workflow=workflow,
+            version=version,
+            contact=contact,
+            current_step=first_step,
+            entered_at=now,
+            last_advanced_at=now,
+            trigger_event_id=trigger_event.pk if trigger_event is not None else None,
+            trigger_event={
+                "name": trigger_event.name,
+                "properties": props,
+                "timestamp": trigger_event.timestamp.isoformat(),
+            }
+            if trigger_event is not None
+            else {},
+            trigger_key=str(props.get(key_name, "")) if key_name else "",
+            occurrence_key=occurrence_key,
+            is_test=is_test,
+            test_email=test_email,
+        )
 
 
 def _record_decision(workflow, contact, event, reason: str, now) -> None:
