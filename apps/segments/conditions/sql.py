@@ -280,77 +280,96 @@ def _anniversary(
 def column_compare(d: Dialect, column: str, kind: str, op: str, value: Any) -> Fragment:
     """Comparisons on typed columns: ``kind`` is text, number or datetime."""
     if kind == "text":
-        actual = f"NULLIF({column}, '')"
-        if op == "exists":
-            return f"({actual} IS NOT NULL)", []
-        if op == "not_exists":
-            return f"({actual} IS NULL)", []
-        if op == "ne":
-            sql, params = column_compare(d, column, kind, "eq", value)
-            return f"(NOT {sql})", params
-        if op == "eq":
-            return f"COALESCE({actual} = %s, FALSE)", [value]
-        if op == "in":
-            marks = ", ".join(["%s"] * len(value))
-            return f"COALESCE({actual} IN ({marks}), FALSE)", list(value)
-        if op in ORDER_OPS:
-            sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-            return f"COALESCE({d.c(actual)} {sign} %s, FALSE)", [value]
-        if op == "contains":
-            return f"COALESCE({_contains_sql(d, actual)}, FALSE)", [value]
-        if op == "starts_with":
-            return f"COALESCE({_starts_sql(d, actual)}, FALSE)", [value, value]
+        return _text_compare(d, column, op, value)
     if kind == "number":
-        if op == "exists":
-            return TRUE
-        if op == "not_exists":
-            return FALSE
-        if op == "ne":
-            sql, params = column_compare(d, column, kind, "eq", value)
-            return f"(NOT {sql})", params
-        if op == "in":
-            marks = ", ".join(["%s"] * len(value))
-            return f"({column} IN ({marks}))", list(value)
-        sign = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-        return f"({column} {sign} %s)", [value]
+        return _number_compare(column, op, value)
     if kind == "datetime":
-        if op == "exists":
-            return f"({column} IS NOT NULL)", []
-        if op == "not_exists":
-            return f"({column} IS NULL)", []
-        now = d.now
-        if op == "before":
-            low, high = None, _midnight(value)
-        elif op == "after":
-            low, high = _midnight(value) + dt.timedelta(days=1), None
-        elif op == "within_past":
-            low, high = now - dt.timedelta(days=value), now
-        elif op == "more_than_past":
-            low, high = None, now - dt.timedelta(days=value)
-        elif op == "within_future":
-            low, high = now, now + dt.timedelta(days=value)
-        elif op == "more_than_future":
-            low, high = now + dt.timedelta(days=value), None
-        elif op == "anniversary":
-            day = (
-                f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-                if d.pg
-                else f"strftime('%%Y-%%m-%%d', {column})"
-            )
-            sql, params = _anniversary(d, day, [], value or 0, tz_sql=None)
-            return f"COALESCE({sql}, FALSE)", params
-        else:
-            raise ValueError(f"unknown operator {op!r} for a date")
-        parts, params = [], []
-        if low is not None:
-            parts.append(f"{column} >= %s")
-            params.append(d.ts(low))
-        if high is not None:
-            strict = op in {"before", "more_than_past"}
-            parts.append(f"{column} {'<' if strict else '<='} %s")
-            params.append(d.ts(high))
-        return f"COALESCE({' AND '.join(parts)}, FALSE)", params
+        return _datetime_compare(d, column, op, value)
     raise ValueError(f"operator {op!r} does not apply to {kind}")
+
+
+def _text_compare(d: Dialect, column: str, op: str, value: Any) -> Fragment:
+    actual = f"NULLIF({column}, '')"
+    if op == "exists":
+        return f"({actual} IS NOT NULL)", []
+    if op == "not_exists":
+        return f"({actual} IS NULL)", []
+    if op == "ne":
+        sql, params = _text_compare(d, column, "eq", value)
+        return f"(NOT {sql})", params
+    if op == "eq":
+        return f"COALESCE({actual} = %s, FALSE)", [value]
+    if op == "in":
+        marks = ", ".join(["%s"] * len(value))
+        return f"COALESCE({actual} IN ({marks}), FALSE)", list(value)
+    if op in ORDER_OPS:
+        sign = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+        return f"COALESCE({d.c(actual)} {sign} %s, FALSE)", [value]
+    if op == "contains":
+        return f"COALESCE({_contains_sql(d, actual)}, FALSE)", [value]
+    if op == "starts_with":
+        return f"COALESCE({_starts_sql(d, actual)}, FALSE)", [value, value]
+    raise ValueError(f"operator {op!r} does not apply to text")
+
+
+def _number_compare(column: str, op: str, value: Any) -> Fragment:
+    if op == "exists":
+        return TRUE
+    if op == "not_exists":
+        return FALSE
+    if op == "ne":
+        sql, params = _number_compare(column, "eq", value)
+        return f"(NOT {sql})", params
+    if op == "in":
+        marks = ", ".join(["%s"] * len(value))
+        return f"({column} IN ({marks}))", list(value)
+    sign = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    return f"({column} {sign} %s)", [value]
+
+
+def _datetime_compare(d: Dialect, column: str, op: str, value: Any) -> Fragment:
+    if op == "exists":
+        return f"({column} IS NOT NULL)", []
+    if op == "not_exists":
+        return f"({column} IS NULL)", []
+    if op == "anniversary":
+        day = (
+            f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            if d.pg
+            else f"strftime('%%Y-%%m-%%d', {column})"
+        )
+        sql, params = _anniversary(d, day, [], value or 0, tz_sql=None)
+        return f"COALESCE({sql}, FALSE)", params
+    low, high = _datetime_bounds(op, value, d.now)
+    parts, params = [], []
+    if low is not None:
+        parts.append(f"{column} >= %s")
+        params.append(d.ts(low))
+    if high is not None:
+        strict = op in {"before", "more_than_past"}
+        parts.append(f"{column} {'<' if strict else '<='} %s")
+        params.append(d.ts(high))
+    return f"COALESCE({' AND '.join(parts)}, FALSE)", params
+
+
+def _datetime_bounds(
+    op: str, value: Any, now: dt.datetime
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """(low, high) for a date operator; None is an open end."""
+    match op:
+        case "before":
+            return None, _midnight(value)
+        case "after":
+            return _midnight(value) + dt.timedelta(days=1), None
+        case "within_past":
+            return now - dt.timedelta(days=value), now
+        case "more_than_past":
+            return None, now - dt.timedelta(days=value)
+        case "within_future":
+            return now, now + dt.timedelta(days=value)
+        case "more_than_future":
+            return now + dt.timedelta(days=value), None
+    raise ValueError(f"unknown operator {op!r} for a date")
 
 
 def _midnight(value: str) -> dt.datetime:
