@@ -55,18 +55,7 @@ def render_svg(
     if not steps:
         return "<svg xmlns='http://www.w3.org/2000/svg' width='10' height='10'></svg>"
     counts = counts or {}
-    levels = _levels(steps)
-    rows: dict[int, list[str]] = {}
-    for step in steps:
-        rows.setdefault(levels[step["key"]], []).append(step["key"])
-    width = max(len(r) for r in rows.values()) * (BOX_W + GAP_X) + PAD * 2
-    pos = {}
-    for level, keys in rows.items():
-        row_w = len(keys) * (BOX_W + GAP_X) - GAP_X
-        x0 = (width - row_w) / 2
-        for i, key in enumerate(keys):
-            pos[key] = (x0 + i * (BOX_W + GAP_X), PAD + (level + 1) * (BOX_H + GAP_Y))
-    height = PAD * 2 + (max(rows) + 2) * (BOX_H + GAP_Y)
+    pos, width, height = _layout(steps)
     by_key = {s["key"]: s for s in steps}
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' class='nudge-diagram' width='{width:.0f}' "
@@ -82,40 +71,62 @@ def render_svg(
         _edge(width / 2, PAD + BOX_H, pos[first][0] + BOX_W / 2, pos[first][1], "")
     )
     for key, (x, y) in pos.items():
-        step = by_key[key]
-        kind_of = STEP_TYPES.get(step.get("type"))
-        text = (
-            kind_of.describe(step.get("config") or {})
-            if kind_of
-            else step.get("type", "?")
-        )
-        c = counts.get(key)
-        line = f"{c['passed']} passed · {c['at']} here now" if c else ""
-        colour = "#fff4e5" if kind_of and kind_of.waits else "#ffffff"
-        parts.append(_box(x, y, key, text, line, colour))
-        outlets = list((step.get("next") or {}).items())
-        for i, (outlet, target) in enumerate(outlets):
-            # Each outlet leaves from its own point along the bottom edge.
-            sx = x + (i + 1) * BOX_W / (len(outlets) + 1)
-            label = "" if outlet == "next" else outlet
-            if target and target in pos:
-                tx2, ty2 = pos[target]
-                if ty2 > y:
-                    parts.append(_edge(sx, y + BOX_H, tx2 + BOX_W / 2, ty2, label))
-                else:  # a loop back up: around the right side
-                    parts.append(
-                        _loop(
-                            x + BOX_W,
-                            y + BOX_H / 2,
-                            tx2 + BOX_W,
-                            ty2 + BOX_H / 2,
-                            label,
-                        )
-                    )
-            elif not target:
-                parts.append(_end(sx, y + BOX_H, label))
+        parts.append(_step_box(by_key[key], key, x, y, counts.get(key)))
+        parts.extend(_outlets(by_key[key], x, y, pos))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _layout(
+    steps: list[dict],
+) -> tuple[dict[str, tuple[float, float]], float, float]:
+    """Each step's top-left corner (one row per level, rows centred), and the
+    drawing's width and height. The top row is left for the trigger."""
+    levels = _levels(steps)
+    rows: dict[int, list[str]] = {}
+    for step in steps:
+        rows.setdefault(levels[step["key"]], []).append(step["key"])
+    width = max(len(r) for r in rows.values()) * (BOX_W + GAP_X) + PAD * 2
+    pos = {}
+    for level, keys in rows.items():
+        row_w = len(keys) * (BOX_W + GAP_X) - GAP_X
+        x0 = (width - row_w) / 2
+        for i, key in enumerate(keys):
+            pos[key] = (x0 + i * (BOX_W + GAP_X), PAD + (level + 1) * (BOX_H + GAP_Y))
+    height = PAD * 2 + (max(rows) + 2) * (BOX_H + GAP_Y)
+    return pos, width, height
+
+
+def _step_box(step: dict, key: str, x, y, count: dict[str, int] | None) -> str:
+    kind_of = STEP_TYPES.get(step.get("type"))
+    text = (
+        kind_of.describe(step.get("config") or {}) if kind_of else step.get("type", "?")
+    )
+    line = f"{count['passed']} passed · {count['at']} here now" if count else ""
+    colour = "#fff4e5" if kind_of and kind_of.waits else "#ffffff"
+    return _box(x, y, key, text, line, colour)
+
+
+def _outlets(step: dict, x, y, pos: dict[str, tuple[float, float]]) -> list[str]:
+    """The step's outgoing arrows: down to a lower step, around the right side back
+    up to an earlier one, or to an end dot where an outlet goes nowhere."""
+    parts = []
+    outlets = list((step.get("next") or {}).items())
+    for i, (outlet, target) in enumerate(outlets):
+        # Each outlet leaves from its own point along the bottom edge.
+        sx = x + (i + 1) * BOX_W / (len(outlets) + 1)
+        label = "" if outlet == "next" else outlet
+        if target and target in pos:
+            tx2, ty2 = pos[target]
+            if ty2 > y:
+                parts.append(_edge(sx, y + BOX_H, tx2 + BOX_W / 2, ty2, label))
+            else:  # a loop back up: around the right side
+                parts.append(
+                    _loop(x + BOX_W, y + BOX_H / 2, tx2 + BOX_W, ty2 + BOX_H / 2, label)
+                )
+        elif not target:
+            parts.append(_end(sx, y + BOX_H, label))
+    return parts
 
 
 def _box(x, y, title, text, counts, fill) -> str:
