@@ -150,15 +150,9 @@ def _advance_until(workflow, contact, until: dt.datetime, result: Simulation) ->
 
 
 def _collect(workflow, contact, result: Simulation) -> None:
-    for decision in TriggerDecision.objects.filter(workflow=workflow, contact=contact):
-        result.lines.append(
-            Line(
-                decision.decided_at,
-                "not enrolled",
-                decision.reason,
-                {"event": decision.event_name},
-            )
-        )
+    """Read back what the run recorded (before the rollback): the decisions not to
+    enroll, then each run's steps, emails and end."""
+    result.lines.extend(_decision_lines(workflow, contact))
     enrollments = Enrollment.objects.filter(
         workflow=workflow, contact=contact
     ).order_by("entered_at")
@@ -166,51 +160,72 @@ def _collect(workflow, contact, result: Simulation) -> None:
         result.lines.append(
             Line(enrollment.entered_at, "enrolled", f"enrolled (run #{enrollment.pk})")
         )
+        result.lines.extend(_step_lines(enrollment))
+        result.lines.extend(_email_lines(enrollment))
+        result.lines.append(_end_line(enrollment))
+        result.status = enrollment.status
+
+
+def _decision_lines(workflow, contact) -> list[Line]:
+    return [
+        Line(
+            decision.decided_at,
+            "not enrolled",
+            decision.reason,
+            {"event": decision.event_name},
+        )
+        for decision in TriggerDecision.objects.filter(
+            workflow=workflow, contact=contact
+        )
+    ]
+
+
+def _step_lines(enrollment: Enrollment) -> list[Line]:
+    return [
+        Line(
+            run.started_at,
+            "step",
+            f"{run.detail.get('step') or run.step_key}: {run.outcome}",
+            {
+                "step": run.step_key,
+                "outcome": run.outcome,
+                "reason": run.detail.get("reason", ""),
+            },
+        )
         for run in StepRun.objects.filter(enrollment=enrollment).order_by(
             "started_at", "pk"
-        ):
-            text = f"{run.detail.get('step') or run.step_key}: {run.outcome}"
-            result.lines.append(
-                Line(
-                    run.started_at,
-                    "step",
-                    text,
-                    {
-                        "step": run.step_key,
-                        "outcome": run.outcome,
-                        "reason": run.detail.get("reason", ""),
-                    },
-                )
-            )
+        )
+    ]
+
+
+def _email_lines(enrollment: Enrollment) -> list[Line]:
+    return [
+        Line(
+            message.created_at,
+            "email",
+            f"would send “{message.template.name}”",
+            {"step_id": message.step_id},
+        )
         for message in Message.objects.filter(
             enrollment_id=enrollment.pk
-        ).select_related("template"):
-            result.lines.append(
-                Line(
-                    message.created_at,
-                    "email",
-                    f"would send “{message.template.name}”",
-                    {"step_id": message.step_id},
-                )
-            )
-        if enrollment.is_running:
-            waiting = (
-                f"still waiting until {enrollment.resume_at:%Y-%m-%d %H:%M}"
-                if enrollment.resume_at
-                else "still waiting"
-            )
-            result.lines.append(
-                Line(enrollment.resume_at or clock.now(), "finished", waiting)
-            )
-        else:
-            result.lines.append(
-                Line(
-                    enrollment.finished_at,
-                    "finished",
-                    f"{enrollment.status}: {enrollment.exit_reason}",
-                )
-            )
-        result.status = enrollment.status
+        ).select_related("template")
+    ]
+
+
+def _end_line(enrollment: Enrollment) -> Line:
+    """How the run ended, or what it is still waiting for."""
+    if enrollment.is_running:
+        waiting = (
+            f"still waiting until {enrollment.resume_at:%Y-%m-%d %H:%M}"
+            if enrollment.resume_at
+            else "still waiting"
+        )
+        return Line(enrollment.resume_at or clock.now(), "finished", waiting)
+    return Line(
+        enrollment.finished_at,
+        "finished",
+        f"{enrollment.status}: {enrollment.exit_reason}",
+    )
 
 
 def parse_events(text: str, *, start: dt.datetime) -> list[SimulatedEvent]:
