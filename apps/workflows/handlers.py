@@ -86,61 +86,87 @@ def react_to_events(
     simulator calls it with its own workflow only."""
     now = clock.now()
     to_advance: list[int] = []
-    contact_ids = {e.contact_id for e in events}
+    running = _running_enrollments({e.contact_id for e in events}, only_workflow)
+    for event in events:
+        _react_in_runs(event, running, index, now, to_advance)
+        _react_as_trigger(event, by_event.get(event.name, []), now, to_advance)
+    return to_advance
+
+
+def _running_enrollments(contact_ids: set[int], only_workflow) -> list[Enrollment]:
+    """One query for the running enrollments of every contact in the batch."""
     running = Enrollment.objects.filter(
         contact_id__in=contact_ids, status__in=Enrollment.RUNNING
     )
     if only_workflow is not None:
         running = running.filter(workflow=only_workflow)
-    running = list(
+    return list(
         running.select_related("version", "contact", "current_step", "workflow")
     )
-    for event in events:
-        for enrollment in running:
-            if enrollment.contact_id != event.contact_id or not enrollment.is_running:
-                continue
-            reads_it = event.name in _goal_exit_events(index, enrollment.version)
-            if reads_it and check_goal_and_exit(
-                enrollment, enrollment.version.definition, now
-            ):
-                continue
-            if (
-                enrollment.status == Enrollment.Status.WAITING
-                and enrollment.awaiting_event == event.name
-                and event.timestamp >= enrollment.entered_at
-                and event_satisfies(
-                    event.properties,
-                    enrollment.current_step.config,
-                    enrollment.awaiting_key or None,
-                    now,
-                )
-            ):
-                Enrollment.objects.filter(
-                    pk=enrollment.pk, status=Enrollment.Status.WAITING
-                ).update(resume_outlet="happened", resume_at=now)
-                to_advance.append(enrollment.pk)
-        for workflow in by_event.get(event.name, []):
-            kind, config = trigger_of(workflow.current_version.definition)
-            fires, why_not = kind.matches(config, event)
-            if not fires:
-                TriggerDecision.objects.create(
-                    workflow=workflow,
-                    contact_id=event.contact_id,
-                    event_id=event.pk,
-                    event_name=event.name,
-                    reason=why_not[:300],
-                    decided_at=now,
-                )
-                continue
-            enrollment, _reason = enrollment_start(
+
+
+def _react_in_runs(
+    event, running: list[Enrollment], index: _Index, now, to_advance: list[int]
+) -> None:
+    """End the event's contact's runs whose goal or exit it satisfies; resume those
+    waiting for it (appended to ``to_advance``)."""
+    for enrollment in running:
+        if enrollment.contact_id != event.contact_id or not enrollment.is_running:
+            continue
+        reads_it = event.name in _goal_exit_events(index, enrollment.version)
+        if reads_it and check_goal_and_exit(
+            enrollment, enrollment.version.definition, now
+        ):
+            continue
+        if _resumes_wait(enrollment, event, now):
+            Enrollment.objects.filter(
+                pk=enrollment.pk, status=Enrollment.Status.WAITING
+            ).update(resume_outlet="happened", resume_at=now)
+            to_advance.append(enrollment.pk)
+
+
+def _resumes_wait(enrollment: Enrollment, event, now) -> bool:
+    """The enrollment waits for this event, the event happened after the run began,
+    and it meets the wait's filters."""
+    return (
+        enrollment.status == Enrollment.Status.WAITING
+        and enrollment.awaiting_event == event.name
+        and event.timestamp >= enrollment.entered_at
+        and event_satisfies(
+            event.properties,
+            enrollment.current_step.config,
+            enrollment.awaiting_key or None,
+            now,
+        )
+    )
+
+
+def _react_as_trigger(
+    event, workflows: list[Workflow], now, to_advance: list[int]
+) -> None:
+    """Enroll the event's contact in each workflow it triggers (appended to
+    ``to_advance``); record why not where the trigger's filters do not match."""
+    for workflow in workflows:
+        kind, config = trigger_of(workflow.current_version.definition)
+        fires, why_not = kind.matches(config, event)
+        if not fires:
+            TriggerDecision.objects.create(
                 workflow=workflow,
-                contact=event.contact,
-                trigger_event=event,
-                advance=False,
+                contact_id=event.contact_id,
+                event_id=event.pk,
+                event_name=event.name,
+                reason=why_not[:300],
+                decided_at=now,
             )
-            if enrollment is not None:
-                to_advance.append(enrollment.pk)
-    return to_advance
+            continue
+        enrollment, _reason = enrollment_start(
+            workflow=workflow,
+            contact=event.contact,
+            trigger_event=event,
+            advance=False,
+        )
+        if enrollment is not None:
+            to_advance.append(enrollment.pk)
 
 
 # -- tick tasks -------------------------------------------------------------------------
