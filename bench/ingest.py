@@ -25,41 +25,26 @@ failed (the server did not start, migrate failed), 130 on Ctrl-C.
 
 from __future__ import annotations
 
-import signal
 import sys
+from typing import Any
 
-from benchcommon.databases import lock_database
-from benchcommon.errors import finish, guarded, stop_on_sigterm
-from ingestbench.config import parse_args
+from benchcommon.errors import bench_main
+from ingestbench.config import Config, parse_args
 from ingestbench.profile import profile
 from ingestbench.report import print_table
 from ingestbench.run import run
 
 
+def run_or_profile(cfg: Config) -> dict[str, Any] | None:
+    """The benchmark's report, or None after printing a profile (--profile)."""
+    if cfg.profile:
+        profile(cfg)
+        return None
+    return run(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(argv)
-    # SIGTERM behaves like Ctrl-C: the finally blocks stop the server. (SIGINT is set
-    # too: a shell starts background jobs with it ignored.)
-    stop_on_sigterm()
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def locked() -> dict | None:
-        lock = lock_database(cfg)
-        try:
-            if cfg.profile:
-                profile(cfg)
-                return None
-            return run(cfg)
-        finally:
-            lock.close()
-
-    report, code = guarded(locked)
-    if code is not None:
-        return code
-    if report is None:  # --profile
-        return 0
-    print_table(report, cfg)
-    return finish(report, cfg.json_out)
+    return bench_main(parse_args(argv), run_or_profile, print_table)
 
 
 if __name__ == "__main__":

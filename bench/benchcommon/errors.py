@@ -56,12 +56,18 @@ def finish(report: dict[str, Any], json_out: Path) -> int:
     return 0
 
 
-def bench_main(cfg: Any, run: Callable[[Any], dict[str, Any]], *printers: Any) -> int:
+def bench_main(
+    cfg: Any, run: Callable[[Any], dict[str, Any] | None], *printers: Any
+) -> int:
     """Run the benchmark, print its report (``printers``, in order), write the JSON;
-    the exit status (see guarded and finish)."""
+    the exit status (see guarded and finish). A run that returns None (a profile)
+    printed what it had to say."""
     from benchcommon.databases import lock_database  # it imports this module
 
     stop_on_sigterm()
+    # A shell starts background jobs with SIGINT ignored: Ctrl-C (or kill -INT) must
+    # still stop the run and what it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def locked() -> dict[str, Any]:
         lock = lock_database(cfg)
@@ -73,6 +79,8 @@ def bench_main(cfg: Any, run: Callable[[Any], dict[str, Any]], *printers: Any) -
     report, code = guarded(locked)
     if code is not None:
         return code
+    if report is None:
+        return 0
     for printer in printers:
         printer(report, cfg)
     return finish(report, cfg.json_out)
