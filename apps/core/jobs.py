@@ -56,13 +56,7 @@ def enqueue(
         try:
             _enqueue_now(func, args, queue=queue, job_id=job_id, at=at, retry=retry)
         except RedisError as exc:
-            # The row is already committed; the scheduler tick will find it again.
-            logger.warning(
-                "could not enqueue %s on %s (%s); the scheduler tick will retry it",
-                getattr(func, "__name__", func),
-                queue,
-                exc,
-            )
+            _unqueued(func, 1, queue, exc)
 
     if on_commit:
         transaction.on_commit(_enqueue)
@@ -96,14 +90,18 @@ def enqueue_each(
     try:
         _enqueue_pipelined(get_queue(queue), func, args_each, retry)
     except RedisError as exc:
-        # The rows are already committed; the scheduler tick will find them again.
-        logger.warning(
-            "could not enqueue %s x%s on %s (%s); the scheduler tick will retry them",
-            getattr(func, "__name__", func),
-            len(args_each),
-            queue,
-            exc,
-        )
+        _unqueued(func, len(args_each), queue, exc)
+
+
+def _unqueued(func: Callable[..., Any], count: int, queue: str, exc: Exception) -> None:
+    # The rows are already committed; the scheduler tick will find them again.
+    logger.warning(
+        "could not enqueue %s x%s on %s (%s); the scheduler tick will retry it",
+        getattr(func, "__name__", func),
+        count,
+        queue,
+        exc,
+    )
 
 
 def _enqueue_pipelined(
@@ -112,19 +110,16 @@ def _enqueue_pipelined(
     args_each: list[tuple[Any, ...]],
     retry: Retry | None,
 ) -> None:
-    # One round trip: left to itself RQ sends the queue's registration and each job
-    # separately, which costs ~100 us more CPU a job (~320 against ~225 us).
-    # enqueue_many registers the queue once for all the jobs: ~10 us less a job. It
-    # is RQ's own method, past django-rq's enqueue_call and its commit modes: fine
-    # while RQ["COMMIT_MODE"] is "auto" (config/settings.py), as we enqueue after the
-    # commit ourselves.
+    # One round trip (enqueue_many's own pipeline): enqueueing each job by itself,
+    # RQ sends the queue's registration and each job separately, which costs ~100 us
+    # more CPU a job (~320 against ~225 us); enqueue_many also registers the queue
+    # once for all the jobs (~10 us less a job). It is RQ's own method, past
+    # django-rq's enqueue_call and its commit modes: fine while RQ["COMMIT_MODE"] is
+    # "auto" (config/settings.py), as we enqueue after the commit ourselves.
     options = _options(None, retry)
-    with rq_queue.connection.pipeline() as pipe:
-        rq_queue.enqueue_many(
-            [Queue.prepare_data(func, args=args, **options) for args in args_each],
-            pipeline=pipe,
-        )
-        pipe.execute()
+    rq_queue.enqueue_many(
+        [Queue.prepare_data(func, args=args, **options) for args in args_each]
+    )
 
 
 def _options(job_id: str | None, retry: Retry | None) -> dict[str, Any]:
