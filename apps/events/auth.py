@@ -63,15 +63,21 @@ def read_json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise PayloadTooLarge(
-            f"request body is over {settings.NUDGE_MAX_BATCH_BYTES} bytes"
-        ) from None
-    data = parse_body(raw, gzipped=_gzipped(request.headers.get("Content-Encoding")))
+        raise body_too_large() from None
+    data = parse_body(raw, gzipped=gzipped(request.headers.get("Content-Encoding")))
     setattr(request, _BODY_ATTR, data)
     return data
 
 
-def _gzipped(content_encoding: str | None) -> bool:
+def body_too_large() -> PayloadTooLarge:
+    """The 413 for a body over what is read at all (Django's DATA_UPLOAD cap)."""
+    return PayloadTooLarge(
+        f"request body is over {settings.NUDGE_MAX_BATCH_BYTES} bytes"
+    )
+
+
+def gzipped(content_encoding: str | None) -> bool:
+    """Whether a Content-Encoding header says gzip."""
     return (content_encoding or "").strip().lower() == "gzip"
 
 
@@ -160,6 +166,13 @@ def _write_key(authorization: str, body: dict[str, Any]) -> str | None:
         return user or None
     key = body.get("writeKey")
     return key if isinstance(key, str) and key else None
+
+
+def origin_allowed(origin: str | None) -> bool:
+    """Whether some enabled source allows this Origin (CORS: a preflight carries no
+    key, so it is the union of the sources' origins)."""
+    origin = (origin or "").rstrip("/")
+    return bool(origin) and origin in allowed_origins()
 
 
 def allowed_origins() -> set[str]:

@@ -1,6 +1,6 @@
 from django.http import HttpRequest
 
-from .auth import allowed_origins
+from .auth import origin_allowed
 
 
 def origin_allowed_by_a_source(
@@ -11,5 +11,4 @@ def origin_allowed_by_a_source(
     A preflight carries no write key, so it is allowed for the union of all enabled
     sources' origins; the request itself is then checked against its own source.
     """
-    origin = request.headers.get("Origin", "").rstrip("/")
-    return bool(origin) and origin in allowed_origins()
+    return origin_allowed(request.headers.get("Origin"))

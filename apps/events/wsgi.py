@@ -37,9 +37,10 @@ from .api import CALLS, accept_call
 from .auth import (
     ApiError,
     BadRequest,
-    PayloadTooLarge,
-    allowed_origins,
     authenticate,
+    body_too_large,
+    gzipped,
+    origin_allowed,
     parse_body,
 )
 from .problems import api_error, invalid_payload
@@ -92,7 +93,9 @@ def answer(environ: dict[str, Any], model: type[BaseModel]) -> Answer:
     """One tracking call: status, JSON body and extra headers."""
     try:
         _check_host(environ)
-        body = parse_body(_read(environ), gzipped=_gzipped(environ))
+        body = parse_body(
+            _read(environ), gzipped=gzipped(environ.get("HTTP_CONTENT_ENCODING"))
+        )
         try:
             status, answered = _call(environ, model, body)
         except (OperationalError, InterfaceError):
@@ -195,14 +198,8 @@ def _read(environ: dict[str, Any]) -> bytes:
     # then applies the batch limit to the (gunzipped) body.
     cap = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if cap is not None and length > cap:
-        raise PayloadTooLarge(
-            f"request body is over {settings.NUDGE_MAX_BATCH_BYTES} bytes"
-        )
+        raise body_too_large()
     return environ["wsgi.input"].read(length) if length > 0 else b""
-
-
-def _gzipped(environ: dict[str, Any]) -> bool:
-    return environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() == "gzip"
 
 
 def release_connections() -> None:
@@ -223,7 +220,7 @@ def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
     if not origin:
         return headers
     try:
-        allowed = origin.rstrip("/") in allowed_origins()
+        allowed = origin_allowed(origin)
     except DatabaseError:
         logger.warning("could not read the sources' origins for CORS", exc_info=True)
         return headers
