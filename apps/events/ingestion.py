@@ -128,9 +128,7 @@ def _ingest_postgres(this: "_Call") -> list[int]:
         records = this.records(lookup.contact_ids)
         if connection.in_atomic_block:
             # Someone's transaction: these rows must commit (or not) with it.
-            event_ids = _ids_in_order(records, _insert_events_postgres(records))
-            _enqueue_processing(event_ids)
-            return event_ids
+            return _write_alone(records)
         # Calls on other threads of this process that got here at the same time
         # share the statement (and its commit) and the Redis round trip.
         return _known_senders.submit(_Write(records)).outcome()
@@ -167,14 +165,17 @@ class _Write(Item):
             # The shared statement failed: this call goes again on its own, so
             # that an error is its own (a merge's FK failure sends it back to
             # events_ingest to look again).
-            event_ids = _ids_in_order(
-                self.records, _insert_events_postgres(self.records)
-            )
-            _enqueue_processing(event_ids)
-            return event_ids
+            return _write_alone(self.records)
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]
+
+
+def _write_alone(records: list[dict[str, Any]]) -> list[int]:
+    """One call's rows in a statement of their own, then its processing job."""
+    event_ids = _ids_in_order(records, _insert_events_postgres(records))
+    _enqueue_processing(event_ids)
+    return event_ids
 
 
 class _Alone(Exception):
