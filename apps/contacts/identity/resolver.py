@@ -129,7 +129,7 @@ def _visitors(
         if found is None:
             return None
         contact_id, timezone, locale = found
-        if (s.context_timezone and not timezone) or (s.context_locale and not locale):
+        if s.timezone_for(timezone) or s.locale_for(locale):
             return None
         contact_ids.append(contact_id)
     return contact_ids
@@ -345,11 +345,11 @@ class IdentityResolver:
         contact = person.contact
         if s.traits:
             person.changed |= apply_traits(contact, s.traits, trusted=self.trusted)
-        if s.context_timezone and not contact.timezone:
-            contact.timezone = s.context_timezone[:64]
+        if timezone := s.timezone_for(contact.timezone):
+            contact.timezone = timezone
             person.changed.add("timezone")
-        if s.context_locale and not contact.locale:
-            contact.locale = s.context_locale[:35]
+        if locale := s.locale_for(contact.locale):
+            contact.locale = locale
             person.changed.add("locale")
 
     def _combine(self, *, source: _Person, target: _Person, reason: str) -> None:

@@ -35,6 +35,20 @@ class Sighting:
     context_timezone: str | None = None
     context_locale: str | None = None
 
+    # A message's context fills a contact's blank timezone or locale; it never
+    # overwrites one (traits do that).
+    def timezone_for(self, current: str | None) -> str | None:
+        """The timezone to give a contact whose timezone is ``current``, if any."""
+        if self.context_timezone and not current:
+            return self.context_timezone[:64]
+        return None
+
+    def locale_for(self, current: str | None) -> str | None:
+        """The locale to give a contact whose locale is ``current``, if any."""
+        if self.context_locale and not current:
+            return self.context_locale[:35]
+        return None
+
     @property
     def anonymous_only(self) -> bool:
         """Names nobody but a visitor's anonymous id (a page view, a track)."""
