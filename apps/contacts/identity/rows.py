@@ -67,29 +67,10 @@ class Keys:
 def load_visitors(anonymous_ids: frozenset[str]) -> dict[str, tuple[int, str, str]]:
     """For each of these anonymous ids that is known: its contact's id, timezone and
     locale (PostgreSQL). All that a call naming nobody but visitors needs to know
-    (see lookup_identities), by index probes and without building contacts."""
-    if not anonymous_ids:
-        return {}
-    with postgres_cursor() as cursor:
-        if len(anonymous_ids) == 1:
-            cursor.execute(_VISITOR_SQL, list(anonymous_ids))
-        else:
-            cursor.execute(_VISITORS_SQL, [sorted(anonymous_ids)])
-        return {key: (pk, tz, locale) for key, pk, tz, locale in cursor.fetchall()}
-
-
-_VISITOR_SQL = (
-    "SELECT i.anonymous_id, c.id, c.timezone, c.locale FROM contacts_identity i "
-    "JOIN contacts_contact c ON c.id = i.contact_id WHERE i.anonymous_id = %b"
-)
-# One index probe per id, as in _rows_sql.
-_VISITORS_SQL = (
-    "SELECT k.key, c.id, c.timezone, c.locale "
-    "FROM unnest(%b::text[]) AS k(key) CROSS JOIN LATERAL ("
-    "SELECT c.id, c.timezone, c.locale FROM contacts_identity i "
-    "JOIN contacts_contact c ON c.id = i.contact_id "
-    "WHERE i.anonymous_id = k.key LIMIT 1) c"
-)
+    (see lookup_identities): load_rows's probes without building contacts."""
+    keys = Keys(anonymous_ids, frozenset(), frozenset())
+    rows = _fetch_rows(keys, "c.id, c.timezone, c.locale")
+    return {key: (pk, tz, locale) for key, pk, tz, locale in rows}
 
 
 @cache
@@ -123,6 +104,11 @@ _KEY_LOOKUPS = {
 def load_rows(keys: Keys) -> set[tuple]:
     """(anonymous id or None, *contact columns) for every identity and contact the
     keys name, in one query; a contact found by several keys comes more than once."""
+    return set(_fetch_rows(keys))
+
+
+def _fetch_rows(keys: Keys, columns: str | None = None) -> list[tuple]:
+    """load_rows's query, selecting ``columns`` of each contact (default: all)."""
     db = connections[DEFAULT_DB_ALIAS]
     postgres = db.vendor == "postgresql"
     shape: list[tuple[str, int]] = []
@@ -138,18 +124,21 @@ def load_rows(keys: Keys) -> set[tuple]:
             shape.append((kind, len(values)))
             params.extend(values)
     if not shape:
-        return set()
+        return []
     with postgres_cursor() if postgres else db.cursor() as cursor:
-        cursor.execute(_rows_sql(db.vendor, tuple(shape)), params)
-        return set(cursor.fetchall())
+        cursor.execute(_rows_sql(db.vendor, tuple(shape), columns), params)
+        return cursor.fetchall()
 
 
 @cache
-def _rows_sql(vendor: str, shape: tuple[tuple[str, int], ...]) -> str:
+def _rows_sql(
+    vendor: str, shape: tuple[tuple[str, int], ...], columns: str | None = None
+) -> str:
     """load_rows's query for these kinds of key, each with this many keys (0: an
-    array of them). Built from fixed fragments (column names from the model) and
-    placeholders only: every value is a bound parameter."""
-    select, _ = _contact_columns(vendor)
+    array of them), selecting ``columns`` (default: every contact column). Built
+    from fixed fragments (column names from the model) and placeholders only: every
+    value is a bound parameter."""
+    select = columns or _contact_columns(vendor)[0]
     parts: list[str] = []
     for kind, count in shape:
         tables, column = _KEY_LOOKUPS[kind]
