@@ -155,6 +155,10 @@ CACHES = {
 EMAIL_BACKEND_PATH = os.environ.get(
     "EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
 )
+# Django's SMTP backend cannot tell an error after DATA (the server may have the
+# message: uncertain) from one before it (safe to retry); ours can.
+if EMAIL_BACKEND_PATH == "django.core.mail.backends.smtp.EmailBackend":
+    EMAIL_BACKEND_PATH = "apps.campaigns.smtp.EmailBackend"
 MAIL_DIR = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 _MAILER_OPTIONS: dict = {}
 if EMAIL_BACKEND_PATH.endswith("filebased.EmailBackend"):

@@ -10,9 +10,7 @@ after NUDGE_SENDING_TIMEOUT_SECONDS instead of sending it a second time blindly.
 import datetime as dt
 import email.policy
 import logging
-import smtplib
 
-from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import mailers
@@ -23,6 +21,7 @@ from apps.core import clock
 from apps.events.services import event_record
 
 from .context import build_context, link_urls
+from .handoff import Verdict, classify
 from .models import Message
 from .rendering import RenderedEmail, RenderError, render_email
 from .services import SUPPRESSED_CONSENT
@@ -43,7 +42,9 @@ EMAIL_POLICY = email.policy.default.clone(max_line_length=998)
 
 class NudgeEmail(AnymailMessage):
     def message(self, *, policy=EMAIL_POLICY):
-        return super().message(policy=policy)
+        # Django's SMTP backend asks for email.policy.SMTP (78 columns): keep its line
+        # ending, never its folding of List-Unsubscribe.
+        return super().message(policy=policy.clone(max_line_length=998))
 
 
 class SendOutcome:
@@ -52,6 +53,7 @@ class SendOutcome:
     SUPPRESSED = "suppressed"
     FAILED = "failed"
     RETRY = "retry"
+    UNCERTAIN = "uncertain"
 
 
 def message_send(*, message_id: int) -> str:
@@ -112,21 +114,29 @@ def _refuse_unsendable(message: Message, log: dict) -> str | None:
 
 
 def _hand_to_esp(message: Message, email: NudgeEmail) -> str | None:
-    """None if the ESP took the email; else the outcome of the failure."""
+    """None if the ESP took the email; else the outcome of the failure, decided by
+    what the error proves (apps/campaigns/handoff.py): retried only when the ESP is
+    known not to have it, ``uncertain`` when it may."""
     try:
         mailers.default.send_messages([email])
-    except AnymailRecipientsRefused as exc:
-        _finish(
-            message, Message.Status.FAILED, error=f"recipient refused by the ESP: {exc}"
-        )
+    except Exception as exc:
+        found = classify(exc, email)
+        log = {"message_id": message.pk, "contact_id": message.contact_id}
+        if found.verdict == Verdict.SENT:
+            logger.warning(
+                "message sent, then an error", extra={**log, "error": str(exc)}
+            )
+            return None
+        if found.verdict == Verdict.RETRY:
+            return _retry_later(message, error=found.reason)
+        if found.verdict == Verdict.UNCERTAIN:
+            _finish(message, Message.Status.UNCERTAIN, error=found.reason)
+            logger.warning(
+                "message send cut off: uncertain", extra={**log, "error": found.reason}
+            )
+            return SendOutcome.UNCERTAIN
+        _finish(message, Message.Status.FAILED, error=found.reason)
         return SendOutcome.FAILED
-    except AnymailAPIError as exc:
-        if _is_transient(exc):
-            return _retry_later(message, error=str(exc))
-        _finish(message, Message.Status.FAILED, error=f"ESP refused the message: {exc}")
-        return SendOutcome.FAILED
-    except (smtplib.SMTPException, OSError) as exc:
-        return _retry_later(message, error=f"{type(exc).__name__}: {exc}")
     return None
 
 
@@ -213,11 +223,6 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     email.metadata = {"nudge_message_id": str(message.pk)}
     email.tags = [str(tag) for tag in (template.tags or [])][:10]
     return email
-
-
-def _is_transient(exc: AnymailAPIError) -> bool:
-    status = getattr(exc, "status_code", None)
-    return status is None or status == 429 or status >= 500
 
 
 def _retry_later(message: Message, *, error: str) -> str:
