@@ -8,11 +8,29 @@ reason, except under CI, where a missing requirement is a failure.
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = "/usr/bin/chromium"
+
+
+def _shift_clock_everywhere() -> None:
+    """NUDGE_TEST_CLOCK_SHIFT_DAYS=365 runs the suite a year ahead (as .ci/run does):
+    here, and in every Python process the tests start (through PYTHONPATH)."""
+    if not os.environ.get("NUDGE_TEST_CLOCK_SHIFT_DAYS"):
+        return
+    folder = str(Path(__file__).resolve().parent / "clockshift")
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if folder not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([folder, *paths])
+    from tests.clockshift.sitecustomize import shift_clock
+
+    shift_clock()
+
+
+_shift_clock_everywhere()
 
 
 def _missing(reason: str) -> None:

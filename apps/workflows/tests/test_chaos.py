@@ -53,7 +53,10 @@ def processes(tmp_path, require_postgres):
         "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
         "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
         "NUDGE_STALE_SECONDS": "2",
-        "PYTHONPATH": str(ROOT),
+        # keep what the suite put there (tests/clockshift when the clock is shifted)
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+        ),
         "RQ_LOG_LEVEL": "WARNING",
     }
     started: list[subprocess.Popen] = []
