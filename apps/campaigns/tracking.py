@@ -44,6 +44,8 @@ CONSENT_AFTER = {
 def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
     """anymail.signals.tracking receiver."""
     event_type = event.event_type
+    if event_type == EventType.UNKNOWN and is_unsubscribe(esp_name, event.esp_event):
+        event_type = EventType.UNSUBSCRIBED
     if event_type == EventType.BOUNCED and is_soft_bounce(esp_name, event.esp_event):
         # A full mailbox is not a dead address: note it, do not suppress the contact.
         event_type = EventType.DEFERRED
@@ -56,8 +58,29 @@ def on_tracking(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) ->
         recipient=event.recipient,
         timestamp=event.timestamp,
         click_url=event.click_url,
-        reason=event.reject_reason or event.description or event.mta_response,
+        # The mail server's own words first: anymail's reject_reason is one word
+        # ("bounced") that says nothing the event type does not.
+        reason=event.mta_response or event.description or event.reject_reason,
     )
+
+
+def is_unsubscribe(esp: str, raw) -> bool:
+    """Unsubscribes that anymail reports as "unknown": Brevo's "unsubscribed" (the
+    name its webhook reference uses; anymail knows "unsubscribe"), and Amazon SES's
+    list-management "Subscription" records that opt the recipient out."""
+    if not isinstance(raw, dict):
+        return False
+    esp = esp.lower().replace(" ", "")
+    if esp in {"brevo", "sendinblue"}:
+        return raw.get("event") in {"unsubscribed", "unsubscribe"}
+    if esp == "amazonses" and raw.get("eventType") == "Subscription":
+        new = (raw.get("subscription") or {}).get("newTopicPreferences") or {}
+        statuses = new.get("topicSubscriptionStatus") or []
+        # Nudge has one email consent: opting out of all, or of any topic, is it.
+        return bool(new.get("unsubscribeAll")) or any(
+            (t or {}).get("subscriptionStatus") == "OptOut" for t in statuses
+        )
+    return False
 
 
 def is_soft_bounce(esp: str, raw) -> bool:
@@ -125,9 +148,11 @@ def email_event_record(
         name, delivery, stamp = TRACKED[event_type]
         if message is not None and delivery:
             _raise_delivery(message, delivery, stamp, timestamp or clock.now())
-        if message is not None and message.is_test:
-            # A test send went to the marketer, not the contact: it says nothing of
-            # them, and never counts in reports or segments.
+        if message is not None and (
+            message.is_test or message.kind != Message.Kind.MARKETING
+        ):
+            # A test send (or a team notification) went to staff, not the contact:
+            # it says nothing of them, and never counts in reports or segments.
             return True
         contact = message.contact if message else _contact_by_email(recipient)
         if contact is None:
@@ -184,7 +209,7 @@ def _apply_to_contact(
         name=name,
         properties={
             "message_id": message.pk if message else None,
-            "template": message.template.name if message else None,
+            "template": message.template.name if message and message.template else None,
             "campaign_id": message.campaign_id if message else None,
             "enrollment_id": message.enrollment_id if message else None,
             "url": click_url,

@@ -114,6 +114,32 @@ def amazon_ses(kind: str, *, message_id: int | None, esp_id: str, to: str) -> Ho
                 "arrivalDate": "2017-08-05T00:41:02.669Z",
             },
         },
+        # "Subscription record" (list management: the recipient used the
+        # unsubscribe link or header of a message sent to a contact list); anymail
+        # reports this event type as "unknown"
+        "unsubscribed": {
+            "eventType": "Subscription",
+            "subscription": {
+                "contactList": "ContactListName",
+                "timestamp": "2022-01-12T01:00:14.340Z",
+                "source": "UnsubscribeHeader",
+                "newTopicPreferences": {
+                    "unsubscribeAll": True,
+                    "topicSubscriptionStatus": [
+                        {
+                            "topicName": "ExampleTopicName",
+                            "subscriptionStatus": "OptOut",
+                        }
+                    ],
+                },
+                "oldTopicPreferences": {
+                    "unsubscribeAll": False,
+                    "topicSubscriptionStatus": [
+                        {"topicName": "ExampleTopicName", "subscriptionStatus": "OptIn"}
+                    ],
+                },
+            },
+        },
         # "Open record"
         "opened": {
             "eventType": "Open",

@@ -24,6 +24,9 @@ BREVO_SAMPLES = {
     "complained": {"event": "spam"},
     # "Unsubscribed"
     "unsubscribed": {"event": "unsubscribe"},
+    # "Unsubscribed" as Brevo's webhook reference spells the event today; anymail
+    # maps only "unsubscribe" and reports this one as "unknown"
+    "unsubscribed_documented": {"event": "unsubscribed"},
 }
 
 

@@ -13,8 +13,9 @@ CLICK_URL = "https://shop.example.com/cart?utm_source=nudge"
 
 AMAZON_SES = "amazon_ses"
 ESPS = ["sendgrid", "mailgun", "postmark", AMAZON_SES, "brevo"]
-# Amazon SES event publishing has no unsubscribe event anymail understands.
-ESPS_WITH_UNSUBSCRIBE = ["sendgrid", "mailgun", "postmark", "brevo"]
+# Every ESP reports unsubscribes (anymail reports SES's "Subscription" records and
+# Brevo's documented "unsubscribed" as "unknown"; Nudge reads the raw event).
+ESPS_WITH_UNSUBSCRIBE = ["sendgrid", "mailgun", "postmark", AMAZON_SES, "brevo"]
 
 # The message id each ESP returns from its send API (anymail_status.message_id, kept
 # in Message.esp_message_id) and echoes in its webhooks.

@@ -140,6 +140,42 @@ def test_an_unsubscribe_at_the_esp_marks_the_message_and_the_contact_unsubscribe
     assert event_names(contact) == ["email_unsubscribed"]
 
 
+def test_brevos_documented_unsubscribed_event_unsubscribes_the_contact(
+    client, contact, sent_message
+):
+    # given a message sent through Brevo
+    message = sent_message("brevo")
+    # when Brevo posts the event as its reference names it ("unsubscribed")
+    response = post(client, hook_for("brevo", "unsubscribed_documented", message))
+    # then it is applied, not answered 200 and dropped
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert message.delivery == Message.Delivery.UNSUBSCRIBED
+    contact.refresh_from_db()
+    assert contact.email_consent == ConsentStatus.UNSUBSCRIBED
+    assert event_names(contact) == ["email_unsubscribed"]
+
+
+# The mail server's own words, as each ESP reports them in its bounce sample.
+BOUNCE_TEXT = {
+    "mailgun": "5.1.1 The email account that you tried to reach does not exist.",
+    "postmark": "smtp;550 5.1.1 The email account that you tried to reach does not "
+    "exist.",
+    AMAZON_SES: "smtp; 550 5.1.1 user unknown",
+    "brevo": "550 5.1.1 user unknown",
+}
+
+
+@pytest.mark.parametrize("esp", sorted(BOUNCE_TEXT))
+def test_a_bounce_keeps_the_mail_servers_reason(client, esp, contact, sent_message):
+    message = sent_message(esp)
+
+    post(client, hook_for(esp, "bounced", message))
+
+    event = Event.objects.get(contact=contact, name="email_bounced")
+    assert event.properties["reason"].startswith(BOUNCE_TEXT[esp][:40])
+
+
 @pytest.mark.parametrize("esp", ESPS)
 def test_an_event_without_our_metadata_is_matched_by_the_esp_message_id(
     client, esp, contact, sent_message
