@@ -11,6 +11,7 @@ from liquid.exceptions import LiquidError
 
 from apps.contacts.models import Contact
 
+from .consent_admin import consent_urls
 from .context import build_context
 from .delivery import message_render
 from .models import EmailLayout, EmailTemplate, Message
@@ -174,6 +175,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         context = build_context(
             contact=contact or Contact(first_name="Sample", email="sample@example.com"),
             message_id=None,
+            is_test=True,  # a click in the preview changes nothing for the contact
         )
         try:
             rendered = render_email(
@@ -252,14 +254,14 @@ class MessageAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "contact",
-        "template",
+        "what",
         "status",
         "delivery",
         "is_test",
         "created_at",
         "sent_at",
     ]
-    list_filter = ["status", "delivery", "is_test", "template", "created_at"]
+    list_filter = ["status", "delivery", "kind", "is_test", "template", "created_at"]
     search_fields = ["contact__email", "=esp_message_id", "subject"]
     list_select_related = ["contact", "template"]
     show_full_result_count = False
@@ -272,12 +274,25 @@ class MessageAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return request.method != "POST" or obj is None
 
+    def get_urls(self):
+        return [*consent_urls(self), *super().get_urls()]
+
+    @admin.display(description="email", ordering="template")
+    def what(self, obj: Message) -> str:
+        if obj.kind == Message.Kind.NOTIFICATION:
+            return f"Team notification: {obj.subject} (to {obj.to_email})"
+        return str(obj.template)
+
     @admin.display(description="email as rendered now")
     def rendered(self, obj: Message):
         try:
             rendered = message_render(obj)
         except RenderError as exc:
             return f"does not render: {exc}"
+        if not rendered.html:  # a team notification: plain text
+            return format_html(
+                "<p><strong>{}</strong></p><pre>{}</pre>", rendered.subject, rendered.text
+            )
         return format_html(
             '<p><strong>{}</strong></p><iframe sandbox="allow-same-origin" srcdoc="{}" '
             'style="width:100%;max-width:700px;height:600px;border:1px solid #ccc">'

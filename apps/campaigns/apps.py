@@ -15,6 +15,7 @@ class CampaignsConfig(AppConfig):
         from apps.core.scheduler import register_tick_task
 
         from .admin import messages_panel
+        from .consent_admin import consent_panel
         from .delivery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
@@ -27,4 +28,7 @@ class CampaignsConfig(AppConfig):
         register_backlog("email", queued_backlog)
         register_panel(
             Panel(key="messages", title="Email", render=messages_panel, order=30)
+        )
+        register_panel(
+            Panel(key="consent", title="Email consent", render=consent_panel, order=5)
         )

@@ -59,12 +59,19 @@ def recent_events(contact: Contact, *, now: dt.datetime) -> dict[str, list[dict]
     return grouped
 
 
-def link_urls(*, contact_id: int, message_id: int | None) -> dict[str, str]:
+def link_urls(
+    *, contact_id: int, message_id: int | None, is_test: bool = False
+) -> dict[str, str]:
+    """The signed links of an email. A test's (and a preview's) say so: clicking
+    "unsubscribe" in a test personalised as a real contact unsubscribes nobody."""
     unsubscribe = make_contact_token(
-        contact_id=contact_id, message_id=message_id, salt=UNSUBSCRIBE_SALT
+        contact_id=contact_id,
+        message_id=message_id,
+        salt=UNSUBSCRIBE_SALT,
+        is_test=is_test,
     )
     view = make_contact_token(
-        contact_id=contact_id, message_id=message_id, salt=VIEW_SALT
+        contact_id=contact_id, message_id=message_id, salt=VIEW_SALT, is_test=is_test
     )
     base = settings.SITE_URL
     return {
@@ -79,6 +86,7 @@ def build_context(
     contact: Contact,
     message_id: int | None,
     extra: dict[str, Any] | None = None,
+    is_test: bool = False,
 ) -> dict[str, Any]:
     """Everything a template may use: contact, event, recent_events, workflow, links."""
     extra = extra or {}
@@ -95,7 +103,9 @@ def build_context(
         },
     }
     if contact.pk is not None:
-        context.update(link_urls(contact_id=contact.pk, message_id=message_id))
+        context.update(
+            link_urls(contact_id=contact.pk, message_id=message_id, is_test=is_test)
+        )
     else:
         context.update(
             unsubscribe_url="#", preferences_url="#", view_in_browser_url="#"

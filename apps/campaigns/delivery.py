@@ -24,7 +24,7 @@ from .context import build_context, link_urls
 from .handoff import Verdict, classify
 from .models import Message
 from .rendering import RenderedEmail, RenderError, render_email
-from .services import SUPPRESSED_CONSENT
+from .services import suppression_reason
 from .tokens import make_click_token
 
 logger = logging.getLogger(__name__)
@@ -96,20 +96,16 @@ def _claim(message_id: int) -> Message | None:
 
 def _refuse_unsendable(message: Message, log: dict) -> str | None:
     """The outcome if the claimed message must not go out, else None."""
-    consent = message.contact.email_consent
-    if not message.is_test and consent in SUPPRESSED_CONSENT:
-        _finish(
-            message,
-            Message.Status.SUPPRESSED,
-            error=f"suppressed: contact is {consent}",
-        )
-        logger.info("message suppressed", extra={**log, "consent": consent})
-        return SendOutcome.SUPPRESSED
     if not message.recipient:
         _finish(
             message, Message.Status.FAILED, error="the contact has no email address"
         )
         return SendOutcome.FAILED
+    why = suppression_reason(message)
+    if why:
+        _finish(message, Message.Status.SUPPRESSED, error=f"suppressed: {why}")
+        logger.info("message suppressed", extra={**log, "why": why})
+        return SendOutcome.SUPPRESSED
     return None
 
 
@@ -154,13 +150,13 @@ def _record_sent(
         subject=rendered.subject,
         error="",
     )
-    if not message.is_test:
+    if message.kind == Message.Kind.MARKETING and not message.is_test:
         event_record(
             contact_id=message.contact_id,
             name="email_sent",
             properties={
                 "message_id": message.pk,
-                "template": message.template.name,
+                "template": message.template.name if message.template else None,
                 "campaign_id": message.campaign_id,
                 "enrollment_id": message.enrollment_id,
             },
@@ -171,10 +167,16 @@ def _record_sent(
 
 
 def message_render(message: Message) -> RenderedEmail:
+    if message.kind == Message.Kind.NOTIFICATION:
+        # Rendered when it was created (apps/workflows/steps/messaging.py): plain text.
+        return RenderedEmail(subject=message.subject, html="", text=message.body_text)
     template = message.template
     layout = template.layout or _default_layout()
     context = build_context(
-        contact=message.contact, message_id=message.pk, extra=message.render_context
+        contact=message.contact,
+        message_id=message.pk,
+        extra=message.render_context,
+        is_test=message.is_test,
     )
     rewriter = None
     if template.track_clicks and message.pk:
@@ -201,11 +203,15 @@ def _default_layout():
 
 
 def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
+    if message.kind == Message.Kind.NOTIFICATION:
+        return _build_notification(message, rendered)
     template = message.template
     from_email = template.from_email or settings.DEFAULT_FROM_EMAIL
     if template.from_name and template.from_email:
         from_email = f"{template.from_name} <{template.from_email}>"
-    links = link_urls(contact_id=message.contact_id, message_id=message.pk)
+    links = link_urls(
+        contact_id=message.contact_id, message_id=message.pk, is_test=message.is_test
+    )
     email = NudgeEmail(
         subject=("[TEST] " if message.is_test else "") + rendered.subject,
         body=rendered.text,
@@ -222,6 +228,19 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     email.attach_alternative(rendered.html, "text/html")
     email.metadata = {"nudge_message_id": str(message.pk)}
     email.tags = [str(tag) for tag in (template.tags or [])][:10]
+    return email
+
+
+def _build_notification(message: Message, rendered: RenderedEmail) -> NudgeEmail:
+    """A note to the team: plain text, no unsubscribe (it is not marketing)."""
+    email = NudgeEmail(
+        subject=("[TEST] " if message.is_test else "") + rendered.subject,
+        body=rendered.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[message.recipient],
+        headers={"Message-ID": message.message_id_header},
+    )
+    email.metadata = {"nudge_message_id": str(message.pk)}
     return email
 
 

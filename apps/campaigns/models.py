@@ -78,9 +78,15 @@ class Message(models.Model):
     """One email to one contact: the unit that is sent exactly once.
 
     What caused it is recorded as plain ids (the workflow engine sits above this app);
-    the unique (enrollment_id, step_id) is the last line of defence against the engine
-    ever producing two.
+    the unique (enrollment_id, step_id, visit) is the last line of defence against the
+    engine ever producing two for one pass through a step.
     """
+
+    class Kind(models.TextChoices):
+        MARKETING = "marketing", "Marketing (to the contact)"
+        # A "Notify the team" step's email about the contact, to staff: no template,
+        # no consent of the contact's, no tracking; sent the same claimed way.
+        NOTIFICATION = "notification", "Team notification"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -105,14 +111,27 @@ class Message(models.Model):
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="messages"
     )
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.MARKETING)
+    # Empty only for notifications, whose text is rendered when they are created.
     template = models.ForeignKey(
-        EmailTemplate, on_delete=models.PROTECT, related_name="messages"
+        EmailTemplate,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        null=True,
+        blank=True,
     )
     to_email = models.EmailField(
-        blank=True, help_text="Overrides the contact's address (test sends)."
+        blank=True,
+        help_text="Overrides the contact's address (test sends, notifications).",
+    )
+    body_text = models.TextField(
+        blank=True, help_text="A notification's text, rendered when it was created."
     )
     enrollment_id = models.BigIntegerField(null=True, blank=True)
     step_id = models.BigIntegerField(null=True, blank=True)
+    # Which pass through the step (the enrollment's step count when it arrived): a
+    # workflow that loops back through a send step sends once per pass.
+    visit = models.PositiveIntegerField(default=0)
     campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     is_test = models.BooleanField(default=False)
     # Plain data the template renders with besides the contact: the trigger event,
@@ -143,8 +162,8 @@ class Message(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["enrollment_id", "step_id"],
-                name="message_once_per_enrollment_step",
+                fields=["enrollment_id", "step_id", "visit"],
+                name="message_once_per_step_visit",
                 condition=models.Q(enrollment_id__isnull=False),
             ),
         ]
@@ -154,7 +173,8 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.template} -> {self.contact}"
+        what = self.template or self.subject or self.get_kind_display()
+        return f"#{self.pk} {what} -> {self.recipient or self.contact_id}"
 
     @property
     def recipient(self) -> str:

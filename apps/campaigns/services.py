@@ -5,7 +5,17 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from apps.contacts.models import ConsentStatus, Contact
+from apps.contacts.models import (
+    CONSENT_STRICTNESS,
+    ConsentStatus,
+    Contact,
+    SuppressedAddress,
+)
+from apps.contacts.suppression import (
+    address_lift,
+    address_suppress,
+    address_suppression,
+)
 from apps.core import clock, jobs
 from apps.events.services import event_record
 
@@ -42,6 +52,7 @@ def message_create(
     template: EmailTemplate,
     enrollment_id: int | None = None,
     step_id: int | None = None,
+    visit: int = 0,
     campaign_id: int | None = None,
     render_context: dict[str, Any] | None = None,
     send_after=None,
@@ -50,40 +61,82 @@ def message_create(
 ) -> tuple[Message, bool]:
     """Create the message for this cause and queue it; returns (message, created).
 
-    For an (enrollment, step) that already has its message, that one is returned and
-    nothing is queued again: the engine can retry a step without sending twice.
+    For an (enrollment, step, visit) that already has its message, that one is
+    returned and nothing is queued again: the engine can retry a step without
+    sending twice.
     """
+    return _message_create_once(
+        Message(
+            contact=contact,
+            template=template,
+            enrollment_id=enrollment_id,
+            step_id=step_id,
+            visit=visit,
+            campaign_id=campaign_id,
+            render_context=render_context or {},
+            send_after=send_after,
+            to_email=to_email,
+            is_test=is_test,
+        )
+    )
+
+
+def message_create_notification(
+    *,
+    contact: Contact,
+    to_email: str,
+    subject: str,
+    body_text: str,
+    enrollment_id: int,
+    step_id: int,
+    visit: int = 0,
+    is_test: bool = False,
+) -> tuple[Message, bool]:
+    """A team notification about ``contact``, to ``to_email``: a row like every
+    message (a flushed Redis loses nothing), claimed and sent the same way, once per
+    (enrollment, step, visit). Its text is rendered by the caller, now."""
+    return _message_create_once(
+        Message(
+            kind=Message.Kind.NOTIFICATION,
+            contact=contact,
+            to_email=to_email,
+            subject=subject[:255],
+            body_text=body_text,
+            enrollment_id=enrollment_id,
+            step_id=step_id,
+            visit=visit,
+            is_test=is_test,
+        )
+    )
+
+
+def _message_create_once(message: Message) -> tuple[Message, bool]:
     now = clock.now()
-    if enrollment_id is not None:
-        existing = Message.objects.filter(
-            enrollment_id=enrollment_id, step_id=step_id
-        ).first()
+    once = {
+        "enrollment_id": message.enrollment_id,
+        "step_id": message.step_id,
+        "visit": message.visit,
+    }
+    if message.enrollment_id is not None:
+        existing = Message.objects.filter(**once).first()
         if existing:
             return existing, False
+    message.created_at = now
+    message.send_after = message.send_after or now
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                contact=contact,
-                template=template,
-                enrollment_id=enrollment_id,
-                step_id=step_id,
-                campaign_id=campaign_id,
-                render_context=render_context or {},
-                created_at=now,
-                send_after=send_after or now,
-                to_email=to_email,
-                is_test=is_test,
-            )
+            message.save(force_insert=True)
     except IntegrityError:
         # A concurrent retry of the same step created it first.
-        return Message.objects.get(enrollment_id=enrollment_id, step_id=step_id), False
+        return Message.objects.get(**once), False
     message_enqueue_send(message)
     logger.info(
         "message queued",
         extra={
             "message_id": message.pk,
-            "contact_id": contact.pk,
-            "template": template.name,
+            "contact_id": message.contact_id,
+            "kind": message.kind,
+            "template": message.template.name if message.template else "",
         },
     )
     return message, True
@@ -94,8 +147,9 @@ def message_create_test(
 ) -> Message:
     """A test send: rendered for ``contact`` but delivered to ``to_email``.
 
-    Marked is_test: it ignores the contact's consent (it does not go to them) and
-    never counts in reports.
+    Marked is_test: it ignores the contact's consent (it does not go to them), its
+    links change nothing (they say it was a test), and it never counts in reports.
+    The address list still applies: a suppressed address gets no test either.
     """
     message = Message.objects.create(
         contact=contact,
@@ -111,6 +165,29 @@ def message_create_test(
 
 # -- consent ------------------------------------------------------------------------
 
+# The address list's reason for each opting-out consent state.
+_SUPPRESSION_FOR = {
+    ConsentStatus.UNSUBSCRIBED: SuppressedAddress.Reason.UNSUBSCRIBED,
+    ConsentStatus.BOUNCED: SuppressedAddress.Reason.BOUNCED,
+    ConsentStatus.COMPLAINED: SuppressedAddress.Reason.COMPLAINED,
+}
+# The ways down a person may take themselves: resubscribing after their own
+# unsubscribe, confirming a pending opt-in. Bounced and complained are not theirs to
+# undo: the address failed, or they called it spam.
+_PERSON_MAY_LOWER = {
+    (ConsentStatus.UNSUBSCRIBED, ConsentStatus.SUBSCRIBED),
+    (ConsentStatus.PENDING, ConsentStatus.SUBSCRIBED),
+}
+
+
+def consent_may_change(current: str, new: str, *, lift: bool = False) -> bool:
+    """Whether email consent may go from ``current`` to ``new``."""
+    if lift or current == new:
+        return True
+    if CONSENT_STRICTNESS.get(new, 0) > CONSENT_STRICTNESS.get(current, 0):
+        return True
+    return (current, new) in _PERSON_MAY_LOWER
+
 
 def contact_set_consent(
     *,
@@ -120,17 +197,36 @@ def contact_set_consent(
     message: Message | None = None,
     dedupe_key: str | None = None,
     record_event: bool = True,
+    lift: bool = False,
 ) -> bool:
-    """Change a contact's email consent and record it as an event; True if changed."""
-    previous = contact.email_consent
+    """Change a contact's email consent, keep the address list in step, and record
+    it as an event; True if the consent changed.
+
+    Consent only tightens, except where the person may loosen it themselves (see
+    consent_may_change) or ``lift`` is set: a server-side decision (staff, with a
+    ``reason``) that may lift even a bounce or a complaint.
+    """
+    if lift and not reason.strip():
+        raise ValueError("lifting a contact's consent needs a reason")
+    allowed_from = [
+        c for c in ConsentStatus.values if consent_may_change(c, status, lift=lift)
+    ]
+    # One conditional UPDATE: a bounce landing at the same moment as a resubscribe
+    # cannot be undone by it.
     updated = (
-        Contact.objects.filter(pk=contact.pk)
+        Contact.objects.filter(pk=contact.pk, email_consent__in=allowed_from)
         .exclude(email_consent=status)
         .update(email_consent=status)
     )
-    contact.email_consent = status
+    previous = contact.email_consent
+    if updated or status in _SUPPRESSION_FOR:
+        _suppress_address(contact, status, reason=reason, lift=lift)
     if not updated:
+        contact.email_consent = Contact.objects.values_list(
+            "email_consent", flat=True
+        ).get(pk=contact.pk)
         return False
+    contact.email_consent = status
     event_name = {
         ConsentStatus.UNSUBSCRIBED: "email_unsubscribed",
         ConsentStatus.BOUNCED: "email_bounced",
@@ -145,7 +241,9 @@ def contact_set_consent(
                 "reason": reason,
                 "previous": previous,
                 "message_id": message.pk if message else None,
-                "template": message.template.name if message else None,
+                "template": message.template.name
+                if message and message.template
+                else None,
             },
             dedupe_key=dedupe_key
             or f"consent:{contact.pk}:{status}:{clock.now().isoformat()}",
@@ -157,6 +255,20 @@ def contact_set_consent(
     return True
 
 
+def _suppress_address(contact: Contact, status: str, *, reason: str, lift: bool):
+    """The address list follows the contact's consent: up always, down only as far
+    as the change may go (a person lifts only their own unsubscribe)."""
+    if not contact.email:
+        return
+    if status in _SUPPRESSION_FOR:
+        address_suppress(
+            email=contact.email, reason=_SUPPRESSION_FOR[status], detail=reason
+        )
+    elif status == ConsentStatus.SUBSCRIBED:
+        only = None if lift else {SuppressedAddress.Reason.UNSUBSCRIBED}
+        address_lift(email=contact.email, why=reason, only=only)
+
+
 def contact_unsubscribe(
     *, contact: Contact, reason: str, message: Message | None = None
 ) -> bool:
@@ -166,20 +278,50 @@ def contact_unsubscribe(
         reason=reason,
         message=message,
     )
-    if changed and message is not None:
+    if message is not None:
         Message.objects.filter(pk=message.pk, unsubscribed_at__isnull=True).update(
             unsubscribed_at=clock.now()
         )
     return changed
 
 
+def contact_may_resubscribe(contact: Contact) -> bool:
+    """The person may undo their own unsubscribe, not a bounce or a complaint, nor
+    an address suppressed for those (or by staff)."""
+    if contact.email_consent not in (
+        ConsentStatus.SUBSCRIBED,
+        ConsentStatus.UNSUBSCRIBED,
+    ):
+        return False
+    entry = address_suppression(contact.email)
+    return entry is None or entry.reason == SuppressedAddress.Reason.UNSUBSCRIBED
+
+
 def contact_resubscribe(*, contact: Contact, reason: str) -> bool:
     """Only an unsubscribe can be undone by the person; bounces and complaints stay."""
-    if contact.email_consent != ConsentStatus.UNSUBSCRIBED:
+    if not contact_may_resubscribe(contact):
         return False
-    return contact_set_consent(
+    changed = contact_set_consent(
         contact=contact, status=ConsentStatus.SUBSCRIBED, reason=reason
     )
+    return changed or address_lift(
+        email=contact.email or "",
+        why=reason,
+        only={SuppressedAddress.Reason.UNSUBSCRIBED},
+    )
+
+
+def suppression_reason(message: Message) -> str:
+    """Why ``message`` must not go out now ("" if it may): the address list on every
+    path; the contact's own consent for marketing email to them."""
+    entry = address_suppression(message.recipient)
+    if entry is not None:
+        return f"the address is on the suppression list ({entry.get_reason_display().lower()})"
+    if message.kind == Message.Kind.MARKETING and not message.is_test:
+        consent = message.contact.email_consent
+        if consent in SUPPRESSED_CONSENT:
+            return f"contact is {consent}"
+    return ""
 
 
 def messages_move_to_contact(*, source_id: int, target_id: int) -> dict[str, int]:

@@ -19,10 +19,17 @@ CLICK_SALT = "nudge.campaigns.click"
 class ContactToken:
     contact_id: int
     message_id: int | None
+    # From a test send (or a preview): the pages it leads to change nothing.
+    is_test: bool = False
 
 
-def make_contact_token(*, contact_id: int, message_id: int | None, salt: str) -> str:
-    return signing.dumps({"c": contact_id, "m": message_id}, salt=salt, compress=True)
+def make_contact_token(
+    *, contact_id: int, message_id: int | None, salt: str, is_test: bool = False
+) -> str:
+    data = {"c": contact_id, "m": message_id}
+    if is_test:
+        data["t"] = 1
+    return signing.dumps(data, salt=salt, compress=True)
 
 
 def read_contact_token(token: str, *, salt: str) -> ContactToken | None:
@@ -36,6 +43,7 @@ def read_contact_token(token: str, *, salt: str) -> ContactToken | None:
     return ContactToken(
         contact_id=data["c"],
         message_id=message_id if isinstance(message_id, int) else None,
+        is_test=bool(data.get("t")),
     )
 
 

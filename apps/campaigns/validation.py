@@ -48,7 +48,7 @@ def check_template(
         return check
 
     contact = sample_contact or Contact(first_name="Sample", email="sample@example.com")
-    context = build_context(contact=contact, message_id=None)
+    context = build_context(contact=contact, message_id=None, is_test=True)
     for name, template in parsed.items():
         for path in sorted(template.global_variable_paths()):
             warning = _unknown(path, context, sample=sample_contact is not None)

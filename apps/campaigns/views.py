@@ -2,6 +2,7 @@
 in the URL is the authority, and only for its own contact."""
 
 import hashlib
+from dataclasses import dataclass
 
 from django.http import (
     HttpRequest,
@@ -14,26 +15,42 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from apps.contacts.models import ConsentStatus, Contact
+from apps.contacts.services import contact_surviving
+from apps.contacts.suppression import address_suppression
 from apps.events.services import event_record
 
 from .delivery import message_render
 from .models import Message
-from .services import contact_resubscribe, contact_unsubscribe
+from .services import (
+    contact_may_resubscribe,
+    contact_resubscribe,
+    contact_unsubscribe,
+)
 from .tokens import UNSUBSCRIBE_SALT, VIEW_SALT, read_click_token, read_contact_token
 from .tracking import _raise_delivery
 
 
-def _resolve(token: str, salt: str) -> tuple[Contact, Message | None] | None:
+@dataclass(frozen=True)
+class _Link:
+    contact: Contact
+    message: Message | None
+    is_test: bool
+
+
+def _resolve(token: str, salt: str) -> _Link | None:
     data = read_contact_token(token, salt=salt)
     if data is None:
         return None
-    contact = Contact.objects.filter(pk=data.contact_id).first()
+    # A link names the contact the email went to; merged since, it leads to the
+    # contact that absorbed them (whose messages, the link's one included, moved).
+    contact = contact_surviving(data.contact_id)
     if contact is None:
         return None
     message = None
     if data.message_id is not None:
         message = Message.objects.filter(pk=data.message_id, contact=contact).first()
-    return contact, message
+    is_test = data.is_test or bool(message and message.is_test)
+    return _Link(contact=contact, message=message, is_test=is_test)
 
 
 def _invalid_link() -> HttpResponse:
@@ -42,18 +59,34 @@ def _invalid_link() -> HttpResponse:
     )
 
 
+def _test_link(request: HttpRequest, link: _Link) -> HttpResponse:
+    """A link from a test email (or a preview): it shows what the page is and
+    changes nothing. A POST (a mail client's one-click) is refused."""
+    response = render(
+        request,
+        "campaigns/test_link.html",
+        {"contact": link.contact},
+        status=400 if request.method == "POST" else 200,
+    )
+    return _no_cache(response)
+
+
 # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" to the List-Unsubscribe URL,
 # with no cookies and no CSRF token. A GET (from a person or a link scanner) only asks.
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    resolved = _resolve(token, UNSUBSCRIBE_SALT)
-    if resolved is None:
+    link = _resolve(token, UNSUBSCRIBE_SALT)
+    if link is None:
         return _invalid_link()
-    contact, message = resolved
+    if link.is_test:
+        return _test_link(request, link)
+    contact = link.contact
     done = False
     if request.method == "POST":
-        contact_unsubscribe(contact=contact, reason="unsubscribe link", message=message)
+        contact_unsubscribe(
+            contact=contact, reason="unsubscribe link", message=link.message
+        )
         done = True
     response = render(
         request,
@@ -71,22 +104,25 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def preferences(request: HttpRequest, token: str) -> HttpResponse:
-    resolved = _resolve(token, UNSUBSCRIBE_SALT)
-    if resolved is None:
+    link = _resolve(token, UNSUBSCRIBE_SALT)
+    if link is None:
         return _invalid_link()
-    contact, message = resolved
+    if link.is_test:
+        return _test_link(request, link)
+    contact = link.contact
     saved = False
     if request.method == "POST":
         choice = request.POST.get("marketing")
         if choice == "unsubscribe":
             contact_unsubscribe(
-                contact=contact, reason="preference page", message=message
+                contact=contact, reason="preference page", message=link.message
             )
             saved = True
         elif choice == "subscribe":
             contact_resubscribe(contact=contact, reason="preference page")
             saved = True
         contact.refresh_from_db()
+    subscribed = contact.email_consent == ConsentStatus.SUBSCRIBED
     response = render(
         request,
         "campaigns/preferences.html",
@@ -94,9 +130,8 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "contact": contact,
             "token": token,
             "saved": saved,
-            "subscribed": contact.email_consent == ConsentStatus.SUBSCRIBED,
-            "can_resubscribe": contact.email_consent
-            in (ConsentStatus.SUBSCRIBED, ConsentStatus.UNSUBSCRIBED),
+            "subscribed": subscribed and address_suppression(contact.email) is None,
+            "can_resubscribe": contact_may_resubscribe(contact),
         },
     )
     return _no_cache(response)
@@ -104,10 +139,10 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_http_methods(["GET"])
 def view_in_browser(request: HttpRequest, token: str) -> HttpResponse:
-    resolved = _resolve(token, VIEW_SALT)
-    if resolved is None or resolved[1] is None:
+    link = _resolve(token, VIEW_SALT)
+    if link is None or link.message is None:
         return _invalid_link()
-    rendered = message_render(resolved[1])
+    rendered = message_render(link.message)
     response = HttpResponse(rendered.html)
     # Marketer HTML on our origin: no scripts, no forms, no plugins.
     response["Content-Security-Policy"] = "sandbox; script-src 'none'"

@@ -2,11 +2,13 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import ActionLocation
 from django.utils.html import format_html
 
 from .identity import normalize_email
-from .models import Contact, ContactMerge, Identity
+from .models import Contact, ContactMerge, Identity, SuppressedAddress
 from .panels import contact_actions, contact_panels
+from .suppression import address_suppress, address_suppression, addresses_lift
 
 
 class IdentityInline(admin.TabularInline):
@@ -36,6 +38,17 @@ class ContactForm(forms.ModelForm):
             "score",
             "attributes",
         ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Consent changes go through the consent page (its rules and its record),
+        # never a plain field edit: see the contact's "Email consent" panel.
+        if self.instance.pk and "email_consent" in self.fields:
+            self.fields["email_consent"].disabled = True
+            self.fields["email_consent"].help_text = (
+                "Change it with “Change email consent” in the Email consent panel "
+                "below: a bounce or complaint is lifted only with a reason."
+            )
 
     def clean_email(self):
         return normalize_email(self.cleaned_data.get("email"))
@@ -124,3 +137,78 @@ class ContactMergeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class SuppressedAddressForm(forms.ModelForm):
+    email = forms.EmailField(
+        help_text="Stored only as a hash: the list cannot be read back as addresses."
+    )
+
+    class Meta:
+        model = SuppressedAddress
+        fields = ["reason", "detail"]
+
+    def clean_email(self):
+        email = normalize_email(self.cleaned_data.get("email"))
+        if address_suppression(email) is not None:
+            raise forms.ValidationError("This address is on the list already.")
+        return email
+
+
+@admin.register(SuppressedAddress)
+class SuppressedAddressAdmin(admin.ModelAdmin):
+    """The address-level suppression list: checked at send time on every path."""
+
+    form = SuppressedAddressForm
+    list_display = ["__str__", "reason", "detail", "created_at", "updated_at"]
+    list_filter = ["reason", "created_at"]
+    search_fields = ["=email_hash", "hint"]
+    readonly_fields = ["hint", "email_hash", "created_at", "updated_at"]
+    actions = ["lift"]
+
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
+        actions = super().get_actions(request, action_location=action_location)
+        actions.pop("delete_selected", None)  # "lift" says what deleting means
+        return actions
+
+    def get_search_results(self, request, queryset, search_term):
+        # Search by the address itself: it is hashed here as it is stored.
+        if "@" in search_term:
+            from .models import email_hash
+
+            return queryset.filter(email_hash=email_hash(search_term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["email", "reason", "detail"]
+        return ["hint", "email_hash", "reason", "detail", "created_at", "updated_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is not None else super().has_change_permission(request)
+
+    def save_model(self, request, obj, form, change):
+        address_suppress(
+            email=form.cleaned_data["email"],
+            reason=obj.reason,
+            detail=obj.detail or f"added by {request.user}",
+        )
+        saved = address_suppression(form.cleaned_data["email"])
+        obj.pk, obj.email_hash = saved.pk, saved.email_hash
+
+    def delete_model(self, request, obj):
+        addresses_lift(entries=[obj], why=f"deleted in admin by {request.user}")
+
+    def delete_queryset(self, request, queryset):
+        addresses_lift(
+            entries=list(queryset), why=f"deleted in admin by {request.user}"
+        )
+
+    @admin.action(
+        permissions=["delete"], description="Lift the suppression of these addresses"
+    )
+    def lift(self, request, queryset):
+        count = addresses_lift(
+            entries=list(queryset), why=f"lifted in admin by {request.user}"
+        )
+        self.message_user(request, f"{count} addresses may receive email again.")

@@ -1,3 +1,5 @@
+import hashlib
+
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -8,6 +10,18 @@ class ConsentStatus(models.TextChoices):
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
     BOUNCED = "bounced", "Bounced"
     COMPLAINED = "complained", "Complained"
+
+
+# Stricter is higher. Consent only ever moves up by itself (an unsubscribe after a
+# bounce leaves it bounced, a merge keeps the stricter side); the ways down are the
+# person's own resubscribe or confirmation, and staff lifting it with a reason.
+CONSENT_STRICTNESS = {
+    ConsentStatus.SUBSCRIBED: 0,
+    ConsentStatus.PENDING: 1,
+    ConsentStatus.UNSUBSCRIBED: 2,
+    ConsentStatus.BOUNCED: 3,
+    ConsentStatus.COMPLAINED: 4,
+}
 
 
 class Contact(models.Model):
@@ -102,3 +116,47 @@ class ContactMerge(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.merged_contact_id} -> #{self.into_id}"
+
+
+def email_hash(email: str) -> str:
+    """The SHA-256 of an address, normalised (trimmed, lower-cased)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+class SuppressedAddress(models.Model):
+    """An email address no marketing email may go to, whoever holds it now.
+
+    Kept by address, not by contact, and only as a hash: it outlives the contact's
+    deletion, erasure and merges, and a later import or identify of the same address
+    does not make it mailable again. Checked at send time on every path.
+    """
+
+    class Reason(models.TextChoices):
+        # Weakest first: a stronger reason replaces a weaker one, never the reverse.
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        MANUAL = "manual", "Added by hand"
+        BOUNCED = "bounced", "Hard bounce"
+        COMPLAINED = "complained", "Spam complaint"
+
+    email_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # A hint for people reading the list ("a…@example.com"), never the address.
+    hint = models.CharField(max_length=100, blank=True, editable=False)
+    reason = models.CharField(max_length=12, choices=Reason.choices)
+    detail = models.CharField(
+        max_length=300, blank=True, help_text="Where it came from: the ESP's answer."
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "suppressed address"
+        verbose_name_plural = "suppressed addresses"
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hint or self.email_hash[:12]} ({self.get_reason_display()})"
+
+
+SUPPRESSION_RANK = {
+    reason: rank for rank, reason in enumerate(SuppressedAddress.Reason.values)
+}

@@ -19,7 +19,7 @@ from .identity import (
     lookup_identities,
     resolve_identities,
 )
-from .models import ConsentStatus, Contact, ContactMerge, Identity
+from .models import CONSENT_STRICTNESS, Contact, ContactMerge, Identity
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ __all__ = [
     "Resolution",
     "Sighting",
     "contact_merge",
+    "contact_surviving",
     "contacts_lookup",
     "contacts_resolve",
     "contacts_touch_last_seen",
@@ -103,6 +104,9 @@ def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMe
         snapshot[key] = value.isoformat() if value else None
     _merge_fields(source=source, target=target)
     merged_id = source.pk
+    # Earlier merges into the source now lead to the target: the record (and the
+    # way from an old contact id in a link to whoever holds it now) must survive.
+    ContactMerge.objects.filter(into=source).update(into=target)
     # Free the unique email / user id before the target takes them over.
     source.delete()
     target.save()
@@ -138,18 +142,9 @@ def _merge_fields(*, source: Contact, target: Contact) -> None:
     target.last_seen_at = _max_time(source.last_seen_at, target.last_seen_at)
 
 
-# An opt-out on either side survives a merge; a merge never re-subscribes anyone.
-_CONSENT_STRICTNESS = {
-    ConsentStatus.SUBSCRIBED: 0,
-    ConsentStatus.PENDING: 1,
-    ConsentStatus.UNSUBSCRIBED: 2,
-    ConsentStatus.BOUNCED: 3,
-    ConsentStatus.COMPLAINED: 4,
-}
-
-
 def _stricter_consent(a: str, b: str) -> str:
-    return a if _CONSENT_STRICTNESS.get(a, 0) > _CONSENT_STRICTNESS.get(b, 0) else b
+    """An opt-out on either side survives a merge; a merge never re-subscribes."""
+    return a if CONSENT_STRICTNESS.get(a, 0) > CONSENT_STRICTNESS.get(b, 0) else b
 
 
 def _seen(contact: Contact) -> dt.datetime:
@@ -166,6 +161,28 @@ def _min_time(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | Non
 
 def _max_time(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
     return max((t for t in (a, b) if t), default=None)
+
+
+# Merges never form a cycle (a merged contact is gone); the cap is a guard.
+MAX_MERGE_HOPS = 50
+
+
+def contact_surviving(contact_id: int) -> Contact | None:
+    """The contact ``contact_id`` is now: itself, or the one it was merged into
+    (through any number of merges); None if it is gone."""
+    for _ in range(MAX_MERGE_HOPS):
+        contact = Contact.objects.filter(pk=contact_id).first()
+        if contact is not None:
+            return contact
+        into = (
+            ContactMerge.objects.filter(merged_contact_id=contact_id)
+            .values_list("into_id", flat=True)
+            .first()
+        )
+        if into is None:
+            return None
+        contact_id = into
+    return None
 
 
 def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:

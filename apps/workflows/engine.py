@@ -56,6 +56,7 @@ MOVED_FIELDS = (
     "finished_at",
     "exit_reason",
     "converted_at",
+    "steps_taken",
 )
 
 
@@ -212,6 +213,7 @@ def _advance(enrollment: Enrollment, now, resuming: bool) -> str:
             return "waiting"
         target = step.outlets.get(outcome.outlet, "")
         enrollment.current_step = steps.get(target) if target else None
+        enrollment.steps_taken += 1
         _clear_wait(enrollment)
     enrollment.last_advanced_at = now
     job.continued.append(enrollment.pk)  # more to do: continue in a fresh job

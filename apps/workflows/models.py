@@ -145,6 +145,9 @@ class Enrollment(models.Model):
     converted_at = models.DateTimeField(null=True, blank=True)
     exit_reason = models.CharField(max_length=200, blank=True)
     last_advanced_at = models.DateTimeField(null=True, blank=True)
+    # How many times the run has moved from one step to another: the pass through
+    # the current step (a loop back through a send step sends once per pass).
+    steps_taken = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

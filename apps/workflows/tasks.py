@@ -1,7 +1,5 @@
 """RQ entry points for workflows: ids in, one service call each, nothing else."""
 
-from django.core.mail import EmailMessage, mailers
-
 from .engine import enrollments_advance
 from .steps.webhook import webhook_deliver
 
@@ -12,8 +10,3 @@ def advance_enrollments(enrollment_ids: list[int]) -> dict[str, int]:
 
 def deliver_webhook(delivery_id: int) -> str:
     return webhook_deliver(delivery_id=delivery_id)
-
-
-def send_internal_email(to: str, subject: str, body: str) -> None:
-    """A notify step's email to the team (not marketing: no consent, no tracking)."""
-    mailers.default.send_messages([EmailMessage(subject=subject, body=body, to=[to])])

@@ -1,16 +1,19 @@
 """One-click unsubscribe (RFC 8058), the preference page, and signed links."""
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import signing
 from django.test import Client
+from django.urls import reverse
 
 from apps.campaigns.context import link_urls
 from apps.campaigns.models import Message
-from apps.campaigns.services import message_create
+from apps.campaigns.services import message_create, message_create_test
 from apps.campaigns.tokens import UNSUBSCRIBE_SALT, make_click_token, make_contact_token
-from apps.contacts.models import ConsentStatus, Contact
+from apps.contacts.models import ConsentStatus, Contact, ContactMerge
+from apps.contacts.services import contact_merge
 from apps.events.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -151,3 +154,88 @@ def test_view_in_browser_shows_the_message_sandboxed(client, message, contact):
     assert response.status_code == 200
     assert b"Hello Ada" in response.content
     assert "sandbox" in response["Content-Security-Policy"]
+
+
+# -- links in test emails change nothing -----------------------------------------------
+
+
+def test_a_test_emails_unsubscribe_link_says_so_and_changes_nothing(
+    outbox, template, contact, run_jobs
+):
+    # given a test of the template, personalised as a real contact
+    message_create_test(template=template, contact=contact, to_email="me@example.com")
+    run_jobs()
+    [email] = outbox
+    one_click = _path(email.extra_headers["List-Unsubscribe"].strip("<>"))
+    footer = _path(re.search(r'href="([^"]*/e/u/[^"]*)"', email.alternatives[0][0])[1])
+    client = Client(enforce_csrf_checks=True)
+    # when the marketer clicks "Unsubscribe", and their mail client one-clicks
+    page = client.get(footer)
+    posted = client.post(
+        one_click,
+        "List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    preferences = client.post(footer + "preferences/", {"marketing": "unsubscribe"})
+    # then the pages say it was a test, the POSTs are refused, and nothing changed
+    assert page.status_code == 200 and b"from a test email" in page.content
+    assert posted.status_code == 400 and b"from a test email" in posted.content
+    assert preferences.status_code == 400
+    contact.refresh_from_db()
+    assert contact.email_consent == ConsentStatus.SUBSCRIBED
+    assert not Event.objects.filter(name="email_unsubscribed").exists()
+
+
+def test_links_in_the_template_preview_are_test_links(admin_client, template, contact):
+    response = admin_client.post(
+        reverse("admin:campaigns_emailtemplate_preview"),
+        {
+            "contact": contact.pk,
+            "subject": "Hi",
+            "html_body": '<a href="{{ unsubscribe_url }}">u</a>',
+        },
+    )
+    url = _path(re.search(r'href="([^"]*/e/u/[^"]*)"', response.json()["html"])[1])
+
+    assert Client().post(url).status_code == 400
+    contact.refresh_from_db()
+    assert contact.email_consent == ConsentStatus.SUBSCRIBED
+
+
+# -- links follow merges ------------------------------------------------------------
+
+
+def test_an_unsubscribe_link_still_works_after_its_contact_was_merged(
+    client, message, contact
+):
+    # given an email to Ada, then Ada merged into another contact
+    url = _path(
+        link_urls(contact_id=contact.pk, message_id=message.pk)["unsubscribe_url"]
+    )
+    survivor = Contact.objects.create(external_id="u-9")
+    contact_merge(source=contact, target=survivor, reason="identify")
+    # when the link in the old email is used
+    response = client.post(url)
+    # then the contact that holds Ada now is unsubscribed, from that message
+    assert response.status_code == 200
+    survivor.refresh_from_db()
+    assert survivor.email_consent == ConsentStatus.UNSUBSCRIBED
+    assert Message.objects.get(pk=message.pk).unsubscribed_at is not None
+
+
+def test_merge_records_survive_later_merges_and_links_follow_the_chain(client, contact):
+    # given Ada merged into B, then B merged into C
+    url = _path(link_urls(contact_id=contact.pk, message_id=None)["unsubscribe_url"])
+    b = Contact.objects.create(external_id="b")
+    c = Contact.objects.create(external_id="c")
+    contact_merge(source=contact, target=b, reason="identify")
+    contact_merge(source=b, target=c, reason="alias")
+    # then both records remain, leading to C
+    assert set(ContactMerge.objects.values_list("merged_contact_id", "into_id")) == {
+        (contact.pk, c.pk),
+        (b.pk, c.pk),
+    }
+    # and Ada's old link unsubscribes C
+    assert client.post(url).status_code == 200
+    c.refresh_from_db()
+    assert c.email_consent == ConsentStatus.UNSUBSCRIBED

@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.campaigns.models import Message
 from apps.contacts.panels import register_contact_action
 
 from ..definition import validate_definition
@@ -74,7 +75,18 @@ class StepRunInline(admin.TabularInline):
 
     @admin.display(description="why")
     def why(self, obj: StepRun) -> str:
-        return (obj.detail or {}).get("reason", "")
+        detail = obj.detail or {}
+        reason = detail.get("reason", "")
+        message = None
+        if detail.get("message_id"):
+            message = Message.objects.filter(pk=detail["message_id"]).first()
+        if message is None:
+            return reason
+        # What became of the email since: the step queued it; delivery decides.
+        outcome = message.get_status_display().lower()
+        if message.error and message.status != Message.Status.SENT:
+            outcome += f" ({message.error})"
+        return f"{reason}; message #{message.pk}: {outcome}"
 
 
 @admin.register(Workflow)

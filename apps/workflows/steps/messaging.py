@@ -5,8 +5,12 @@ import re
 
 from apps.campaigns.models import EmailTemplate, Message
 from apps.campaigns.rendering import RenderError, render_string
-from apps.campaigns.services import SUPPRESSED_CONSENT, message_create
-from apps.core import jobs
+from apps.campaigns.services import (
+    SUPPRESSED_CONSENT,
+    message_create,
+    message_create_notification,
+)
+from apps.contacts.suppression import address_suppression
 
 from .base import Outcome, StepContext, StepType, register_step
 from .flow import bucket, pick
@@ -42,9 +46,7 @@ class SendEmail(StepType):
         return errors
 
     def run(self, ctx: StepContext) -> Outcome:
-        existing = Message.objects.filter(
-            enrollment_id=ctx.enrollment.pk, step_id=ctx.step.pk
-        ).first()
+        existing = this_visits_message(ctx)
         if existing:  # a retry after a crash: the message exists, do not decide again
             return Outcome(
                 "sent",
@@ -59,6 +61,15 @@ class SendEmail(StepType):
                 )
             if not ctx.contact.email:
                 return Outcome("skipped", reason="the contact has no email address")
+        to = ctx.enrollment.test_email if ctx.enrollment.is_test else ctx.contact.email
+        listed = address_suppression(to)
+        if listed is not None:
+            return Outcome(
+                "skipped",
+                reason="suppressed: the address is on the suppression list "
+                f"({listed.get_reason_display().lower()})",
+            )
+        if not ctx.enrollment.is_test:
             held = quiet_hours(ctx)
             if held is not None:
                 return held
@@ -77,6 +88,7 @@ class SendEmail(StepType):
             template=template,
             enrollment_id=ctx.enrollment.pk,
             step_id=ctx.step.pk,
+            visit=ctx.enrollment.steps_taken,
             render_context={
                 "event": ctx.enrollment.trigger_event,
                 "workflow": {"name": ctx.enrollment.workflow.name},
@@ -95,6 +107,15 @@ class SendEmail(StepType):
         if len(names) > 1:
             return "Send A/B: " + " / ".join(f"“{n}”" for n in names)
         return f"Send “{names[0]}”"
+
+
+def this_visits_message(ctx: StepContext) -> Message | None:
+    """The message this pass through the step created already (a retry), if any."""
+    return Message.objects.filter(
+        enrollment_id=ctx.enrollment.pk,
+        step_id=ctx.step.pk,
+        visit=ctx.enrollment.steps_taken,
+    ).first()
 
 
 def quiet_hours(ctx: StepContext) -> Outcome | None:
@@ -136,6 +157,7 @@ def frequency_cap(ctx: StepContext) -> Outcome | None:
     since = ctx.now - dt.timedelta(hours=cap.get("hours", 24))
     sent = Message.objects.filter(
         contact_id=ctx.contact.pk,
+        kind=Message.Kind.MARKETING,
         is_test=False,
         created_at__gte=since,
         status__in=COUNTED,
@@ -170,12 +192,21 @@ class Notify(StepType):
         return errors
 
     def run(self, ctx: StepContext) -> Outcome:
+        existing = this_visits_message(ctx)
+        if existing:  # a retry after a crash
+            return Outcome(
+                "notified",
+                reason=f"told {existing.to_email} (already queued)",
+                detail={"message_id": existing.pk, "to": existing.to_email},
+            )
         config = ctx.step.config
         to = config["to"]
         if to == "owner":
             to = (ctx.contact.attributes or {}).get("owner_email") or ""
             if not EMAIL.match(str(to)):
                 return Outcome("skipped", reason="the contact has no owner_email")
+        if ctx.enrollment.is_test:
+            to = ctx.enrollment.test_email or to
         data = {
             "contact": {
                 "email": ctx.contact.email or "",
@@ -194,18 +225,22 @@ class Notify(StepType):
             )
         except RenderError as exc:
             return Outcome("failed", reason=str(exc))
-        from ..tasks import send_internal_email
-
-        jobs.enqueue(
-            send_internal_email,
-            to,
-            subject,
-            body,
-            queue="email",
-            job_id=f"notify-{ctx.enrollment.pk}-{ctx.step.pk}",
+        # A row like every message: a flushed Redis loses nothing, and it is
+        # claimed and sent (and checked against the suppression list) the same way.
+        message, _created = message_create_notification(
+            contact=ctx.contact,
+            to_email=str(to),
+            subject=" ".join(subject.split()),
+            body_text=body,
+            enrollment_id=ctx.enrollment.pk,
+            step_id=ctx.step.pk,
+            visit=ctx.enrollment.steps_taken,
+            is_test=ctx.enrollment.is_test,
         )
         return Outcome(
-            "notified", reason=f"told {to}", detail={"to": to, "subject": subject}
+            "notified",
+            reason=f"told {to}",
+            detail={"to": to, "subject": subject, "message_id": message.pk},
         )
 
     def describe(self, config):

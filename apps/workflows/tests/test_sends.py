@@ -1,0 +1,139 @@
+"""Send and notify steps as rows: a loop back through a send step sends once per
+pass, a team notification survives a flushed Redis, and the address suppression list
+holds for both."""
+
+import django_rq
+import pytest
+
+from apps.campaigns.models import Message
+from apps.contacts.models import SuppressedAddress
+from apps.contacts.suppression import address_suppress
+from apps.workflows.models import Enrollment, StepRun
+from apps.workflows.services import enqueue_advance, enrollment_start
+
+pytestmark = pytest.mark.django_db
+
+REMIND_UNTIL_BOUGHT = dict(
+    trigger={"type": "manual"},
+    steps=[
+        {
+            "key": "remind",
+            "type": "send_email",
+            "config": {"template": "Cart reminder"},
+            "next": {"next": "wait"},
+        },
+        {
+            "key": "wait",
+            "type": "wait_for_event",
+            "config": {"event": "order_completed", "timeout": {"days": 1}},
+            # no purchase within a day: remind again
+            "next": {"happened": "", "timed_out": "remind"},
+        },
+    ],
+)
+
+NOTIFY_SALES = dict(
+    trigger={"type": "manual"},
+    steps=[
+        {
+            "key": "tell",
+            "type": "notify",
+            "config": {
+                "to": "sales@example.com",
+                "subject": "Hot lead: {{ contact.email }}",
+                "body": "{{ contact.name }} is back",
+            },
+        }
+    ],
+)
+
+
+def test_a_loop_back_through_a_send_step_sends_once_per_pass(
+    make_workflow, customer, frozen_clock, settle, later, outbox
+):
+    # given a reminder that repeats daily until a purchase
+    workflow = make_workflow("Remind daily", **REMIND_UNTIL_BOUGHT)
+    contact = customer("loop")
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    # when two days pass without a purchase
+    later(days=1, minutes=1)
+    later(days=1, minutes=1)
+    # then three reminders went out, one per pass, each its own message
+    messages = list(Message.objects.order_by("pk"))
+    assert [m.visit for m in messages] == [0, 2, 4]
+    assert [m.status for m in messages] == [Message.Status.SENT] * 3
+    assert len([m for m in outbox if m.to == ["loop@example.com"]]) == 3
+    # and each "sent" in the trace names the message it created
+    sends = StepRun.objects.filter(step_key="remind").order_by("pk")
+    assert [run.detail["message_id"] for run in sends] == [m.pk for m in messages]
+    assert Enrollment.objects.get().status == Enrollment.Status.WAITING
+
+
+def test_a_step_run_again_after_a_crash_does_not_send_twice(
+    make_workflow, customer, frozen_clock, settle, run_jobs
+):
+    # given a pass through the send step that created its message
+    workflow = make_workflow("Remind daily", **REMIND_UNTIL_BOUGHT)
+    enrollment, _ = enrollment_start(workflow=workflow, contact=customer("again"))
+    settle()
+    # when the engine runs the same pass again (a worker died before recording it)
+    Enrollment.objects.filter(pk=enrollment.pk).update(
+        status=Enrollment.Status.ACTIVE,
+        current_step=workflow.current_version.steps.get(key="remind"),
+        steps_taken=0,
+    )
+    enqueue_advance([enrollment.pk])
+    run_jobs()
+    # then the message of that pass is found, not made again
+    assert Message.objects.count() == 1
+    last = StepRun.objects.filter(step_key="remind").order_by("pk").last()
+    assert last.detail["reason"] == "message already created"
+
+
+def test_a_team_notification_is_a_message_that_survives_a_flushed_redis(
+    make_workflow, customer, frozen_clock, run_jobs, later, outbox
+):
+    # given a notify step that ran, its email not yet sent
+    workflow = make_workflow("Ops", **NOTIFY_SALES)
+    enrollment_start(workflow=workflow, contact=customer("lead", first_name="Lea"))
+    run_jobs(["workflows"])
+    [message] = Message.objects.all()
+    assert (message.kind, message.status) == (Message.Kind.NOTIFICATION, "queued")
+    # when Redis loses every job
+    django_rq.get_connection("default").flushdb()
+    later(seconds=30)  # the scheduler tick finds the queued row again
+    # then it is sent once, as plain text to the team
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    [email] = outbox
+    assert email.to == ["sales@example.com"]
+    assert email.subject == "Hot lead: lead@example.com"
+    assert "List-Unsubscribe" not in email.extra_headers
+    # and it is nobody's marketing email: no event on the contact, no frequency cap
+    assert not message.contact.events.filter(name="email_sent").exists()
+
+
+def test_the_suppression_list_holds_for_sends_and_notifications(
+    make_workflow, customer, frozen_clock, settle, outbox
+):
+    # given both addresses on the suppression list
+    address_suppress(email="Gone@Example.com", reason=SuppressedAddress.Reason.BOUNCED)
+    address_suppress(
+        email="sales@example.com", reason=SuppressedAddress.Reason.COMPLAINED
+    )
+    send = make_workflow("Remind daily", **REMIND_UNTIL_BOUGHT)
+    notify = make_workflow("Ops", **NOTIFY_SALES)
+    # when a subscribed contact with that address goes through both
+    contact = customer("gone", email="gone@example.com")
+    enrollment_start(workflow=send, contact=contact)
+    enrollment_start(workflow=notify, contact=contact)
+    settle()
+    # then nothing went out, and each says why
+    assert outbox == []
+    skipped = StepRun.objects.get(step_key="remind")
+    assert skipped.outcome == "skipped"
+    assert "suppression list (hard bounce)" in skipped.detail["reason"]
+    note = Message.objects.get(kind=Message.Kind.NOTIFICATION)
+    assert note.status == Message.Status.SUPPRESSED
+    assert "suppression list (spam complaint)" in note.error
