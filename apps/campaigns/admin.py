@@ -291,7 +291,9 @@ class MessageAdmin(admin.ModelAdmin):
             return f"does not render: {exc}"
         if not rendered.html:  # a team notification: plain text
             return format_html(
-                "<p><strong>{}</strong></p><pre>{}</pre>", rendered.subject, rendered.text
+                "<p><strong>{}</strong></p><pre>{}</pre>",
+                rendered.subject,
+                rendered.text,
             )
         return format_html(
             '<p><strong>{}</strong></p><iframe sandbox="allow-same-origin" srcdoc="{}" '
