@@ -8,6 +8,8 @@ reason, except under CI, where a missing requirement is a failure.
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,66 @@ def chromium_path():
     return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
 
 
+class InFlight:
+    """WSGI middleware counting the requests a live server is serving, so a test can
+    wait for them to finish before the database is flushed under them (a browser's
+    last beacon can arrive as its page closes)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.active = 0
+        self.last_change = time.monotonic()
+        self.changed = threading.Condition()
+
+    def __call__(self, environ, start_response):
+        self._move(+1)
+        try:
+            result = self.app(environ, start_response)
+        except BaseException:
+            self._move(-1)
+            raise
+        return _Closing(result, lambda: self._move(-1))
+
+    def _move(self, step: int) -> None:
+        with self.changed:
+            self.active += step
+            self.last_change = time.monotonic()
+            self.changed.notify_all()
+
+    def wait_idle(self, *, quiet: float = 0.3, timeout: float = 15) -> None:
+        """Until nothing has been in flight for ``quiet`` seconds (a request that a
+        closing page sent is still on its way for a moment after it closes)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                now = time.monotonic()
+                idle_for = now - self.last_change
+                if self.active == 0 and idle_for >= quiet:
+                    return
+                if now > deadline:
+                    raise AssertionError(
+                        f"the live server still had {self.active} requests in flight"
+                    )
+                self.changed.wait(quiet - idle_for if self.active == 0 else 0.1)
+
+
+class _Closing:
+    """A WSGI response that calls ``done`` once the server has closed it."""
+
+    def __init__(self, result, done) -> None:
+        self.result, self.done = result, done
+
+    def __iter__(self):
+        return iter(self.result)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.result, "close"):
+                self.result.close()
+        finally:
+            self.done()
+
+
 def _live_server(request, *, door: bool):
     from pytest_django.live_server_helper import LiveServer
 
@@ -63,13 +125,23 @@ def _live_server(request, *, door: bool):
         or "localhost"
     )
     server = LiveServer(addr, start=False)
+    static_handler = server.thread.static_handler
     if door:
         from apps.events.wsgi import TrackingDoor
 
-        static_handler = server.thread.static_handler
         # LiveServerThread wraps Django's handler in this; config/wsgi.py's door
         # goes around it, as in production.
-        server.thread.static_handler = lambda app: TrackingDoor(static_handler(app))
+        def wrap(app):
+            return TrackingDoor(static_handler(app))
+    else:
+        wrap = static_handler
+    server.in_flight = None
+
+    def counted(app):
+        server.in_flight = InFlight(wrap(app))
+        return server.in_flight
+
+    server.thread.static_handler = counted
     server.start()
     return server
 

@@ -47,7 +47,11 @@ def page(request, browser, live_server, transactional_db):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
+    # Close the page (its last beacon goes now), then let the server finish every
+    # request before the database is flushed: a write still in flight deadlocks
+    # the flush's TRUNCATE, or lands in the next test.
     context.close()
+    live_server.in_flight.wait_idle()
     assert errors == [], "uncaught errors in the page"
 
 
