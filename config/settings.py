@@ -189,19 +189,16 @@ NUDGE_POSTAL_ADDRESS = os.environ.get(
 NUDGE_SENDING_TIMEOUT_SECONDS = envint("NUDGE_SENDING_TIMEOUT_SECONDS", 600)
 # Transient ESP errors are retried this many times, with growing delays.
 NUDGE_SEND_MAX_ATTEMPTS = envint("NUDGE_SEND_MAX_ATTEMPTS", 5)
+# Every ANYMAIL_<NAME> variable becomes Anymail's <NAME> setting: ESP credentials
+# (ANYMAIL_POSTMARK_SERVER_TOKEN, ANYMAIL_SENDGRID_API_KEY, ...), API URLs
+# (ANYMAIL_POSTMARK_API_URL), ANYMAIL_WEBHOOK_SECRET, ANYMAIL_REQUESTS_TIMEOUT.
 ANYMAIL = {
-    key: os.environ[f"ANYMAIL_{key}"]
-    for key in (
-        "WEBHOOK_SECRET",
-        "SENDGRID_API_KEY",
-        "MAILGUN_API_KEY",
-        "MAILGUN_WEBHOOK_SIGNING_KEY",
-        "POSTMARK_SERVER_TOKEN",
-        "BREVO_API_KEY",
-        "AMAZON_SES_CLIENT_PARAMS",
-    )
-    if os.environ.get(f"ANYMAIL_{key}")
+    key.removeprefix("ANYMAIL_"): value
+    for key, value in os.environ.items()
+    if key.startswith("ANYMAIL_") and value
 }
+if "REQUESTS_TIMEOUT" in ANYMAIL:  # seconds: a number for requests
+    ANYMAIL["REQUESTS_TIMEOUT"] = float(ANYMAIL["REQUESTS_TIMEOUT"])
 
 # --- Ingestion -----------------------------------------------------------------------
 # Segment's own limits: 32 KB per call, 500 KB per batch.
