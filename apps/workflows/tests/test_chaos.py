@@ -1,129 +1,72 @@
-"""Chaos: real worker processes, one SIGKILLed in the middle of a send, then Redis
-flushed. Every enrollment still finishes, and each email goes out exactly once, or is
-marked uncertain, never silently sent again."""
+"""Chaos: real worker and scheduler processes, SIGKILLed and restarted, Redis flushed,
+and an ESP that sometimes takes a message and then does not answer in time. Every
+enrollment still finishes, no step's email goes out twice, and every send that was
+cut off is marked uncertain, never silently sent again."""
 
-import contextlib
-import os
+import random
 import signal
-import subprocess
-import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
 import django_rq
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from apps.campaigns.models import Message
 from apps.workflows.models import Enrollment
 from apps.workflows.services import enrollment_start
+from tests.postmark_server import TOKEN, start_postmark
+from tests.processes import Processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[3]
-DEADLINE_SECONDS = 120
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _wait_for(check, what: str) -> None:
-    pause = threading.Event()
-    for _ in range(DEADLINE_SECONDS * 10):
-        if check():
-            return
-        pause.wait(0.1)  # real processes run in real time: poll, with a deadline
-    raise AssertionError(f"gave up waiting for {what}")
+FAST_TICKS = {
+    "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
+    "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
+    "NUDGE_STALE_SECONDS": "2",
+}
+TWO_EMAILS = dict(
+    trigger={"type": "manual"},
+    steps=[
+        {
+            "key": "first",
+            "type": "send_email",
+            "config": {"template": "A"},
+            "next": {"next": "pause"},
+        },
+        {
+            "key": "pause",
+            "type": "wait",
+            "config": {"duration": {"seconds": 2}},
+            "next": {"next": "second"},
+        },
+        {"key": "second", "type": "send_email", "config": {"template": "B"}},
+    ],
+)
 
 
 @pytest.fixture
 def processes(tmp_path, require_postgres):
-    outbox = tmp_path / "outbox.txt"
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "EMAIL_BACKEND": "tests.esp.RecordingBackend",
-        "NUDGE_TEST_OUTBOX": str(outbox),
-        "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
-        "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
-        "NUDGE_STALE_SECONDS": "2",
-        # keep what the suite put there (tests/clockshift when the clock is shifted)
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
-        ),
-        "RQ_LOG_LEVEL": "WARNING",
-    }
-    started: list[subprocess.Popen] = []
-    logs = []
+    started = Processes(tmp_path, **FAST_TICKS)
+    yield started
+    started.stop_all()
 
-    def start(*args: str, log: str) -> subprocess.Popen:
-        logs.append(open(tmp_path / log, "w"))  # noqa: SIM115 - closed below
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=logs[-1],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # killpg reaches the worker's scheduler process too
-        )
-        started.append(process)
-        return process
 
-    def worker(log: str) -> subprocess.Popen:
-        return start(
-            "rqworker",
-            "events",
-            "workflows",
-            "email",
-            "default",
-            "--worker-class",
-            "rq.worker.SimpleWorker",
-            "--with-scheduler",
-            log=log,
-        )
-
-    yield (
-        outbox,
-        worker,
-        lambda: start("nudge_scheduler", "--interval", "0.5", log="scheduler.log"),
-    )
-    for process in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    for log in logs:
-        log.close()
+def settled() -> bool:
+    running = Enrollment.objects.filter(status__in=Enrollment.RUNNING).exists()
+    pending = Message.objects.filter(status__in=["queued", "sending"]).exists()
+    return not running and not pending
 
 
 def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice(
-    processes, make_workflow, customer
+    processes, make_workflow, customer, tmp_path
 ):
-    outbox, worker, scheduler = processes
-    workflow = make_workflow(
-        "Two emails",
-        trigger={"type": "manual"},
-        steps=[
-            {
-                "key": "first",
-                "type": "send_email",
-                "config": {"template": "A"},
-                "next": {"next": "pause"},
-            },
-            {
-                "key": "pause",
-                "type": "wait",
-                "config": {"duration": {"seconds": 2}},
-                "next": {"next": "second"},
-            },
-            {"key": "second", "type": "send_email", "config": {"template": "B"}},
-        ],
+    outbox = tmp_path / "outbox.txt"
+    processes.env.update(
+        EMAIL_BACKEND="tests.esp.RecordingBackend", NUDGE_TEST_OUTBOX=str(outbox)
     )
+    workflow = make_workflow("Two emails", **TWO_EMAILS)
     contacts = [customer(f"c{i}") for i in range(12)] + [
         customer("slow", email="slow@example.com")
     ]
@@ -131,24 +74,18 @@ def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice
         enrollment_start(workflow=workflow, contact=contact)
 
     # given a worker killed in the middle of a send (the ESP call hangs for slow@)
-    first = worker("worker-1.log")
+    first = processes.worker("worker-1.log")
     marker = Path(f"{outbox}.sending")
-    _wait_for(marker.exists, "the worker to start sending to slow@")
+    wait_for(marker.exists, "the worker to start sending to slow@")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     # and Redis then emptied of every job (our database of it)
     django_rq.get_connection("default").flushdb()
 
     # when a new worker and the scheduler start
-    worker("worker-2.log")
-    scheduler()
-
-    def settled() -> bool:
-        running = Enrollment.objects.filter(status__in=Enrollment.RUNNING).exists()
-        pending = Message.objects.filter(status__in=["queued", "sending"]).exists()
-        return not running and not pending
-
-    _wait_for(settled, "every enrollment and message to finish")
+    processes.worker("worker-2.log")
+    processes.scheduler()
+    wait_for(settled, "every enrollment and message to finish")
 
     # then every enrollment finished
     assert set(Enrollment.objects.values_list("status", flat=True)) == {"completed"}
@@ -162,3 +99,84 @@ def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice
     assert others.count() == 2 * len(contacts) - 1
     assert set(others.values_list("status", flat=True)) == {Message.Status.SENT}
     assert {m.message_id_header for m in others} == set(sent)
+
+
+# Chaos, an action each time this many more messages have left "queued".
+ACTION_EVERY = 6
+CONTACTS = 60
+
+
+def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
+    processes, make_workflow, customer
+):
+    # given an ESP (a Postmark stand-in over HTTP) that holds every 7th request past
+    # the 1 s the senders wait: it took the message, the sender cannot know
+    esp = start_postmark()
+    esp.hang_every, esp.hang_seconds = 7, 3
+    processes.env.update(
+        EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
+        ANYMAIL_POSTMARK_SERVER_TOKEN=TOKEN,
+        ANYMAIL_POSTMARK_API_URL=esp.url,
+        ANYMAIL_REQUESTS_TIMEOUT="1",
+    )
+    workflow = make_workflow("Two emails", **TWO_EMAILS)
+    contacts = [customer(f"k{i}") for i in range(CONTACTS)]
+    for contact in contacts:
+        enrollment_start(workflow=workflow, contact=contact)
+    workers = [processes.worker("worker-a.log"), processes.worker("worker-b.log")]
+    scheduler = processes.scheduler()
+
+    # when, as the sends go on, workers are SIGKILLed and replaced, Redis is flushed
+    # and the scheduler is killed and restarted, in turn (a seeded order)
+    chaos = random.Random(12)
+    poll = threading.Event()
+    done = Counter()
+    moved_at = 0
+    started = time.monotonic()
+    while not settled():
+        moved = Message.objects.exclude(status=Message.Status.QUEUED).count()
+        if moved - moved_at >= ACTION_EVERY:
+            moved_at = moved
+            action = chaos.choice(["kill worker", "flush redis", "restart scheduler"])
+            if action == "kill worker":
+                victim = workers.pop(chaos.randrange(len(workers)))
+                processes.kill(victim)
+                workers.append(processes.worker(f"worker-{sum(done.values())}.log"))
+            elif action == "flush redis":
+                # every job and scheduled job of Nudge's Redis database (FLUSHDB:
+                # FLUSHALL would empty other test runs' databases on this Redis)
+                django_rq.get_connection("default").flushdb()
+            else:
+                processes.kill(scheduler)
+                scheduler = processes.scheduler()
+            done[action] += 1
+        assert time.monotonic() - started < 300, "chaos never settled"
+        poll.wait(0.05)  # real processes run in real time
+    esp.stop()
+
+    # then no enrollment was lost: every one finished
+    statuses = Counter(Enrollment.objects.values_list("status", flat=True))
+    assert statuses == {"completed": CONTACTS}
+    # and each step made one message, none left queued or failed
+    messages = list(Message.objects.all())
+    assert len(messages) == 2 * CONTACTS
+    assert len({(m.enrollment_id, m.step_id) for m in messages}) == 2 * CONTACTS
+    by_status = Counter(m.status for m in messages)
+    assert set(by_status) <= {Message.Status.SENT, Message.Status.UNCERTAIN}
+    # and the ESP got no message twice
+    received = Counter(esp.message_ids())
+    assert max(received.values()) == 1, received.most_common(3)
+    # and every send the ESP did not answer in time is uncertain, never sent again
+    held = {r.message_id for r in esp.received if not r.answered}
+    by_header = {m.message_id_header: m for m in messages}
+    assert held and all(by_header[h].status == "uncertain" for h in held)
+    # and every "sent" reached the ESP
+    assert {m.message_id_header for m in messages if m.status == "sent"} <= set(
+        received
+    )
+    print(
+        f"\nchaos: {dict(done)}; {CONTACTS} enrollments completed; "
+        f"messages {dict(by_status)}; ESP received {len(received)}, held {len(held)}; "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    assert sum(done.values()) >= 10  # the chaos really happened
