@@ -6,10 +6,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from apps.contacts.models import (
-    CONSENT_STRICTNESS,
     ConsentStatus,
     Contact,
     SuppressedAddress,
+    consent_may_change,
 )
 from apps.contacts.suppression import (
     address_lift,
@@ -171,22 +171,6 @@ _SUPPRESSION_FOR = {
     ConsentStatus.BOUNCED: SuppressedAddress.Reason.BOUNCED,
     ConsentStatus.COMPLAINED: SuppressedAddress.Reason.COMPLAINED,
 }
-# The ways down a person may take themselves: resubscribing after their own
-# unsubscribe, confirming a pending opt-in. Bounced and complained are not theirs to
-# undo: the address failed, or they called it spam.
-_PERSON_MAY_LOWER = {
-    (ConsentStatus.UNSUBSCRIBED, ConsentStatus.SUBSCRIBED),
-    (ConsentStatus.PENDING, ConsentStatus.SUBSCRIBED),
-}
-
-
-def consent_may_change(current: str, new: str, *, lift: bool = False) -> bool:
-    """Whether email consent may go from ``current`` to ``new``."""
-    if lift or current == new:
-        return True
-    if CONSENT_STRICTNESS.get(new, 0) > CONSENT_STRICTNESS.get(current, 0):
-        return True
-    return (current, new) in _PERSON_MAY_LOWER
 
 
 def contact_set_consent(

@@ -22,6 +22,23 @@ CONSENT_STRICTNESS = {
     ConsentStatus.BOUNCED: 3,
     ConsentStatus.COMPLAINED: 4,
 }
+# The ways down a person may take themselves: resubscribing after their own
+# unsubscribe, confirming a pending opt-in. Bounced and complained are not theirs to
+# undo: the address failed, or they called it spam.
+PERSON_MAY_LOWER = {
+    (ConsentStatus.UNSUBSCRIBED, ConsentStatus.SUBSCRIBED),
+    (ConsentStatus.PENDING, ConsentStatus.SUBSCRIBED),
+}
+
+
+def consent_may_change(current: str, new: str, *, lift: bool = False) -> bool:
+    """Whether email consent may go from ``current`` to ``new``; ``lift`` is a
+    server-side decision with a reason (staff), which may lift anything."""
+    if lift or current == new:
+        return True
+    if CONSENT_STRICTNESS.get(new, 0) > CONSENT_STRICTNESS.get(current, 0):
+        return True
+    return (current, new) in PERSON_MAY_LOWER
 
 
 class Contact(models.Model):
