@@ -304,3 +304,62 @@ def test_nulls_and_numeric_ids_are_accepted_as_segment_libraries_send_them(
     assert response.status_code == 200
     assert Contact.objects.get().external_id == "12345"
     assert Event.objects.get().message_id.startswith("nudge-")
+
+
+def test_a_call_without_a_message_id_sent_again_is_a_duplicate(api, server_source):
+    # given a hand-written client's call, with no messageId
+    message = {
+        "userId": "u-1",
+        "event": "order_completed",
+        "timestamp": "2026-11-02T10:00:00Z",
+        "sentAt": "2026-11-02T10:00:01Z",
+        "properties": {"total": 42},
+    }
+    first = api.post("/track", json=message, auth=(server_source.key, ""))
+    # when it sends the call again after losing the answer (re-stamping sentAt)
+    again = api.post(
+        "/track",
+        json={**message, "sentAt": "2026-11-02T10:00:31Z"},
+        auth=(server_source.key, ""),
+    )
+    # then the second is a duplicate: one event
+    assert first.json() == {"success": True, "accepted": 1, "duplicates": 0}
+    assert again.json() == {"success": True, "accepted": 0, "duplicates": 1}
+    assert Event.objects.count() == 1
+
+
+def test_a_batch_without_message_ids_sent_again_stores_nothing_new(api, browser_source):
+    batch = [
+        {"type": "track", "anonymousId": "a", "event": "viewed", "timestamp": ts}
+        for ts in ("2026-11-02T10:00:00Z", "2026-11-02T10:00:05Z")
+    ]
+    auth = (browser_source.key, "")
+    first = api.post(
+        "/batch", json={"batch": batch, "sentAt": "2026-11-02T10:00:06Z"}, auth=auth
+    )
+    again = api.post(
+        "/batch", json={"batch": batch, "sentAt": "2026-11-02T10:01:00Z"}, auth=auth
+    )
+    assert first.json()["accepted"] == 2
+    assert again.json() == {"success": True, "accepted": 0, "duplicates": 2}
+    assert Event.objects.count() == 2
+
+
+def test_different_calls_without_message_ids_are_different_events(api, server_source):
+    base = {
+        "userId": "u-1",
+        "event": "order_completed",
+        "timestamp": "2026-11-02T10:00:00Z",
+    }
+    auth = (server_source.key, "")
+    api.post("/track", json={**base, "properties": {"total": 1}}, auth=auth)
+    api.post("/track", json={**base, "properties": {"total": 2}}, auth=auth)
+    api.post("/track", json={**base, "timestamp": "2026-11-02T10:00:01Z"}, auth=auth)
+    api.post("/track", json={**base, "userId": "u-2"}, auth=auth)
+    # and calls with no time of their own are told apart by when they arrived
+    untimed = {"userId": "u-1", "event": "ping"}
+    api.post("/track", json=untimed, auth=auth)
+    batched = {"type": "track", **untimed}
+    api.post("/batch", json={"batch": [batched, batched]}, auth=auth)
+    assert Event.objects.filter(name="order_completed").count() == 4
+    assert Event.objects.filter(name="ping").count() == 3
