@@ -437,10 +437,12 @@ def _sighting(
     message: schemas.Message, context: dict, timestamp: dt.datetime
 ) -> Sighting:
     kind = message.type
-    # getattr only where the field may be there: a miss is slow on a pydantic model.
-    traits = getattr(message, "traits", None) if kind == "identify" else None
+    # An identify's traits (RudderStack sends them in context.traits only), with
+    # its email: the resolver decides whether this key may set it.
+    traits = message.effective_traits() if kind == "identify" else None  # type: ignore[attr-defined]
     if traits is None and isinstance(context.get("traits"), dict):
-        # analytics.js repeats identify traits in context.traits on every call.
+        # analytics.js repeats identify traits in context.traits on every call;
+        # they are traits there, never an identification.
         traits = {k: v for k, v in context["traits"].items() if k != "email"} or None
     return Sighting(
         anonymous_id=message.anonymousId,
@@ -474,7 +476,7 @@ def _event_properties(message: schemas.Message) -> dict:
                 extra["category"] = message.category
             return {**message.properties, **extra}
         case "identify":
-            return {"traits": message.traits}
+            return {"traits": message.effective_traits()}  # type: ignore[attr-defined]
         case "group":
             return {"groupId": message.groupId, "traits": message.traits}
         case "alias":

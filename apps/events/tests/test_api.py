@@ -363,3 +363,57 @@ def test_different_calls_without_message_ids_are_different_events(api, server_so
     api.post("/batch", json={"batch": [batched, batched]}, auth=auth)
     assert Event.objects.filter(name="order_completed").count() == 4
     assert Event.objects.filter(name="ping").count() == 3
+
+
+def rudderstack(api, key):
+    """RudderStack's Python SDK, sending each call at once to this server."""
+    from rudderstack.analytics import Client
+
+    # it posts to <host>/v1/batch
+    host = str(api.base_url).rstrip("/").removesuffix("/v1")
+    return Client(key, host=host, sync_mode=True, max_retries=0)
+
+
+def test_rudderstack_identify_traits_in_context_reach_the_contact(api, server_source):
+    # when RudderStack's SDK identifies someone (it sends the traits in
+    # context.traits only)
+    rudderstack(api, server_source.key).identify(
+        user_id="u-1",
+        traits={"email": "Ada@Example.com", "firstName": "Ada", "plan": "pro"},
+    )
+    # then the contact has the email and the traits
+    contact = Contact.objects.get()
+    assert contact.external_id == "u-1"
+    assert contact.email == "ada@example.com"
+    assert contact.first_name == "Ada"
+    assert contact.attributes == {"plan": "pro"}
+    # and the stored identify has its traits
+    identify = Event.objects.get(name="identify")
+    assert identify.properties == {
+        "traits": {"email": "Ada@Example.com", "firstName": "Ada", "plan": "pro"}
+    }
+
+
+def test_a_browser_key_cannot_change_an_email_through_context_traits(
+    api, server_source, browser_source
+):
+    # given a contact whose email a server set
+    rudderstack(api, server_source.key).identify(
+        user_id="u-1", traits={"email": "ada@example.com"}
+    )
+    # when a browser key identifies them with another email in context.traits
+    rudderstack(api, browser_source.key).identify(
+        user_id="u-1", traits={"email": "mallory@example.com", "plan": "pro"}
+    )
+    # then the email stays, the other traits land
+    contact = Contact.objects.get()
+    assert contact.email == "ada@example.com"
+    assert contact.attributes == {"plan": "pro"}
+
+
+def test_an_identify_with_a_bad_email_in_context_traits_is_refused(api, browser_source):
+    message = {"anonymousId": "a", "context": {"traits": {"email": "not-an-email"}}}
+    response = api.post("/identify", json=message, auth=(browser_source.key, ""))
+    assert response.status_code == 400
+    assert "not an email address" in response.json()["error"]
+    assert Contact.objects.count() == 0
