@@ -223,7 +223,16 @@ NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 
 # --- CORS: allowed origins come from the Sources (see apps.events.cors) --------------
 CORS_URLS_REGEX = r"^/api/v1/.*$"
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "content-encoding"]
+# x-retry-count: analytics.js (analytics-next) numbers its retries with it; refused,
+# every retry after a 429 or a 5xx fails its preflight and the event is lost.
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "x-retry-count",
+]
+# A 429's Retry-After, which clients wait for (the tracking door sends the same).
+CORS_EXPOSE_HEADERS = ["retry-after"]
 CORS_PREFLIGHT_MAX_AGE = 3600
 
 # --- The rest ------------------------------------------------------------------------

@@ -227,7 +227,8 @@ def release_connections() -> None:
 
 def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
     """django-cors-headers' answer for /api/v1/ (see apps/events/cors.py): always
-    Vary: origin; the origin echoed when some enabled source allows it. Worked out
+    Vary: origin; the origin echoed, and the headers exposed, when some enabled
+    source allows it. Worked out
     after the call, whose answer stands if the origins cannot be read."""
     headers = [("Vary", "origin")]
     if not origin:
@@ -239,4 +240,9 @@ def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
         return headers
     if allowed:
         headers.append(("Access-Control-Allow-Origin", origin))
+        # What the page's script may read of the answer (a 429's Retry-After), as
+        # django-cors-headers says it on Django's path.
+        headers.append(
+            ("Access-Control-Expose-Headers", ", ".join(settings.CORS_EXPOSE_HEADERS))
+        )
     return headers

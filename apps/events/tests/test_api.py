@@ -417,3 +417,63 @@ def test_an_identify_with_a_bad_email_in_context_traits_is_refused(api, browser_
     assert response.status_code == 400
     assert "not an email address" in response.json()["error"]
     assert Contact.objects.count() == 0
+
+
+SHOP = "https://shop.example.com"
+
+
+def test_a_retry_with_x_retry_count_passes_the_cors_preflight(api, browser_source):
+    # given a shop's source; analytics.js (analytics-next) retries a failed call
+    # with an X-Retry-Count header, which the browser must first be allowed to send
+    browser_source.allowed_origins = [SHOP]
+    browser_source.save()
+    # when the browser asks
+    response = api.options(
+        "/t",
+        headers={
+            "Origin": SHOP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-retry-count",
+        },
+    )
+    # then it may send them all
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == SHOP
+    allowed = response.headers["access-control-allow-headers"].lower().split(",")
+    assert {"authorization", "content-type", "x-retry-count"} <= {
+        h.strip() for h in allowed
+    }
+
+
+def _rate_window_full(source) -> None:
+    """Fill the source's rate-limit windows for the coming minute in Redis, as a
+    burst from other web processes would: every call now gets 429."""
+    import time
+
+    from apps.core.redis import redis_connection
+
+    now = int(time.time())
+    for second in range(now - 1, now + 60):
+        redis_connection().set(f"nudge:rate:{source.pk}:{second}", 10**9, ex=120)
+
+
+def test_a_429_lets_the_browser_read_retry_after(api, browser_source):
+    # given a shop's source over its rate limit
+    browser_source.allowed_origins = [SHOP]
+    browser_source.rate_limit_per_second = 1
+    browser_source.save()
+    _rate_window_full(browser_source)
+    # when the shop's page sends a call
+    response = api.post(
+        "/t",
+        content=json.dumps(track()),
+        auth=(browser_source.key, ""),
+        headers={"Origin": SHOP, "Content-Type": "text/plain", "X-Retry-Count": "1"},
+    )
+    # then the 429's Retry-After is exposed to the page's script
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["access-control-allow-origin"] == SHOP
+    exposed = response.headers["access-control-expose-headers"].lower().split(",")
+    assert "retry-after" in {h.strip() for h in exposed}
+    assert Event.objects.count() == 0
