@@ -210,6 +210,10 @@ NUDGE_RATE_LIMIT_PER_SECOND = envint("NUDGE_RATE_LIMIT_PER_SECOND", 2000)
 NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
+# An event whose processing failed this many times is set aside (dead-lettered):
+# listed in admin (Failed events) to retry once the cause is fixed, and counted in
+# /healthz.
+NUDGE_EVENT_MAX_ATTEMPTS = envint("NUDGE_EVENT_MAX_ATTEMPTS", 3)
 NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
 # A running enrollment (or webhook) untouched this long lost its job (a killed
 # worker, a flushed Redis): the tick hands it to a worker again.
