@@ -55,9 +55,7 @@ def test_a_failing_hook_leaves_the_events_unprocessed_for_a_retry(browser_source
     assert not EventFailure.objects.exists()
 
 
-def test_one_bad_event_does_not_hold_back_its_chunk(
-    require_postgres, browser_source, failing_for
-):
+def test_one_bad_event_does_not_hold_back_its_chunk(browser_source, failing_for):
     # given a chunk of events, one of which a handler cannot take
     messages = [
         Track(anonymousId="anon-1", event=name, messageId=str(uuid.uuid4()))
@@ -87,7 +85,7 @@ START = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
 
 
 def test_a_failing_event_is_retried_later_then_dead_lettered(
-    require_postgres, browser_source, run_jobs, settings, failing_for
+    browser_source, run_jobs, settings, failing_for
 ):
     settings.NUDGE_EVENT_MAX_ATTEMPTS = 3
     with clock.frozen(START), failing_for("poison"):
@@ -124,7 +122,7 @@ def test_a_failing_event_is_retried_later_then_dead_lettered(
 
 
 def test_a_dead_lettered_event_can_be_retried_once_the_cause_is_fixed(
-    require_postgres, browser_source, run_jobs, settings, failing_for
+    browser_source, run_jobs, settings, failing_for
 ):
     # given a dead-lettered event
     settings.NUDGE_EVENT_MAX_ATTEMPTS = 1
@@ -143,7 +141,7 @@ def test_a_dead_lettered_event_can_be_retried_once_the_cause_is_fixed(
 
 
 def test_a_retried_event_that_fails_again_is_dead_lettered_again(
-    require_postgres, browser_source, run_jobs, settings, failing_for
+    browser_source, run_jobs, settings, failing_for
 ):
     settings.NUDGE_EVENT_MAX_ATTEMPTS = 2
     with failing_for("poison"):
