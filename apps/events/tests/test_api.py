@@ -365,19 +365,25 @@ def test_different_calls_without_message_ids_are_different_events(api, server_so
     assert Event.objects.filter(name="ping").count() == 3
 
 
-def rudderstack(api, key):
-    """RudderStack's Python SDK, sending each call at once to this server."""
-    from rudderstack.analytics import Client
+@pytest.fixture
+def rudderstack(api):
+    """RudderStack's Python SDK for a key, sending each call at once to the server."""
+    from rudderstack.analytics import Client, request
 
     # it posts to <host>/v1/batch
     host = str(api.base_url).rstrip("/").removesuffix("/v1")
-    return Client(key, host=host, sync_mode=True, max_retries=0)
+    yield lambda key: Client(key, host=host, sync_mode=True, max_retries=0)
+    # Its one HTTP session (module-wide) keeps connections alive, and the live
+    # server a thread, with its database connection, for each.
+    request._session.close()
 
 
-def test_rudderstack_identify_traits_in_context_reach_the_contact(api, server_source):
+def test_rudderstack_identify_traits_in_context_reach_the_contact(
+    rudderstack, server_source
+):
     # when RudderStack's SDK identifies someone (it sends the traits in
     # context.traits only)
-    rudderstack(api, server_source.key).identify(
+    rudderstack(server_source.key).identify(
         user_id="u-1",
         traits={"email": "Ada@Example.com", "firstName": "Ada", "plan": "pro"},
     )
@@ -395,14 +401,14 @@ def test_rudderstack_identify_traits_in_context_reach_the_contact(api, server_so
 
 
 def test_a_browser_key_cannot_change_an_email_through_context_traits(
-    api, server_source, browser_source
+    rudderstack, server_source, browser_source
 ):
     # given a contact whose email a server set
-    rudderstack(api, server_source.key).identify(
+    rudderstack(server_source.key).identify(
         user_id="u-1", traits={"email": "ada@example.com"}
     )
     # when a browser key identifies them with another email in context.traits
-    rudderstack(api, browser_source.key).identify(
+    rudderstack(browser_source.key).identify(
         user_id="u-1", traits={"email": "mallory@example.com", "plan": "pro"}
     )
     # then the email stays, the other traits land
