@@ -122,6 +122,8 @@ class Event(models.Model):
     received_at = models.DateTimeField()
     message_id = models.CharField(max_length=100)
     # Set by the processing job; NULL rows are unprocessed work the tick re-enqueues.
+    # Also set when the event is dead-lettered (its EventFailure says so), so that
+    # the tick stops handing it out.
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
