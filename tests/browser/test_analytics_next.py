@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from apps.core.redis import redis_connection
-from apps.events import wsgi
+from apps.events import api
 from apps.events.models import Event
 
 from .conftest import WAIT_SECONDS
@@ -161,17 +161,18 @@ def test_an_event_refused_with_429_is_retried_and_stored(
 def test_an_event_that_met_a_server_error_is_retried_and_stored(
     page, live_server, shop_server, browser_source, monkeypatch
 ):
-    # given a server whose first answer is a 500
-    accept_call = wsgi.accept_call
+    # given a server whose first answer is a 500 (a crash in ingestion, behind
+    # either door)
+    events_ingest = api.events_ingest
     crashed: list[bool] = []
 
-    def crash_once(*args, **kwargs):
+    def crash_once(**kwargs):
         if not crashed:
             crashed.append(True)
             raise RuntimeError("a bad moment")
-        return accept_call(*args, **kwargs)
+        return events_ingest(**kwargs)
 
-    monkeypatch.setattr(wsgi, "accept_call", crash_once)
+    monkeypatch.setattr(api, "events_ingest", crash_once)
     # when the shop's page tracks an order
     shop = open_shop(page, live_server, shop_server, browser_source)
     # then analytics-next's retry, numbered, passes CORS and is stored once
