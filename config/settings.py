@@ -211,6 +211,10 @@ NUDGE_RATE_LIMIT_PER_SECOND = envint("NUDGE_RATE_LIMIT_PER_SECOND", 2000)
 NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
+# An event whose processing failed this many times is set aside (dead-lettered):
+# listed in admin (Failed events) to retry once the cause is fixed, and counted in
+# /healthz.
+NUDGE_EVENT_MAX_ATTEMPTS = envint("NUDGE_EVENT_MAX_ATTEMPTS", 3)
 NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
 # A running enrollment (or webhook) untouched this long lost its job (a killed
 # worker, a flushed Redis): the tick hands it to a worker again.
@@ -224,7 +228,16 @@ NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 
 # --- CORS: allowed origins come from the Sources (see apps.events.cors) --------------
 CORS_URLS_REGEX = r"^/api/v1/.*$"
-CORS_ALLOW_HEADERS = ["authorization", "content-type", "content-encoding"]
+# x-retry-count: analytics.js (analytics-next) numbers its retries with it; refused,
+# every retry after a 429 or a 5xx fails its preflight and the event is lost.
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "x-retry-count",
+]
+# A 429's Retry-After, which clients wait for (the tracking door sends the same).
+CORS_EXPOSE_HEADERS = ["retry-after"]
 CORS_PREFLIGHT_MAX_AGE = 3600
 
 # --- The rest ------------------------------------------------------------------------

@@ -205,9 +205,14 @@ def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
 def contact_update_traits(
     *, contact: Contact, traits: dict[str, Any], trusted: bool
 ) -> None:
-    """Apply identify-style traits to one contact (admin and API share this)."""
-    from .identity import apply_traits
+    """Apply identify-style traits to one contact (admin and API share this), as
+    ingestion does: the attributes set are merged into the stored ones, so a copy
+    loaded a while ago drops no key written meanwhile. ``contact`` then shows the
+    stored attributes."""
+    from .identity import apply_traits, save_traits
 
-    changed = apply_traits(contact, traits, trusted=trusted)
-    if changed:
-        contact.save(update_fields=sorted(changed))
+    changed, attributes_set = apply_traits(contact, traits, trusted=trusted)
+    if changed or attributes_set:
+        save_traits(contact, fields=changed, attributes=attributes_set)
+    if attributes_set:
+        contact.refresh_from_db(fields=["attributes"])

@@ -5,7 +5,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from . import clock
-from .health import backlog_probes
+from .health import backlog_probes, dead_letter_probes
 from .redis import redis_connection
 
 
@@ -51,6 +51,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
                 "oldest_due_seconds": _age(now, oldest),
             }
         report["backlog"] = backlog
+        report["dead_letters"] = _dead_letters(report["warnings"])
     if report["warnings"] and report["status"] == "ok":
         report["status"] = "warning"
     return JsonResponse(report, status=200 if report["status"] != "error" else 503)
@@ -58,3 +59,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def _age(now: dt.datetime, oldest: dt.datetime | None) -> float | None:
     return round((now - oldest).total_seconds(), 1) if oldest else None
+
+
+def _dead_letters(warnings: list[str]) -> dict[str, int]:
+    """Each app's count of work set aside after failing too often; a warning for
+    each that has some (nothing retries it until someone does)."""
+    counts = {name: probe() for name, probe in dead_letter_probes().items()}
+    for name, count in counts.items():
+        if count:
+            warnings.append(
+                f"{name}: {count} dead-lettered (failed too often and set aside); "
+                "see them in admin and retry them once the cause is fixed"
+            )
+    return counts

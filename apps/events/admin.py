@@ -4,12 +4,14 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.html import format_html
 
 from .auth import forget_cached_sources
-from .models import Event, Source
-from .services import source_rotate_key
+from .models import Event, EventFailure, Source
+from .services import events_retry, source_rotate_key
 
 TIMELINE_PAGE_SIZE = 25
 
@@ -148,6 +150,96 @@ class EventAdmin(admin.ModelAdmin):
     @admin.display(description="context")
     def context_pretty(self, obj: Event):
         return _pretty_json(obj.context)
+
+
+@admin.register(EventFailure)
+class EventFailureAdmin(admin.ModelAdmin):
+    """Events whose processing failed: waiting for another try, or set aside
+    (dead-lettered) until someone retries them here."""
+
+    list_display = [
+        "event_link",
+        "event_name",
+        "contact_link",
+        "status",
+        "attempts",
+        "error_summary",
+        "last_failed_at",
+        "retry_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["=event_id"]
+    ordering = ["-last_failed_at"]
+    fields = [
+        "event_link",
+        "event_name",
+        "contact_link",
+        "status",
+        "attempts",
+        "first_failed_at",
+        "last_failed_at",
+        "retry_at",
+        "error_pretty",
+    ]
+    readonly_fields = fields
+    actions = ["retry_events"]
+
+    def get_queryset(self, request):
+        # No foreign key to the event (nothing points at Event rows): its name and
+        # contact by the primary key, one probe each per row shown.
+        event = Event.objects.filter(pk=OuterRef("event_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                event_name=Subquery(event.values("name")[:1]),
+                event_contact_id=Subquery(event.values("contact_id")[:1]),
+            )
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.retry_eventfailure")
+
+    @admin.action(
+        permissions=["retry"], description="Retry the selected failed events now"
+    )
+    def retry_events(self, request, queryset):
+        count = events_retry(event_ids=list(queryset.values_list("pk", flat=True)))
+        noun = "event" if count == 1 else "events"
+        messages.success(request, f"{count} {noun} will be tried again.")
+
+    @admin.display(description="event", ordering="event_id")
+    def event_link(self, obj: EventFailure):
+        url = reverse("admin:events_event_change", args=[obj.event_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.event_id)
+
+    @admin.display(description="name")
+    def event_name(self, obj: EventFailure) -> str:
+        return obj.event_name or "(event deleted)"
+
+    @admin.display(description="contact")
+    def contact_link(self, obj: EventFailure):
+        if obj.event_contact_id is None:
+            return "-"
+        url = reverse("admin:contacts_contact_change", args=[obj.event_contact_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.event_contact_id)
+
+    @admin.display(description="error")
+    def error_summary(self, obj: EventFailure) -> str:
+        lines = obj.error.strip().splitlines()
+        return lines[-1][:200] if lines else ""
+
+    @admin.display(description="error")
+    def error_pretty(self, obj: EventFailure):
+        return format_html(
+            "<pre style='margin:0;white-space:pre-wrap'>{}</pre>", obj.error
+        )
 
 
 def _pretty_json(value) -> str:

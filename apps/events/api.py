@@ -1,6 +1,7 @@
 """The Segment-compatible tracking API: identify, track, page, screen, group, alias,
 batch, and the one-letter paths analytics.js uses."""
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -52,9 +53,11 @@ def accept_call(
     *,
     body: dict[str, Any],
     remote_addr: str | None,
+    received_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Store a validated call's events (durably, before this returns) and say how
-    many were new: the 200's body."""
+    many were new: the 200's body. A call made again (the door's retry) passes the
+    first one's ``received_at``, so that its messages get the same ids."""
     if isinstance(payload, schemas.Batch):
         for index, item in enumerate(body.get("batch") or []):
             check_event_size(item, where=f"batch[{index}]")
@@ -69,6 +72,7 @@ def accept_call(
     result = events_ingest(
         source=source,
         messages=messages,
+        received_at=received_at,
         batch_sent_at=sent_at,
         batch_context=context,
     )

@@ -10,13 +10,17 @@ class EventsConfig(AppConfig):
 
         from apps.contacts.panels import Panel, register_panel
         from apps.core import hooks
-        from apps.core.health import register_backlog
+        from apps.core.health import register_backlog, register_dead_letters
         from apps.core.scheduler import register_tick_task
 
         from .admin import timeline_panel
         from .cors import origin_allowed_by_a_source
         from .selectors import unprocessed_backlog
-        from .services import events_move_to_contact, events_reenqueue_unprocessed
+        from .services import (
+            dead_lettered_count,
+            events_move_to_contact,
+            events_reenqueue_unprocessed,
+        )
 
         hooks.register(hooks.CONTACTS_MERGED, events_move_to_contact)
         register_panel(
@@ -24,6 +28,7 @@ class EventsConfig(AppConfig):
         )
         register_tick_task("events", events_reenqueue_unprocessed)
         register_backlog("events", unprocessed_backlog)
+        register_dead_letters("events", dead_lettered_count)
         check_request_enabled.connect(
             origin_allowed_by_a_source, dispatch_uid="nudge-cors"
         )

@@ -2,11 +2,12 @@
 contacts) durably stored, and one processing job enqueued after the commit."""
 
 import datetime as dt
+import hashlib
 import logging
-import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from django.db import IntegrityError, connection, transaction
 
 from apps.contacts.identity import Sighting, normalize_email
@@ -57,7 +58,9 @@ def events_ingest(
     source already sent is skipped (and counted as a duplicate), changing nothing.
     """
     received_at = received_at or clock.now()
-    messages = _unique_by_message_id(messages)
+    messages = _unique_by_message_id(
+        messages, source_id=source.pk, received_at=received_at
+    )
     duplicates: set[str] = set()
     attempt = 1
     while True:
@@ -85,17 +88,46 @@ def events_ingest(
             attempt += 1
 
 
-def _unique_by_message_id(messages: list[schemas.Message]) -> list[schemas.Message]:
+def _unique_by_message_id(
+    messages: list[schemas.Message], *, source_id: int, received_at: dt.datetime
+) -> list[schemas.Message]:
     seen: set[str] = set()
     unique = []
-    for message in messages:
+    for index, message in enumerate(messages):
         if not message.messageId:
-            # Without a messageId we cannot dedupe; give it one so the row is whole.
-            message.messageId = f"nudge-{uuid.uuid4()}"
+            message.messageId = content_message_id(
+                message, source_id=source_id, received_at=received_at, index=index
+            )
         if message.messageId not in seen:
             seen.add(message.messageId)
             unique.append(message)
     return unique
+
+
+# What a client may change when it sends the same call again: when it sent it (and
+# the id, which such a call does not have).
+_TRANSPORT_FIELDS = {"messageId", "sentAt"}
+
+
+def content_message_id(
+    message: schemas.Message, *, source_id: int, received_at: dt.datetime, index: int
+) -> str:
+    """The messageId of a call that came without one: a hash of its source and its
+    content (type, ids, timestamp, properties, context...), less what a resend
+    changes. The same call sent again, by a client that lost the answer or by the
+    door after a lost connection, gets the same id, so it is a duplicate.
+
+    A call with no time of its own cannot be told from its resend by its content:
+    two identical ones are two events. Such a call is told apart by when it arrived
+    and its place in its batch (the door's own retry passes the same arrival time).
+    """
+    body = message.model_dump(mode="json", exclude=_TRANSPORT_FIELDS)
+    if message.originalTimestamp is None and message.timestamp is None:
+        body["nudge_arrival"] = [received_at.isoformat(), index]
+    digest = hashlib.sha256(
+        orjson.dumps([source_id, body], option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    return f"nudge-{digest[:32]}"  # 128 bits: no two calls meet by chance
 
 
 def _ingest_once(
@@ -405,10 +437,12 @@ def _sighting(
     message: schemas.Message, context: dict, timestamp: dt.datetime
 ) -> Sighting:
     kind = message.type
-    # getattr only where the field may be there: a miss is slow on a pydantic model.
-    traits = getattr(message, "traits", None) if kind == "identify" else None
+    # An identify's traits (RudderStack sends them in context.traits only), with
+    # its email: the resolver decides whether this key may set it.
+    traits = message.effective_traits() if kind == "identify" else None  # type: ignore[attr-defined]
     if traits is None and isinstance(context.get("traits"), dict):
-        # analytics.js repeats identify traits in context.traits on every call.
+        # analytics.js repeats identify traits in context.traits on every call;
+        # they are traits there, never an identification.
         traits = {k: v for k, v in context["traits"].items() if k != "email"} or None
     return Sighting(
         anonymous_id=message.anonymousId,
@@ -442,7 +476,7 @@ def _event_properties(message: schemas.Message) -> dict:
                 extra["category"] = message.category
             return {**message.properties, **extra}
         case "identify":
-            return {"traits": message.traits}
+            return {"traits": message.effective_traits()}  # type: ignore[attr-defined]
         case "group":
             return {"groupId": message.groupId, "traits": message.traits}
         case "alias":

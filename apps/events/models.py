@@ -122,6 +122,8 @@ class Event(models.Model):
     received_at = models.DateTimeField()
     message_id = models.CharField(max_length=100)
     # Set by the processing job; NULL rows are unprocessed work the tick re-enqueues.
+    # Also set when the event is dead-lettered (its EventFailure says so), so that
+    # the tick stops handing it out.
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -148,3 +150,36 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class EventFailure(models.Model):
+    """An event whose processing failed: how often, the last error, and whether it
+    waits for another try or is set aside (dead-lettered) until someone retries it.
+
+    Off the events table and keyed by the event's id without a foreign key (nothing
+    points at Event rows, see Event), so that table stays as it is; a row lives
+    only until its event is processed, so this one stays small.
+    """
+
+    class Status(models.TextChoices):
+        FAILING = "failing", "Failing (tried again later)"
+        DEAD = "dead", "Dead-lettered"
+
+    event_id = models.BigIntegerField(primary_key=True)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.FAILING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    # The last failure's traceback.
+    error = models.TextField(blank=True)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    # A failing event is not handed to the workers again before this.
+    retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "failed event"
+        permissions = [("retry_eventfailure", "Can retry failed events")]
+
+    def __str__(self) -> str:
+        return f"event #{self.event_id} ({self.get_status_display()})"

@@ -69,20 +69,30 @@ class Identify(Message):
     type: Literal["identify"] = "identify"
     traits: dict[str, Any] = Field(default_factory=dict)
 
+    def effective_traits(self) -> dict[str, Any]:
+        """The traits: the top-level ones or, when those are empty, context.traits,
+        where RudderStack's SDKs put them (the Segment spec allows either)."""
+        if self.traits:
+            return self.traits
+        traits = self.context.get("traits")
+        return traits if isinstance(traits, dict) else {}
+
     @model_validator(mode="after")
     def _traits_are_sane(self) -> "Identify":
-        email = self.traits.get("email")
+        traits = self.effective_traits()
+        where = "traits" if traits is self.traits else "context.traits"
+        email = traits.get("email")
         if email not in (None, ""):
             try:
                 validate_email(str(email))
             except DjangoValidationError:
                 raise ValueError(
-                    f"traits.email: {email!r} is not an email address"
+                    f"{where}.email: {email!r} is not an email address"
                 ) from None
-        consent = self.traits.get(CONSENT_TRAIT)
+        consent = traits.get(CONSENT_TRAIT)
         if consent is not None and consent not in ConsentStatus.values:
             raise ValueError(
-                f"traits.{CONSENT_TRAIT}: {consent!r} is not one of "
+                f"{where}.{CONSENT_TRAIT}: {consent!r} is not one of "
                 f"{', '.join(ConsentStatus.values)}"
             )
         return self

@@ -15,6 +15,7 @@ origins (the rule of apps/events/cors.py), nosniff, a 500 logged on django.reque
 and the database connection's end-of-request check.
 """
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -32,6 +33,8 @@ from django.db import (
 )
 from django.http import HttpRequest
 from pydantic import BaseModel, ValidationError
+
+from apps.core import clock
 
 from .api import CALLS, accept_call
 from .auth import (
@@ -91,13 +94,16 @@ class TrackingDoor:
 
 def answer(environ: dict[str, Any], model: type[BaseModel]) -> Answer:
     """One tracking call: status, JSON body and extra headers."""
+    # One arrival time for the call, made again or not: the ids of messages that
+    # came without one are worked out from it (ingestion.content_message_id).
+    received_at = clock.now()
     try:
         _check_host(environ)
         body = parse_body(
             _read(environ), gzipped=gzipped(environ.get("HTTP_CONTENT_ENCODING"))
         )
         try:
-            status, answered = _call(environ, model, body)
+            status, answered = _call(environ, model, body, received_at)
         except (OperationalError, InterfaceError):
             if not _connection_lost():
                 raise
@@ -110,7 +116,7 @@ def answer(environ: dict[str, Any], model: type[BaseModel]) -> Answer:
             # hands their events to processing).
             logger.warning("database connection lost, making the call again")
             connection.close()
-            status, answered = _call(environ, model, body)
+            status, answered = _call(environ, model, body, received_at)
         return status, answered, []
     except ApiError as exc:
         status, answered, extra = api_error(exc)
@@ -125,7 +131,10 @@ def answer(environ: dict[str, Any], model: type[BaseModel]) -> Answer:
 
 
 def _call(
-    environ: dict[str, Any], model: type[BaseModel], body: dict[str, Any]
+    environ: dict[str, Any],
+    model: type[BaseModel],
+    body: dict[str, Any],
+    received_at: dt.datetime,
 ) -> tuple[int, dict[str, Any]]:
     """The part of a call that may touch the database (the key's source, then the
     events): what answer() makes again on a connection that died."""
@@ -142,7 +151,11 @@ def _call(
         )
         return 400, invalid_payload(errors)
     return 200, accept_call(
-        source, payload, body=body, remote_addr=environ.get("REMOTE_ADDR")
+        source,
+        payload,
+        body=body,
+        remote_addr=environ.get("REMOTE_ADDR"),
+        received_at=received_at,
     )
 
 
@@ -214,7 +227,8 @@ def release_connections() -> None:
 
 def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
     """django-cors-headers' answer for /api/v1/ (see apps/events/cors.py): always
-    Vary: origin; the origin echoed when some enabled source allows it. Worked out
+    Vary: origin; the origin echoed, and the headers exposed, when some enabled
+    source allows it. Worked out
     after the call, whose answer stands if the origins cannot be read."""
     headers = [("Vary", "origin")]
     if not origin:
@@ -226,4 +240,9 @@ def _cors_headers(origin: str | None) -> list[tuple[str, str]]:
         return headers
     if allowed:
         headers.append(("Access-Control-Allow-Origin", origin))
+        # What the page's script may read of the answer (a 429's Retry-After), as
+        # django-cors-headers says it on Django's path.
+        headers.append(
+            ("Access-Control-Expose-Headers", ", ".join(settings.CORS_EXPOSE_HEADERS))
+        )
     return headers

@@ -15,6 +15,7 @@ from .traits import (
     Sighting,
     apply_traits,
     normalize_email,
+    save_traits,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "lookup_identities",
     "normalize_email",
     "resolve_identities",
+    "save_traits",
 ]

@@ -23,7 +23,7 @@ from apps.core.db import insert_rows
 
 from ..models import Contact, Identity
 from .rows import Keys, contacts_from_rows, load_rows, load_visitors, lock_identities
-from .traits import Sighting, apply_traits
+from .traits import Sighting, apply_traits, save_traits
 
 
 class _WriteNeeded(Exception):
@@ -33,12 +33,23 @@ class _WriteNeeded(Exception):
 class _Person:
     """A contact as the resolver sees it: loaded, or a placeholder to be created."""
 
-    __slots__ = ("changed", "contact", "merged_into")
+    __slots__ = ("attributes_set", "changed", "contact", "merged_into")
 
     def __init__(self, contact: Contact) -> None:
         self.contact = contact
         self.merged_into: _Person | None = None
+        # What to write of a stored contact (see save_traits): changed fields other
+        # than attributes, and the attribute keys set.
         self.changed: set[str] = set()
+        self.attributes_set: dict[str, Any] = {}
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changed or self.attributes_set)
+
+    def forget_changes(self) -> None:
+        self.changed.clear()
+        self.attributes_set.clear()
 
     def final(self) -> "_Person":
         person = self
@@ -226,7 +237,7 @@ class IdentityResolver:
         return bool(
             self.new_people
             or self.identity_writes
-            or any(person.changed for person in self.people.values())
+            or any(person.has_changes for person in self.people.values())
         )
 
     # -- loading ----------------------------------------------------------------------
@@ -344,7 +355,11 @@ class IdentityResolver:
     def _apply(self, person: _Person, s: Sighting) -> None:
         contact = person.contact
         if s.traits:
-            person.changed |= apply_traits(contact, s.traits, trusted=self.trusted)
+            changed, attributes_set = apply_traits(
+                contact, s.traits, trusted=self.trusted
+            )
+            person.changed |= changed
+            person.attributes_set.update(attributes_set)
         if timezone := s.timezone_for(contact.timezone):
             contact.timezone = timezone
             person.changed.add("timezone")
@@ -359,14 +374,14 @@ class IdentityResolver:
         if source.is_new:
             # Never written: fold the placeholder's traits in and forget it.
             for name in source.changed:
-                if name == "attributes":
-                    target.contact.attributes = {
-                        **source.contact.attributes,
-                        **(target.contact.attributes or {}),
-                    }
-                elif not getattr(target.contact, name):
+                if not getattr(target.contact, name):
                     setattr(target.contact, name, getattr(source.contact, name))
             target.changed |= source.changed
+            # Its attributes (all set by this call) where the target has none.
+            stored = target.contact.attributes or {}
+            added = {k: v for k, v in source.attributes_set.items() if k not in stored}
+            target.contact.attributes = {**stored, **added}
+            target.attributes_set.update(added)
             self.new_people.remove(source)
         else:
             if self.dry:
@@ -404,18 +419,22 @@ class IdentityResolver:
         person.contact.save()
         self.new_people.remove(person)
         self.people[person.contact.pk] = person
-        person.changed.clear()
+        person.forget_changes()
 
     def _flush_changes(self, person: _Person) -> None:
-        if person.changed and not person.is_new:
-            person.contact.save(update_fields=sorted(person.changed))
-            person.changed.clear()
+        if person.has_changes and not person.is_new:
+            save_traits(
+                person.contact,
+                fields=person.changed,
+                attributes=person.attributes_set,
+            )
+            person.forget_changes()
 
     def write(self) -> None:
         if self.new_people:
             insert_rows(Contact, [p.contact for p in self.new_people])
             for person in self.new_people:
-                person.changed.clear()
+                person.forget_changes()
                 self.people[person.contact.pk] = person
             self.new_people.clear()
         for person in self.people.values():

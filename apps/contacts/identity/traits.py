@@ -2,8 +2,13 @@
 on a contact."""
 
 import datetime as dt
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 
 from ..models import ConsentStatus, Contact
 
@@ -62,10 +67,13 @@ def normalize_email(email: str | None) -> str | None:
 
 def apply_traits(
     contact: Contact, traits: dict[str, Any], *, trusted: bool
-) -> set[str]:
-    """Set traits on ``contact`` (unsaved); returns the names of changed fields."""
+) -> tuple[set[str], dict[str, Any]]:
+    """Set traits on ``contact`` (unsaved). Returns what changed, as ``save_traits``
+    takes it: the names of changed fields other than attributes, and the attributes
+    this call sets (key -> value)."""
     changed: set[str] = set()
     attributes = dict(contact.attributes or {})
+    attributes_set: dict[str, Any] = {}
     for key, value in traits.items():
         if key == "email":
             continue  # identity, handled by the resolver
@@ -87,10 +95,60 @@ def apply_traits(
             continue
         if attributes.get(key, _MISSING) != value:
             attributes[key] = value
-    if attributes != (contact.attributes or {}):
+            attributes_set[key] = value
+    if attributes_set:
         contact.attributes = attributes
-        changed.add("attributes")
-    return changed
+    return changed, attributes_set
 
 
 _MISSING = object()
+
+# The stored attributes with these keys set (jsonb ||: top-level keys, as
+# dict.update) and those removed.
+_MERGE_ATTRIBUTES = "(COALESCE(attributes, '{}'::jsonb) || %s::jsonb) - %s::text[]"
+
+
+def save_traits(
+    contact: Contact,
+    *,
+    fields: set[str],
+    attributes: dict[str, Any],
+    remove: Iterable[str] = (),
+) -> None:
+    """Write trait changes of a stored contact: ``fields`` as they are on
+    ``contact``, and of its attributes only the keys set (``attributes``) or
+    removed here.
+
+    Attributes are merged into the stored ones by the database, never written whole
+    from this copy: two requests updating one contact's traits at once (under
+    different identity locks, or an admin's copy loaded a while ago) must not drop
+    each other's keys. ``contact.attributes`` is left as the caller made it.
+    """
+    values: dict[str, Any] = {name: getattr(contact, name) for name in fields}
+    remove = sorted(set(remove))
+    with transaction.atomic():
+        if attributes or remove:
+            values["attributes"] = _merged_attributes(contact.pk, attributes, remove)
+        if values:
+            Contact.objects.filter(pk=contact.pk).update(**values)
+
+
+def _merged_attributes(
+    contact_id: int, attributes: dict[str, Any], remove: list[str]
+) -> Any:
+    if connection.vendor == "postgresql":
+        # In the UPDATE itself: a row another transaction is updating is waited
+        # for, then merged into as that one left it.
+        # (a fixed statement; the values are parameters)
+        return RawSQL(_MERGE_ATTRIBUTES, [json.dumps(attributes), remove])  # noqa: S611
+    # SQLite: its IMMEDIATE transactions serialise writers, so the row cannot
+    # change between this read and the UPDATE in the same transaction.
+    stored = (
+        Contact.objects.filter(pk=contact_id)
+        .values_list("attributes", flat=True)
+        .first()
+    )
+    merged = {**(stored or {}), **attributes}
+    for key in remove:
+        merged.pop(key, None)
+    return merged

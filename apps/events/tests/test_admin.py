@@ -1,12 +1,14 @@
 import uuid
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 
 from apps.contacts.models import Contact
 from apps.events.ingestion import events_ingest
-from apps.events.models import Source, hash_key
+from apps.events.models import Event, EventFailure, Source, hash_key
 from apps.events.schemas import Identify, Track
+from apps.events.services import events_process
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +139,77 @@ def test_create_source_prints_the_key_on_its_last_line(capsys):
     assert shop.public_key == browser_key
     assert shop.allowed_origins == ["https://shop.example.com"]
     assert Source.objects.get(name="Backend").secret_key_hash == hash_key(server_key)
+
+
+def _dead_letter(source, failing_for, settings) -> Event:
+    """An event that failed processing and was set aside."""
+    settings.NUDGE_EVENT_MAX_ATTEMPTS = 1
+    with failing_for("poison"):
+        result = events_ingest(
+            source=source,
+            messages=[Track(anonymousId="a", event="poison", messageId="m-poison")],
+        )
+        events_process(event_ids=result.event_ids)
+    return Event.objects.get(pk=result.event_ids[0])
+
+
+def test_failed_events_are_listed_with_their_error_and_can_be_retried(
+    admin_client, browser_source, failing_for, settings, run_jobs
+):
+    # given a dead-lettered event
+    poison = _dead_letter(browser_source, failing_for, settings)
+    # when an admin looks at the failed events
+    page = admin_client.get("/admin/events/eventfailure/")
+    # then it is there, with its name, contact and error
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "poison" in html
+    assert f"cannot handle poison #{poison.pk}" in html
+    assert "Dead-lettered" in html
+    assert f"/admin/contacts/contact/{poison.contact_id}/change/" in html
+    detail = admin_client.get(f"/admin/events/eventfailure/{poison.pk}/change/")
+    assert detail.status_code == 200
+    assert "Traceback (most recent call last)" in detail.content.decode()
+    # and retrying it puts it back in the queue
+    response = admin_client.post(
+        "/admin/events/eventfailure/",
+        {"action": "retry_events", "_selected_action": [poison.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "1 event will be tried again" in response.content.decode()
+    poison.refresh_from_db()
+    assert poison.processed_at is None
+    assert EventFailure.objects.get().status == EventFailure.Status.FAILING
+    # and, its cause gone, the worker processes it
+    run_jobs()
+    poison.refresh_from_db()
+    assert poison.processed_at is not None
+    assert not EventFailure.objects.exists()
+
+
+def test_retrying_failed_events_needs_the_retry_permission(
+    client, browser_source, failing_for, settings
+):
+    # given a dead-lettered event, and staff who may only look at failed events
+    poison = _dead_letter(browser_source, failing_for, settings)
+    staff = User.objects.create_user("viewer", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_eventfailure"))
+    client.force_login(staff)
+    assert client.get("/admin/events/eventfailure/").status_code == 200
+    # when they try the retry action
+    client.post(
+        "/admin/events/eventfailure/",
+        {"action": "retry_events", "_selected_action": [poison.pk]},
+    )
+    # then nothing changed
+    poison.refresh_from_db()
+    assert poison.processed_at is not None
+    assert EventFailure.objects.get().status == EventFailure.Status.DEAD
+    # and with the permission, they can
+    staff.user_permissions.add(Permission.objects.get(codename="retry_eventfailure"))
+    client.post(
+        "/admin/events/eventfailure/",
+        {"action": "retry_events", "_selected_action": [poison.pk]},
+    )
+    assert EventFailure.objects.get().status == EventFailure.Status.FAILING

@@ -304,3 +304,182 @@ def test_nulls_and_numeric_ids_are_accepted_as_segment_libraries_send_them(
     assert response.status_code == 200
     assert Contact.objects.get().external_id == "12345"
     assert Event.objects.get().message_id.startswith("nudge-")
+
+
+def test_a_call_without_a_message_id_sent_again_is_a_duplicate(api, server_source):
+    # given a hand-written client's call, with no messageId
+    message = {
+        "userId": "u-1",
+        "event": "order_completed",
+        "timestamp": "2026-11-02T10:00:00Z",
+        "sentAt": "2026-11-02T10:00:01Z",
+        "properties": {"total": 42},
+    }
+    first = api.post("/track", json=message, auth=(server_source.key, ""))
+    # when it sends the call again after losing the answer (re-stamping sentAt)
+    again = api.post(
+        "/track",
+        json={**message, "sentAt": "2026-11-02T10:00:31Z"},
+        auth=(server_source.key, ""),
+    )
+    # then the second is a duplicate: one event
+    assert first.json() == {"success": True, "accepted": 1, "duplicates": 0}
+    assert again.json() == {"success": True, "accepted": 0, "duplicates": 1}
+    assert Event.objects.count() == 1
+
+
+def test_a_batch_without_message_ids_sent_again_stores_nothing_new(api, browser_source):
+    batch = [
+        {"type": "track", "anonymousId": "a", "event": "viewed", "timestamp": ts}
+        for ts in ("2026-11-02T10:00:00Z", "2026-11-02T10:00:05Z")
+    ]
+    auth = (browser_source.key, "")
+    first = api.post(
+        "/batch", json={"batch": batch, "sentAt": "2026-11-02T10:00:06Z"}, auth=auth
+    )
+    again = api.post(
+        "/batch", json={"batch": batch, "sentAt": "2026-11-02T10:01:00Z"}, auth=auth
+    )
+    assert first.json()["accepted"] == 2
+    assert again.json() == {"success": True, "accepted": 0, "duplicates": 2}
+    assert Event.objects.count() == 2
+
+
+def test_different_calls_without_message_ids_are_different_events(api, server_source):
+    base = {
+        "userId": "u-1",
+        "event": "order_completed",
+        "timestamp": "2026-11-02T10:00:00Z",
+    }
+    auth = (server_source.key, "")
+    api.post("/track", json={**base, "properties": {"total": 1}}, auth=auth)
+    api.post("/track", json={**base, "properties": {"total": 2}}, auth=auth)
+    api.post("/track", json={**base, "timestamp": "2026-11-02T10:00:01Z"}, auth=auth)
+    api.post("/track", json={**base, "userId": "u-2"}, auth=auth)
+    # and calls with no time of their own are told apart by when they arrived
+    untimed = {"userId": "u-1", "event": "ping"}
+    api.post("/track", json=untimed, auth=auth)
+    batched = {"type": "track", **untimed}
+    api.post("/batch", json={"batch": [batched, batched]}, auth=auth)
+    assert Event.objects.filter(name="order_completed").count() == 4
+    assert Event.objects.filter(name="ping").count() == 3
+
+
+@pytest.fixture
+def rudderstack(api):
+    """RudderStack's Python SDK for a key, sending each call at once to the server."""
+    from rudderstack.analytics import Client, request
+
+    # it posts to <host>/v1/batch
+    host = str(api.base_url).rstrip("/").removesuffix("/v1")
+    yield lambda key: Client(key, host=host, sync_mode=True, max_retries=0)
+    # Its one HTTP session (module-wide) keeps connections alive, and the live
+    # server a thread, with its database connection, for each.
+    request._session.close()
+
+
+def test_rudderstack_identify_traits_in_context_reach_the_contact(
+    rudderstack, server_source
+):
+    # when RudderStack's SDK identifies someone (it sends the traits in
+    # context.traits only)
+    rudderstack(server_source.key).identify(
+        user_id="u-1",
+        traits={"email": "Ada@Example.com", "firstName": "Ada", "plan": "pro"},
+    )
+    # then the contact has the email and the traits
+    contact = Contact.objects.get()
+    assert contact.external_id == "u-1"
+    assert contact.email == "ada@example.com"
+    assert contact.first_name == "Ada"
+    assert contact.attributes == {"plan": "pro"}
+    # and the stored identify has its traits
+    identify = Event.objects.get(name="identify")
+    assert identify.properties == {
+        "traits": {"email": "Ada@Example.com", "firstName": "Ada", "plan": "pro"}
+    }
+
+
+def test_a_browser_key_cannot_change_an_email_through_context_traits(
+    rudderstack, server_source, browser_source
+):
+    # given a contact whose email a server set
+    rudderstack(server_source.key).identify(
+        user_id="u-1", traits={"email": "ada@example.com"}
+    )
+    # when a browser key identifies them with another email in context.traits
+    rudderstack(browser_source.key).identify(
+        user_id="u-1", traits={"email": "mallory@example.com", "plan": "pro"}
+    )
+    # then the email stays, the other traits land
+    contact = Contact.objects.get()
+    assert contact.email == "ada@example.com"
+    assert contact.attributes == {"plan": "pro"}
+
+
+def test_an_identify_with_a_bad_email_in_context_traits_is_refused(api, browser_source):
+    message = {"anonymousId": "a", "context": {"traits": {"email": "not-an-email"}}}
+    response = api.post("/identify", json=message, auth=(browser_source.key, ""))
+    assert response.status_code == 400
+    assert "not an email address" in response.json()["error"]
+    assert Contact.objects.count() == 0
+
+
+SHOP = "https://shop.example.com"
+
+
+def test_a_retry_with_x_retry_count_passes_the_cors_preflight(api, browser_source):
+    # given a shop's source; analytics.js (analytics-next) retries a failed call
+    # with an X-Retry-Count header, which the browser must first be allowed to send
+    browser_source.allowed_origins = [SHOP]
+    browser_source.save()
+    # when the browser asks
+    response = api.options(
+        "/t",
+        headers={
+            "Origin": SHOP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-retry-count",
+        },
+    )
+    # then it may send them all
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == SHOP
+    allowed = response.headers["access-control-allow-headers"].lower().split(",")
+    assert {"authorization", "content-type", "x-retry-count"} <= {
+        h.strip() for h in allowed
+    }
+
+
+def _rate_window_full(source) -> None:
+    """Fill the source's rate-limit windows for the coming minute in Redis, as a
+    burst from other web processes would: every call now gets 429."""
+    import time
+
+    from apps.core.redis import redis_connection
+
+    now = int(time.time())
+    for second in range(now - 1, now + 60):
+        redis_connection().set(f"nudge:rate:{source.pk}:{second}", 10**9, ex=120)
+
+
+def test_a_429_lets_the_browser_read_retry_after(api, browser_source):
+    # given a shop's source over its rate limit
+    browser_source.allowed_origins = [SHOP]
+    browser_source.rate_limit_per_second = 1
+    browser_source.save()
+    _rate_window_full(browser_source)
+    # when the shop's page sends a call
+    response = api.post(
+        "/t",
+        content=json.dumps(track()),
+        auth=(browser_source.key, ""),
+        headers={"Origin": SHOP, "Content-Type": "text/plain", "X-Retry-Count": "1"},
+    )
+    # then the 429's Retry-After is exposed to the page's script
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["access-control-allow-origin"] == SHOP
+    exposed = response.headers["access-control-expose-headers"].lower().split(",")
+    assert "retry-after" in {h.strip() for h in exposed}
+    assert Event.objects.count() == 0

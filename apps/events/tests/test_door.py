@@ -191,3 +191,52 @@ def test_an_error_of_a_working_connection_is_not_made_again(server_source, monke
     status, _, _ = call(door, "/api/v1/track", track(), key=server_source.key)
     assert status == 500
     assert calls == [1]
+
+
+def _terminate(pid: int) -> None:
+    """End a PostgreSQL backend from another connection, as a crash or a network
+    cut would (PostgreSQL waits up to 10 s for it to have exited)."""
+    with psycopg.connect(
+        **{
+            k: v
+            for k, v in connection.get_connection_params().items()
+            if k in {"host", "port", "user", "password", "dbname"}
+        },
+        autocommit=True,
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
+
+
+def test_a_call_without_message_id_whose_commit_lost_its_answer_is_stored_once(
+    require_postgres, server_source, monkeypatch
+):
+    # given a known sender, and a connection that dies once the call's events are
+    # committed, before the answer comes back
+    from apps.core.db import postgres_cursor
+    from apps.events import ingestion
+
+    door = wsgi.TrackingDoor(Django())
+    assert call(door, "/api/v1/track", track(), key=server_source.key)[0] == 200
+    insert = ingestion._insert_events_postgres
+    lost = []
+
+    def insert_then_lose_the_connection(records):
+        stored = insert(records)
+        if not lost:
+            lost.append(connection.connection.info.backend_pid)
+            _terminate(lost[0])
+            with postgres_cursor() as cursor:
+                cursor.execute("SELECT 1")  # the answer that never comes
+        return stored
+
+    monkeypatch.setattr(
+        ingestion, "_insert_events_postgres", insert_then_lose_the_connection
+    )
+    # when a call with neither messageId nor timestamp comes
+    untimed = {"event": "untimed", "anonymousId": "anon-1"}
+    status, _, body = call(door, "/api/v1/track", untimed, key=server_source.key)
+    # then the door made it again on a new connection, and the again is a duplicate
+    assert lost, "the connection was not lost"
+    assert status == 200, body
+    assert json.loads(body) == {"success": True, "accepted": 0, "duplicates": 1}
+    assert Event.objects.filter(name="untimed").count() == 1
