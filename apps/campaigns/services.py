@@ -6,6 +6,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from apps.contacts.models import (
+    SUPPRESSION_FOR_CONSENT,
     ConsentStatus,
     Contact,
     SuppressedAddress,
@@ -165,13 +166,6 @@ def message_create_test(
 
 # -- consent ------------------------------------------------------------------------
 
-# The address list's reason for each opting-out consent state.
-_SUPPRESSION_FOR = {
-    ConsentStatus.UNSUBSCRIBED: SuppressedAddress.Reason.UNSUBSCRIBED,
-    ConsentStatus.BOUNCED: SuppressedAddress.Reason.BOUNCED,
-    ConsentStatus.COMPLAINED: SuppressedAddress.Reason.COMPLAINED,
-}
-
 
 def contact_set_consent(
     *,
@@ -203,7 +197,7 @@ def contact_set_consent(
         .update(email_consent=status)
     )
     previous = contact.email_consent
-    if updated or status in _SUPPRESSION_FOR:
+    if updated or status in SUPPRESSION_FOR_CONSENT:
         _suppress_address(contact, status, reason=reason, lift=lift)
     if not updated:
         contact.email_consent = Contact.objects.values_list(
@@ -244,9 +238,9 @@ def _suppress_address(contact: Contact, status: str, *, reason: str, lift: bool)
     as the change may go (a person lifts only their own unsubscribe)."""
     if not contact.email:
         return
-    if status in _SUPPRESSION_FOR:
+    if status in SUPPRESSION_FOR_CONSENT:
         address_suppress(
-            email=contact.email, reason=_SUPPRESSION_FOR[status], detail=reason
+            email=contact.email, reason=SUPPRESSION_FOR_CONSENT[status], detail=reason
         )
     elif status == ConsentStatus.SUBSCRIBED:
         only = None if lift else {SuppressedAddress.Reason.UNSUBSCRIBED}

@@ -177,3 +177,9 @@ class SuppressedAddress(models.Model):
 SUPPRESSION_RANK = {
     reason: rank for rank, reason in enumerate(SuppressedAddress.Reason.values)
 }
+# The address list's reason for each opting-out consent state.
+SUPPRESSION_FOR_CONSENT = {
+    ConsentStatus.UNSUBSCRIBED: SuppressedAddress.Reason.UNSUBSCRIBED,
+    ConsentStatus.BOUNCED: SuppressedAddress.Reason.BOUNCED,
+    ConsentStatus.COMPLAINED: SuppressedAddress.Reason.COMPLAINED,
+}

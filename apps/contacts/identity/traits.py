@@ -10,7 +10,14 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 
-from ..models import ConsentStatus, Contact
+from ..models import (
+    SUPPRESSION_FOR_CONSENT,
+    ConsentStatus,
+    Contact,
+    SuppressedAddress,
+    consent_may_change,
+)
+from ..suppression import address_lift, address_suppress
 
 # Segment trait names (and their snake_case spellings) that land on Contact fields.
 TRAIT_FIELDS = {
@@ -78,10 +85,14 @@ def apply_traits(
         if key == "email":
             continue  # identity, handled by the resolver
         if key == CONSENT_TRAIT:
+            # A server key may tighten consent, or record the person's own
+            # resubscribe; never lift a bounce or a complaint (staff do that, in
+            # admin, with a reason).
             if (
                 trusted
                 and value in ConsentStatus.values
                 and contact.email_consent != value
+                and consent_may_change(contact.email_consent, value)
             ):
                 contact.email_consent = value
                 changed.add("email_consent")
@@ -125,12 +136,38 @@ def save_traits(
     each other's keys. ``contact.attributes`` is left as the caller made it.
     """
     values: dict[str, Any] = {name: getattr(contact, name) for name in fields}
+    consent = values.pop("email_consent", None)
     remove = sorted(set(remove))
     with transaction.atomic():
         if attributes or remove:
             values["attributes"] = _merged_attributes(contact.pk, attributes, remove)
         if values:
             Contact.objects.filter(pk=contact.pk).update(**values)
+        if consent is not None:
+            _save_consent(contact, consent)
+
+
+def _save_consent(contact: Contact, status: str) -> None:
+    """The consent a trusted trait set, by the precedence rule even against a bounce
+    landing meanwhile (one conditional UPDATE), and the address list in step."""
+    allowed_from = [c for c in ConsentStatus.values if consent_may_change(c, status)]
+    Contact.objects.filter(pk=contact.pk, email_consent__in=allowed_from).update(
+        email_consent=status
+    )
+    if not contact.email:
+        return
+    if status in SUPPRESSION_FOR_CONSENT:
+        address_suppress(
+            email=contact.email,
+            reason=SUPPRESSION_FOR_CONSENT[status],
+            detail="server key trait",
+        )
+    elif status == ConsentStatus.SUBSCRIBED:
+        address_lift(
+            email=contact.email,
+            why="server key trait",
+            only={SuppressedAddress.Reason.UNSUBSCRIBED},
+        )
 
 
 def _merged_attributes(

@@ -121,3 +121,45 @@ def test_saving_traits_sets_and_removes_only_the_keys_named():
     # then the others stay
     contact.refresh_from_db()
     assert contact.attributes == {"plan": "pro"}
+
+
+def test_a_server_key_trait_never_lifts_a_bounce_and_keeps_the_address_list(
+    server_source,
+):
+    from apps.contacts.models import ConsentStatus, SuppressedAddress
+    from apps.contacts.suppression import address_suppress, address_suppression
+
+    # given a bounced contact
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-b", email="b@example.com")],
+    )
+    Contact.objects.filter(external_id="u-b").update(
+        email_consent=ConsentStatus.BOUNCED
+    )
+    address_suppress(email="b@example.com", reason=SuppressedAddress.Reason.BOUNCED)
+    # when the site's server says "subscribed"
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-b", email_consent="subscribed")],
+    )
+    # then the bounce stands
+    assert Contact.objects.get(external_id="u-b").email_consent == "bounced"
+    assert address_suppression("b@example.com").reason == "bounced"
+    # and an unsubscribe it sends reaches the address list, and a later
+    # resubscribe from the server lifts only that
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-c", email="c@example.com")],
+    )
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-c", email_consent="unsubscribed")],
+    )
+    assert address_suppression("c@example.com").reason == "unsubscribed"
+    events_ingest(
+        source=server_source,
+        messages=[_identify(user_id="u-c", email_consent="subscribed")],
+    )
+    assert Contact.objects.get(external_id="u-c").email_consent == "subscribed"
+    assert address_suppression("c@example.com") is None
