@@ -2,13 +2,13 @@
 
 import datetime as dt
 import logging
-import threading
 from dataclasses import dataclass
 
 from django.conf import settings as django_settings
-from django.db.models import Count, Max, Q
+from django.db.models import Q
 
 from apps.core import clock
+from apps.core.cache import RowsCache
 
 from .engine import check_goal_and_exit
 from .models import Enrollment, TriggerDecision, WebhookDelivery, Workflow
@@ -21,26 +21,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Index:
-    signature: tuple
     by_event: dict[str, list[Workflow]]
     goal_exit_events: dict[
         int, set[str]
     ]  # version id -> event names its goal/exit read
 
 
-_index: _Index | None = None
-_lock = threading.Lock()
-
-
-def trigger_index() -> _Index:
-    """Active event-triggered workflows by event name: not a scan of all workflows.
-    Rebuilt when a workflow changes (one cheap aggregate query per job)."""
-    global _index
-    signature = tuple(
-        Workflow.objects.aggregate(n=Count("pk"), changed=Max("updated_at")).values()
-    )
-    if _index is not None and _index.signature == signature:
-        return _index
+def _active_by_event() -> _Index:
     by_event: dict[str, list[Workflow]] = {}
     active = Workflow.objects.filter(status=Workflow.Status.ACTIVE).select_related(
         "current_version"
@@ -48,9 +35,31 @@ def trigger_index() -> _Index:
     for workflow in active:
         if workflow.trigger_event:
             by_event.setdefault(workflow.trigger_event, []).append(workflow)
-    with _lock:
-        _index = _Index(signature=signature, by_event=by_event, goal_exit_events={})
-    return _index
+    return _Index(by_event=by_event, goal_exit_events={})
+
+
+# What the index reads of a workflow. Activating, pausing or archiving adds or
+# removes a row; a new version changes current_version (versions never change). The
+# timestamps tell a row apart from an earlier one with the same ids (SQLite reuses
+# the ids of rolled-back rows: a simulation's version, a test's workflow).
+_index = RowsCache(
+    model=Workflow,
+    columns=(
+        "current_version",
+        "trigger_type",
+        "trigger_event",
+        "created_at",
+        "updated_at",
+    ),
+    where=Q(status=Workflow.Status.ACTIVE),
+    build=_active_by_event,
+)
+
+
+def trigger_index() -> _Index:
+    """Active event-triggered workflows by event name: not a scan of all workflows.
+    Rebuilt when one changes, by whatever path (one cheap query per job)."""
+    return _index.get()
 
 
 def _goal_exit_events(index: _Index, version) -> set[str]:

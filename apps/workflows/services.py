@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 
 from apps.contacts.models import Contact
@@ -121,17 +121,24 @@ def diff_definitions(old: dict | None, new: dict) -> list[str]:
 # -- status -------------------------------------------------------------------------
 
 
+def _status_set(workflow: Workflow, status: str) -> None:
+    """The one write of a workflow's status. Workers' trigger indexes notice it by
+    themselves (apps.core.cache); updated_at is kept true for people."""
+    Workflow.objects.filter(pk=workflow.pk).update(
+        status=status, updated_at=clock.now()
+    )
+    workflow.status = status
+
+
 def workflow_activate(*, workflow: Workflow) -> None:
     if workflow.status == Workflow.Status.ARCHIVED:
         raise ValueError("an archived workflow cannot be activated")
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ACTIVE)
-    workflow.status = Workflow.Status.ACTIVE
+    _status_set(workflow, Workflow.Status.ACTIVE)
 
 
 def workflow_pause(*, workflow: Workflow) -> int:
     """Stop advancing; running enrollments hold where they are. Returns how many."""
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.PAUSED)
-    workflow.status = Workflow.Status.PAUSED
+    _status_set(workflow, Workflow.Status.PAUSED)
     return workflow.enrollments.filter(status__in=Enrollment.RUNNING).count()
 
 
@@ -150,8 +157,7 @@ def workflow_resume(*, workflow: Workflow) -> int:
 @transaction.atomic
 def workflow_archive(*, workflow: Workflow) -> int:
     """Retire the workflow: running enrollments exit with the reason."""
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ARCHIVED)
-    workflow.status = Workflow.Status.ARCHIVED
+    _status_set(workflow, Workflow.Status.ARCHIVED)
     return workflow.enrollments.filter(status__in=Enrollment.RUNNING).update(
         status=Enrollment.Status.EXITED,
         finished_at=clock.now(),
@@ -218,6 +224,12 @@ def enrollment_start(
     with transaction.atomic():
         # One decision at a time per contact: two events at once cannot both pass "once".
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
+        status = _status_held(workflow)
+        if not is_test and status != Workflow.Status.ACTIVE:
+            # The caller's copy (a worker's cached trigger index) was older.
+            reason = f"workflow is {status}"
+            _record_decision(workflow, contact, trigger_event, reason, now)
+            return None, reason
         reason = _entry_refusal(workflow, contact, definition, now, is_test=is_test)
         if reason:
             _record_decision(workflow, contact, trigger_event, reason, now)
@@ -246,6 +258,22 @@ def enrollment_start(
     if advance:
         enqueue_advance([enrollment.pk])
     return enrollment, ""
+
+
+def _status_held(workflow: Workflow) -> str:
+    """The workflow's status as the database has it now. On PostgreSQL the row is
+    held (FOR SHARE) until the enrolling transaction ends, so a pause or an archive
+    waits for an enrollment being decided, and one decided after it sees it: nobody
+    enters a workflow after workflow_pause or workflow_archive has returned."""
+    if connection.vendor != "postgresql":
+        return Workflow.objects.values_list("status", flat=True).get(pk=workflow.pk)
+    table = connection.ops.quote_name(Workflow._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT status FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
+            [workflow.pk],
+        )
+        return cursor.fetchone()[0]
 
 
 def _entry_refusal(

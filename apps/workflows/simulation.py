@@ -96,7 +96,7 @@ def _run(
             score=traits.get("score", 0),
         )
     kind, _config = trigger_of(workflow.current_version.definition)
-    index = _Index(signature=(), by_event={}, goal_exit_events={})
+    index = _Index(by_event={}, goal_exit_events={})
     if kind.kind == EVENT:
         index.by_event = {workflow.trigger_event: [workflow]}
     else:

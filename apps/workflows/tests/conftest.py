@@ -1,11 +1,20 @@
 """Scenario tests drive Nudge as a shop would: events over real HTTP, emails out
 through Anymail's test backend, and the clock moved instead of waited for."""
 
+import contextlib
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
+from django.db import connection
 
 from apps.campaigns.models import EmailTemplate
 from apps.contacts.models import Contact
@@ -105,3 +114,82 @@ def customer(db):
         return Contact.objects.create(external_id=user, **fields)
 
     return make
+
+
+# -- real worker processes ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+DEADLINE_SECONDS = 120
+ALL_QUEUES = ("events", "workflows", "email", "default")
+
+
+def wait_for(check, what: str) -> None:
+    """Poll ``check`` until it holds: real processes run in real time."""
+    pause = threading.Event()
+    for _ in range(DEADLINE_SECONDS * 10):
+        if check():
+            return
+        pause.wait(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def processes(tmp_path, require_postgres):
+    """(outbox file, worker(log, queues=...), scheduler()): start real RQ workers
+    (SimpleWorker) and the scheduler on the test database; all killed at the end."""
+    outbox = tmp_path / "outbox.txt"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "EMAIL_BACKEND": "tests.esp.RecordingBackend",
+        "NUDGE_TEST_OUTBOX": str(outbox),
+        "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
+        "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
+        "NUDGE_STALE_SECONDS": "2",
+        "PYTHONPATH": str(ROOT),
+        "RQ_LOG_LEVEL": "WARNING",
+    }
+    started: list[subprocess.Popen] = []
+    logs = []
+
+    def start(*args: str, log: str) -> subprocess.Popen:
+        logs.append(open(tmp_path / log, "w"))  # noqa: SIM115 - closed below
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[-1],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # killpg reaches the worker's scheduler process too
+        )
+        started.append(process)
+        return process
+
+    def worker(log: str, queues: tuple[str, ...] = ALL_QUEUES) -> subprocess.Popen:
+        return start(
+            "rqworker",
+            *queues,
+            "--worker-class",
+            "rq.worker.SimpleWorker",
+            "--with-scheduler",
+            log=log,
+        )
+
+    yield (
+        outbox,
+        worker,
+        lambda: start("nudge_scheduler", "--interval", "0.5", log="scheduler.log"),
+    )
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    for log in logs:
+        log.close()

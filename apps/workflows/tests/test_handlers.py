@@ -1,0 +1,121 @@
+"""Workflows reacting to events in real worker processes: each worker caches the
+active triggers, and every status change must reach that cache."""
+
+import django_rq
+import pytest
+from rq import Worker
+
+from apps.events.models import Event
+from apps.workflows.models import Enrollment
+from apps.workflows.services import (
+    workflow_activate,
+    workflow_archive,
+    workflow_pause,
+)
+
+from .conftest import Shop, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT_A_DAY = [{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}]
+# Enough events for two workers that take turns to have each run one; a deadline,
+# not an expectation.
+MAX_EVENTS = 20
+
+
+class Workers:
+    """Two event workers, and which of them processed an event."""
+
+    def __init__(self, worker, shop: Shop) -> None:
+        self.shop = shop
+        self.connection = django_rq.get_connection("events")
+        worker("worker-1.log", queues=("events",))
+        worker("worker-2.log", queues=("events",))
+        wait_for(lambda: len(self.jobs_done()) == 2, "both workers to start")
+        self.pids = set(self.jobs_done())
+        self.sent = 0
+
+    def jobs_done(self) -> dict[int, int]:
+        return {
+            w.pid: w.successful_job_count
+            for w in Worker.all(connection=self.connection)
+        }
+
+    def track(self, user: str) -> int:
+        """Send add_to_cart for ``user``; the pid of the worker that processed it."""
+        before = self.jobs_done()
+        self.shop.track(user, "add_to_cart")
+        self.sent += 1
+        wait_for(
+            lambda: sum(self.jobs_done().values()) == sum(before.values()) + 1,
+            f"a worker to process {user}'s event",
+        )
+        assert not Event.objects.filter(processed_at__isnull=True).exists()
+        after = self.jobs_done()
+        (pid,) = [pid for pid in after if after[pid] > before[pid]]
+        return pid
+
+    def in_each(self, prefix: str, check) -> None:
+        """Events from new contacts until each worker has processed one; ``check``
+        each contact's outcome."""
+        seen: set[int] = set()
+        for n in range(MAX_EVENTS):
+            user = f"{prefix}{n}"
+            seen.add(self.track(user))
+            check(user)
+            if seen == self.pids:
+                return
+        raise AssertionError(f"one worker processed none of {MAX_EVENTS} events")
+
+
+def enrolled(workflow, user: str) -> bool:
+    return Enrollment.objects.filter(
+        workflow=workflow, contact__external_id=user
+    ).exists()
+
+
+def test_pausing_archiving_and_activating_reach_every_worker_at_once(
+    processes, live_server, server_source, make_workflow
+):
+    _outbox, worker, _scheduler = processes
+    shop = Shop(live_server.url, server_source.key)
+    carts = make_workflow(
+        "Carts", trigger={"type": "event", "event": "add_to_cart"}, steps=WAIT_A_DAY
+    )
+    newer = make_workflow(
+        "Newer",
+        activate=False,
+        trigger={"type": "event", "event": "add_to_cart"},
+        steps=WAIT_A_DAY,
+    )
+    workers = Workers(worker, shop)
+
+    # given two workers that each enrolled someone from an add_to_cart (their
+    # cached trigger indexes are warm)
+    def enrolled_in_carts_only(user: str) -> None:
+        assert enrolled(carts, user)
+        assert not enrolled(newer, user)
+
+    workers.in_each("warm", enrolled_in_carts_only)
+
+    # when, in this process, one workflow is paused and another activated
+    workflow_pause(workflow=carts)
+    workflow_activate(workflow=newer)
+
+    # then the next event, whichever worker processes it, enrolls nobody in the
+    # paused one and enrolls in the newly active one
+    def enrolled_in_newer_only(user: str) -> None:
+        assert not enrolled(carts, user)
+        assert enrolled(newer, user)
+
+    workers.in_each("after-pause", enrolled_in_newer_only)
+
+    # and once that one is archived too, nobody is enrolled at all
+    workflow_archive(workflow=newer)
+
+    def enrolled_nowhere(user: str) -> None:
+        assert not enrolled(carts, user)
+        assert not enrolled(newer, user)
+
+    workers.in_each("after-archive", enrolled_nowhere)
+    assert workers.sent <= 3 * MAX_EVENTS
