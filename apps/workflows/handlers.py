@@ -127,11 +127,25 @@ def _react_in_runs(
             enrollment, enrollment.version.definition, now
         ):
             continue
-        if _resumes_wait(enrollment, event, now):
-            Enrollment.objects.filter(
-                pk=enrollment.pk, status=Enrollment.Status.WAITING
-            ).update(resume_outlet="happened", resume_at=now)
+        if _resumes_wait(enrollment, event, now) and _resume(enrollment, now):
             to_advance.append(enrollment.pk)
+
+
+def _resume(enrollment: Enrollment, now) -> bool:
+    """Mark the wait as ended by its event; False if the run is no longer at that
+    wait. The engine may have moved it on since it was loaded (timed out into a
+    later plain wait, say): the update is pinned to the step and the awaited event
+    it was loaded at, so this event never ends another wait."""
+    return bool(
+        Enrollment.objects.filter(
+            pk=enrollment.pk,
+            status=Enrollment.Status.WAITING,
+            current_step_id=enrollment.current_step_id,
+            awaiting_event=enrollment.awaiting_event,
+            awaiting_key=enrollment.awaiting_key,
+            resume_outlet="",
+        ).update(resume_outlet="happened", resume_at=now)
+    )
 
 
 def _resumes_wait(enrollment: Enrollment, event, now) -> bool:

@@ -1,21 +1,26 @@
-"""Workflows reacting to events in real worker processes: each worker caches the
-active triggers, and every status change must reach that cache."""
+"""Workflows reacting to events: starting runs, resuming waits. In real worker
+processes each worker caches the active triggers, and every status change must reach
+that cache."""
+
+import uuid
 
 import django_rq
 import pytest
 from rq import Worker
 
+from apps.core import clock
 from apps.events.models import Event
+from apps.events.services import internal_source
+from apps.workflows import handlers
 from apps.workflows.models import Enrollment
 from apps.workflows.services import (
+    enrollment_start,
     workflow_activate,
     workflow_archive,
     workflow_pause,
 )
 
-from .conftest import Shop, wait_for
-
-pytestmark = pytest.mark.django_db(transaction=True)
+from .conftest import Shop, emails_to, wait_for
 
 WAIT_A_DAY = [{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}]
 # Enough events for two workers that take turns to have each run one; a deadline,
@@ -74,6 +79,7 @@ def enrolled(workflow, user: str) -> bool:
     ).exists()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_pausing_archiving_and_activating_reach_every_worker_at_once(
     processes, live_server, server_source, make_workflow
 ):
@@ -119,3 +125,84 @@ def test_pausing_archiving_and_activating_reach_every_worker_at_once(
 
     workers.in_each("after-archive", enrolled_nowhere)
     assert workers.sent <= 3 * MAX_EVENTS
+
+
+WAIT_FOR_ORDER_THEN_PAUSE = [
+    {
+        "key": "await-order",
+        "type": "wait_for_event",
+        "config": {"event": "order_completed", "timeout": {"hours": 1}},
+        "next": {"happened": "", "timed_out": "pause"},
+    },
+    {
+        "key": "pause",
+        "type": "wait",
+        "config": {"duration": {"days": 3}},
+        "next": {"next": "remind"},
+    },
+    {"key": "remind", "type": "send_email", "config": {"template": "A"}},
+]
+
+
+def _event(contact, name: str) -> Event:
+    now = clock.now()
+    return Event.objects.create(
+        contact=contact,
+        source=internal_source(),
+        name=name,
+        timestamp=now,
+        received_at=now,
+        message_id=str(uuid.uuid4()),
+    )
+
+
+@pytest.mark.django_db
+def test_an_event_resumes_only_the_wait_that_was_waiting_for_it(
+    make_workflow, customer, settle, later, outbox, frozen_clock, monkeypatch
+):
+    # given a run waiting for order_completed, as an events job loads it
+    workflow = make_workflow(
+        "Orders", trigger={"type": "manual"}, steps=WAIT_FOR_ORDER_THEN_PAUSE
+    )
+    contact = customer("slow")
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    loaded = handlers._running_enrollments({contact.pk}, None)
+    assert loaded[0].awaiting_event == "order_completed"
+    # and, meanwhile, the engine times that wait out and moves the run on to a
+    # three-day plain wait
+    later(hours=1, minutes=1)
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.current_step.key, enrollment.awaiting_event) == ("pause", "")
+
+    # when the events job, holding what it loaded, reacts to the order
+    monkeypatch.setattr(handlers, "_running_enrollments", lambda *_args: loaded)
+    handlers.on_events_ingested(events=[_event(contact, "order_completed")])
+    settle()
+
+    # then the later wait is not ended: no email goes out days early
+    enrollment.refresh_from_db()
+    assert (enrollment.status, enrollment.current_step.key) == ("waiting", "pause")
+    assert enrollment.resume_outlet == ""
+    assert outbox == []
+    later(days=3)
+    assert emails_to(outbox, "slow@example.com") == ["A for you"]
+
+
+@pytest.mark.django_db
+def test_the_awaited_event_resumes_its_wait(
+    make_workflow, customer, settle, frozen_clock
+):
+    workflow = make_workflow(
+        "Orders", trigger={"type": "manual"}, steps=WAIT_FOR_ORDER_THEN_PAUSE
+    )
+    contact = customer("buyer")
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    handlers.on_events_ingested(events=[_event(contact, "order_completed")])
+    settle()
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.status, enrollment.exit_reason) == (
+        "completed",
+        "reached the end",
+    )
