@@ -14,7 +14,7 @@ from .engine import check_goal_and_exit
 from .models import Enrollment, TriggerDecision, WebhookDelivery, Workflow
 from .services import enqueue_advance, enrollment_start
 from .steps.waits import event_satisfies
-from .triggers import TIME, trigger_of
+from .triggers import TIME, event_refusal, trigger_of
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ _index = RowsCache(
         "current_version",
         "trigger_type",
         "trigger_event",
+        "live_since",
         "created_at",
         "updated_at",
     ),
@@ -171,7 +172,10 @@ def _react_as_trigger(
     ``to_advance``); record why not where the trigger's filters do not match."""
     for workflow in workflows:
         kind, config = trigger_of(workflow.current_version.definition)
-        fires, why_not = kind.matches(config, event)
+        why_not = event_refusal(config, event, live_since=workflow.live_since, now=now)
+        fires = not why_not
+        if fires:
+            fires, why_not = kind.matches(config, event)
         if not fires:
             TriggerDecision.objects.create(
                 workflow=workflow,

@@ -30,6 +30,9 @@ class Workflow(models.Model):
     trigger_event = models.CharField(max_length=200, db_index=True, blank=True)
     # Time-based triggers: when the scheduler last looked, and when it looks next.
     trigger_checked_at = models.DateTimeField(null=True, blank=True)
+    # When it last went live (activated, or resumed after a pause): an event
+    # timestamped before this never triggers it.
+    live_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

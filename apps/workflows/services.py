@@ -1,5 +1,6 @@
 """Writes for workflows: versions, status changes, enrolling, finishing."""
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -121,19 +122,24 @@ def diff_definitions(old: dict | None, new: dict) -> list[str]:
 # -- status -------------------------------------------------------------------------
 
 
-def _status_set(workflow: Workflow, status: str) -> None:
+def _status_set(workflow: Workflow, status: str, **also) -> None:
     """The one write of a workflow's status. Workers' trigger indexes notice it by
     themselves (apps.core.cache); updated_at is kept true for people."""
     Workflow.objects.filter(pk=workflow.pk).update(
-        status=status, updated_at=clock.now()
+        status=status, updated_at=clock.now(), **also
     )
     workflow.status = status
+    for name, value in also.items():
+        setattr(workflow, name, value)
 
 
 def workflow_activate(*, workflow: Workflow) -> None:
+    """Go live (again, after a pause): from now on, events trigger it; events
+    timestamped before now never will (apps.workflows.triggers.event_refusal)."""
     if workflow.status == Workflow.Status.ARCHIVED:
         raise ValueError("an archived workflow cannot be activated")
-    _status_set(workflow, Workflow.Status.ACTIVE)
+    if workflow.status != Workflow.Status.ACTIVE:
+        _status_set(workflow, Workflow.Status.ACTIVE, live_since=clock.now())
 
 
 def workflow_pause(*, workflow: Workflow) -> int:
@@ -196,9 +202,7 @@ def reentry_block(workflow: Workflow, contact_id: int, definition: dict, now) ->
     return ""
 
 
-def _days(n: int):
-    import datetime as dt
-
+def _days(n: int) -> dt.timedelta:
     return dt.timedelta(days=n)
 
 
@@ -224,13 +228,11 @@ def enrollment_start(
     with transaction.atomic():
         # One decision at a time per contact: two events at once cannot both pass "once".
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
-        status = _status_held(workflow)
-        if not is_test and status != Workflow.Status.ACTIVE:
-            # The caller's copy (a worker's cached trigger index) was older.
-            reason = f"workflow is {status}"
-            _record_decision(workflow, contact, trigger_event, reason, now)
-            return None, reason
-        reason = _entry_refusal(workflow, contact, definition, now, is_test=is_test)
+        # The caller's copy (a worker's cached trigger index) may be older.
+        reason = "" if is_test else _live_refusal(workflow, trigger_event, now)
+        reason = reason or _entry_refusal(
+            workflow, contact, definition, now, is_test=is_test
+        )
         if reason:
             _record_decision(workflow, contact, trigger_event, reason, now)
             return None, reason
@@ -260,20 +262,36 @@ def enrollment_start(
     return enrollment, ""
 
 
-def _status_held(workflow: Workflow) -> str:
-    """The workflow's status as the database has it now. On PostgreSQL the row is
-    held (FOR SHARE) until the enrolling transaction ends, so a pause or an archive
-    waits for an enrollment being decided, and one decided after it sees it: nobody
-    enters a workflow after workflow_pause or workflow_archive has returned."""
+def _live_refusal(workflow: Workflow, trigger_event, now) -> str:
+    """Why the workflow, as the database has it now, takes nobody ("" if it takes
+    them): not active, or the trigger event older than its going live or than the
+    trigger's maximum age.
+
+    On PostgreSQL the row is held (FOR SHARE) until the enrolling transaction ends,
+    so a pause or an archive waits for an enrollment being decided, and one decided
+    after it sees it: nobody enters a workflow after workflow_pause or
+    workflow_archive has returned."""
+    from .triggers import event_refusal, trigger_of
+
+    status, live_since = _status_held(workflow)
+    if status != Workflow.Status.ACTIVE:
+        return f"workflow is {status}"
+    if trigger_event is None:
+        return ""
+    _kind, config = trigger_of(workflow.current_version.definition)
+    return event_refusal(config, trigger_event, live_since=live_since, now=now)
+
+
+def _status_held(workflow: Workflow) -> tuple[str, dt.datetime | None]:
     if connection.vendor != "postgresql":
-        return Workflow.objects.values_list("status", flat=True).get(pk=workflow.pk)
+        return Workflow.objects.values_list("status", "live_since").get(pk=workflow.pk)
     table = connection.ops.quote_name(Workflow._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT status FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
+            f"SELECT status, live_since FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
             [workflow.pk],
         )
-        return cursor.fetchone()[0]
+        return cursor.fetchone()
 
 
 def _entry_refusal(

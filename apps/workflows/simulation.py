@@ -85,7 +85,10 @@ def _run(
 ) -> None:
     if definition is not None:
         workflow_save_version(workflow=workflow, definition=definition)
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ACTIVE)
+    # Live from the simulation's start (rolled back with the rest).
+    Workflow.objects.filter(pk=workflow.pk).update(
+        status=Workflow.Status.ACTIVE, live_since=start
+    )
     workflow = Workflow.objects.select_related("current_version").get(pk=workflow.pk)
     if contact is None:
         contact = Contact.objects.create(

@@ -18,9 +18,16 @@ from apps.segments.conditions import (
     matching_contacts,
 )
 
+from .steps.base import describe_duration, duration
+
 TIME = "time"
 EVENT = "event"
 MANUAL = "manual"
+
+# An event-like trigger ignores events older than this (by their timestamp) unless
+# its "max_age" says otherwise: a back-filled or delayed batch must not send "your
+# cart is waiting" for last week's cart.
+DEFAULT_MAX_AGE = {"days": 1}
 
 
 class TriggerType(abc.ABC):
@@ -370,6 +377,48 @@ for _trigger in (
     ManualTrigger(),
 ):
     register_trigger(_trigger)
+
+
+def max_age_errors(kind: TriggerType, config: dict, where: str) -> list[str]:
+    if "max_age" not in config:
+        return []
+    if kind.kind != EVENT:
+        return [f"{where}.max_age: only triggers fired by an event have one"]
+    if duration(config["max_age"]) is None:
+        return [f"{where}.max_age: how old an event may be, e.g. {{'hours': 6}}"]
+    return []
+
+
+def max_age(config: dict) -> dt.timedelta:
+    return duration(config.get("max_age")) or duration(DEFAULT_MAX_AGE)
+
+
+def event_refusal(
+    config: dict, event, *, live_since: dt.datetime | None, now: dt.datetime
+) -> str:
+    """Why ``event`` is too old to start a run ("" if it is not): it happened before
+    the workflow went live (Klaviyo's rule: going live does not reach back), or longer
+    ago than the trigger's maximum age."""
+    if live_since is not None and event.timestamp < live_since:
+        return (
+            f"the event happened ({event.timestamp:%Y-%m-%d %H:%M}) before the "
+            f"workflow went live ({live_since:%Y-%m-%d %H:%M})"
+        )
+    limit = max_age(config)
+    if now - event.timestamp > limit:
+        return (
+            f"the event happened {_ago(now - event.timestamp)} ago, longer than the "
+            f"trigger's maximum event age ({_ago(limit)})"
+        )
+    return ""
+
+
+def _ago(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = {"days": days, "hours": hours, "minutes": minutes}
+    return describe_duration(parts) if any(parts.values()) else "under a minute"
 
 
 def trigger_of(definition: dict) -> tuple[TriggerType, dict[str, Any]]:

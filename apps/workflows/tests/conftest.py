@@ -37,16 +37,24 @@ class Shop:
     def __init__(self, url: str, key: str) -> None:
         self.client = httpx.Client(base_url=f"{url}/api/v1", auth=(key, ""), timeout=10)
 
-    def track(self, user: str, event: str, **properties) -> None:
-        response = self.client.post(
-            "/track",
-            json={
-                "userId": user,
-                "event": event,
-                "properties": properties,
-                "messageId": str(uuid.uuid4()),
-            },
-        )
+    def track(
+        self,
+        user: str,
+        event: str,
+        *,
+        timestamp: dt.datetime | None = None,
+        **properties,
+    ) -> None:
+        """A track call; ``timestamp``: when it happened, if not now (a late batch)."""
+        message = {
+            "userId": user,
+            "event": event,
+            "properties": properties,
+            "messageId": str(uuid.uuid4()),
+        }
+        if timestamp is not None:
+            message["timestamp"] = timestamp.isoformat()
+        response = self.client.post("/track", json=message)
         assert response.status_code == 200, response.text
 
     def identify(self, user: str, **traits) -> None:

@@ -2,6 +2,7 @@
 processes each worker caches the active triggers, and every status change must reach
 that cache."""
 
+import datetime as dt
 import uuid
 
 import django_rq
@@ -12,12 +13,13 @@ from apps.core import clock
 from apps.events.models import Event
 from apps.events.services import internal_source
 from apps.workflows import handlers
-from apps.workflows.models import Enrollment
+from apps.workflows.models import Enrollment, TriggerDecision
 from apps.workflows.services import (
     enrollment_start,
     workflow_activate,
     workflow_archive,
     workflow_pause,
+    workflow_resume,
 )
 
 from .conftest import Shop, emails_to, wait_for
@@ -206,3 +208,81 @@ def test_the_awaited_event_resumes_its_wait(
         "completed",
         "reached the end",
     )
+
+
+CARTS = dict(
+    trigger={"type": "event", "event": "add_to_cart"},
+    steps=[{"key": "remind", "type": "send_email", "config": {"template": "A"}}],
+)
+
+
+def _decisions(user: str) -> list[str]:
+    return list(
+        TriggerDecision.objects.filter(contact__external_id=user).values_list(
+            "reason", flat=True
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_from_before_the_workflow_went_live_never_triggers_it(
+    shop, settle, make_workflow
+):
+    # given a workflow activated now
+    make_workflow("Carts", **CARTS)
+    # when a delayed batch brings an add_to_cart from an hour before
+    shop.track("late", "add_to_cart", timestamp=clock.now() - dt.timedelta(hours=1))
+    # and one from now
+    shop.track("now", "add_to_cart")
+    settle()
+    # then only the one from now enrolls, and the other's reason is recorded
+    assert [e.contact.external_id for e in Enrollment.objects.all()] == ["now"]
+    assert _decisions("late") == [
+        "the event happened (2026-11-25 11:00) before the workflow went live "
+        "(2026-11-25 12:00)"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_older_than_the_triggers_maximum_age_does_not_trigger(
+    shop, settle, later, make_workflow
+):
+    # given workflows live for a week, one with the default maximum age (1 day) and
+    # one that takes events up to 3 days old
+    make_workflow("Default", **CARTS)
+    lenient = make_workflow(
+        "Lenient",
+        trigger={"type": "event", "event": "add_to_cart", "max_age": {"days": 3}},
+        steps=CARTS["steps"],
+    )
+    later(days=7)
+    # when a back-filled add_to_cart from two days ago arrives
+    shop.track("backfill", "add_to_cart", timestamp=clock.now() - dt.timedelta(days=2))
+    settle()
+    # then only the lenient one enrolls; the other says why not
+    assert [e.workflow for e in Enrollment.objects.all()] == [lenient]
+    assert _decisions("backfill") == [
+        "the event happened 2 days ago, longer than the trigger's maximum event "
+        "age (1 day)"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resuming_after_a_pause_does_not_reach_back_to_events_from_the_pause(
+    shop, settle, later, make_workflow
+):
+    # given a workflow paused for an hour, then resumed
+    workflow = make_workflow("Carts", **CARTS)
+    workflow_pause(workflow=workflow)
+    during = clock.now() + dt.timedelta(minutes=30)
+    later(hours=1)
+    workflow_resume(workflow=workflow)
+    # when an add_to_cart from the pause arrives late
+    shop.track("paused", "add_to_cart", timestamp=during)
+    settle()
+    # then it does not enroll
+    assert not Enrollment.objects.exists()
+    assert _decisions("paused") == [
+        "the event happened (2026-11-25 12:30) before the workflow went live "
+        "(2026-11-25 13:00)"
+    ]
