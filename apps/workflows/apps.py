@@ -20,8 +20,8 @@ class WorkflowsConfig(AppConfig):
             time_triggers_due,
             webhooks_due,
         )
+        from .merging import enrollments_move_to_contact
         from .selectors import due_backlog
-        from .services import enrollments_move_to_contact
 
         hooks.register(hooks.EVENTS_INGESTED, on_events_ingested)
         hooks.register(hooks.CONTACTS_MERGED, enrollments_move_to_contact)

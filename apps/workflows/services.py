@@ -415,13 +415,6 @@ def enroll_manually(*, workflow: Workflow, contacts: list[Contact]) -> dict[str,
     return {"enrolled": enrolled, "skipped": skipped}
 
 
-def enrollments_move_to_contact(*, source_id: int, target_id: int) -> dict[str, int]:
-    """CONTACTS_MERGED hook: runs and decisions follow the merged contact."""
-    moved = Enrollment.objects.filter(contact_id=source_id).update(contact_id=target_id)
-    TriggerDecision.objects.filter(contact_id=source_id).update(contact_id=target_id)
-    return {"enrollments": moved}
-
-
 @transaction.atomic
 def enrollments_move_to_current_version(
     *, workflow: Workflow
