@@ -240,9 +240,7 @@ def test_steps_are_reordered_and_removed_and_each_form_writes_its_config(
     }
 
 
-def test_an_event_triggers_maximum_age_is_set_in_the_trigger_form(
-    admin_page, template
-):
+def test_an_event_triggers_maximum_age_is_set_in_the_trigger_form(admin_page, template):
     page = admin_page
     page.goto(reverse("admin:workflows_workflow_add"))
     area = editor(page)
