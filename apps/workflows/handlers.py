@@ -14,7 +14,7 @@ from .engine import check_goal_and_exit
 from .models import Enrollment, TriggerDecision, WebhookDelivery, Workflow
 from .services import enqueue_advance, enrollment_start
 from .steps.waits import event_satisfies
-from .triggers import TIME, event_refusal, trigger_of
+from .triggers import event_refusal, trigger_of
 
 logger = logging.getLogger(__name__)
 
@@ -226,41 +226,6 @@ def enrollments_due(*, now: dt.datetime) -> int:
         Enrollment.objects.filter(pk__in=ids).update(last_advanced_at=now)
         enqueue_advance(ids)
     return len(ids)
-
-
-def time_triggers_due(*, now: dt.datetime) -> int:
-    """Tick task: run time-based triggers (once a minute per workflow at most)."""
-    enrolled = 0
-    workflows = Workflow.objects.filter(status=Workflow.Status.ACTIVE).exclude(
-        trigger_type=""
-    )
-    for workflow in workflows.select_related("current_version"):
-        kind, config = trigger_of(workflow.current_version.definition)
-        if kind.kind != TIME:
-            continue
-        last = workflow.trigger_checked_at
-        if last and last > now - dt.timedelta(minutes=1):
-            continue
-        Workflow.objects.filter(pk=workflow.pk).update(trigger_checked_at=now)
-        from apps.contacts.models import Contact
-
-        ids = []
-        for contact_id, occurrence in kind.due(config, now, last):
-            if Enrollment.objects.filter(
-                workflow=workflow, contact_id=contact_id, occurrence_key=occurrence
-            ).exists():
-                continue  # this occurrence is done: never twice
-            enrollment, _ = enrollment_start(
-                workflow=workflow,
-                contact=Contact(pk=contact_id),
-                occurrence_key=occurrence,
-                advance=False,
-            )
-            if enrollment is not None:
-                ids.append(enrollment.pk)
-        enqueue_advance(ids)
-        enrolled += len(ids)
-    return enrolled
 
 
 def webhooks_due(*, now: dt.datetime) -> int:

@@ -5,14 +5,21 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
 from apps.segments.conditions import describe, evaluate
 
 from .definition import validate_definition
-from .models import Enrollment, Step, TriggerDecision, Workflow, WorkflowVersion
+from .models import (
+    Enrollment,
+    Step,
+    TriggerDecision,
+    TriggerRun,
+    Workflow,
+    WorkflowVersion,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +171,10 @@ def workflow_resume(*, workflow: Workflow) -> int:
 def workflow_archive(*, workflow: Workflow) -> int:
     """Retire the workflow: running enrollments exit with the reason."""
     _status_set(workflow, Workflow.Status.ARCHIVED)
+    now = clock.now()
+    TriggerRun.objects.filter(
+        workflow=workflow, status=TriggerRun.Status.RUNNING
+    ).update(status=TriggerRun.Status.CANCELLED, updated_at=now, finished_at=now)
     return workflow.enrollments.filter(status__in=Enrollment.RUNNING).update(
         status=Enrollment.Status.EXITED,
         finished_at=clock.now(),
@@ -176,30 +187,39 @@ def workflow_archive(*, workflow: Workflow) -> int:
 # -- enrolling ----------------------------------------------------------------------
 
 
+def reentry_blockers(workflow: Workflow, definition: dict, now) -> QuerySet | None:
+    """The enrollments that keep their contact out under the re-entry rule (any
+    contact's: filter them), None when the rule keeps nobody out. Used one contact
+    at a time (reentry_block) and a chunk of contacts at a time (time triggers)."""
+    rule = (definition.get("reentry") or {}).get("rule", "every_time")
+    past = Enrollment.objects.filter(workflow=workflow, is_test=False)
+    if rule == "once":
+        return past.order_by("entered_at")
+    if rule == "once_per_period":
+        days = definition["reentry"]["days"]
+        return past.filter(entered_at__gte=now - _days(days)).order_by("-entered_at")
+    if rule == "while_not_enrolled":
+        return past.filter(status__in=Enrollment.RUNNING)
+    return None
+
+
 def reentry_block(workflow: Workflow, contact_id: int, definition: dict, now) -> str:
     """Why the re-entry rule keeps this contact out ("" if it does not)."""
-    rule = (definition.get("reentry") or {}).get("rule", "every_time")
-    past = Enrollment.objects.filter(
-        workflow=workflow, contact_id=contact_id, is_test=False
+    blockers = reentry_blockers(workflow, definition, now)
+    blocker = (
+        None if blockers is None else blockers.filter(contact_id=contact_id).first()
     )
+    if blocker is None:
+        return ""
+    rule = definition["reentry"]["rule"]
     if rule == "once":
-        first = past.order_by("entered_at").first()
-        if first:
-            return f"re-entry rule “once”: already enrolled on {first.entered_at:%Y-%m-%d %H:%M}"
-    elif rule == "once_per_period":
+        return f"re-entry rule “once”: already enrolled on {blocker.entered_at:%Y-%m-%d %H:%M}"
+    if rule == "once_per_period":
         days = definition["reentry"]["days"]
-        recent = (
-            past.filter(entered_at__gte=now - _days(days))
-            .order_by("-entered_at")
-            .first()
-        )
-        if recent:
-            return f"re-entry rule “once per {days} days”: last enrolled {recent.entered_at:%Y-%m-%d %H:%M}"
-    elif rule == "while_not_enrolled":
-        running = past.filter(status__in=Enrollment.RUNNING).first()
-        if running:
-            return f"re-entry rule “not while enrolled”: enrollment #{running.pk} is still running"
-    return ""
+        return f"re-entry rule “once per {days} days”: last enrolled {blocker.entered_at:%Y-%m-%d %H:%M}"
+    return (
+        f"re-entry rule “not while enrolled”: enrollment #{blocker.pk} is still running"
+    )
 
 
 def _days(n: int) -> dt.timedelta:
@@ -273,7 +293,7 @@ def _live_refusal(workflow: Workflow, trigger_event, now) -> str:
     workflow_archive has returned."""
     from .triggers import event_refusal, trigger_of
 
-    status, live_since = _status_held(workflow)
+    status, live_since = workflow_status_held(workflow_id=workflow.pk)
     if status != Workflow.Status.ACTIVE:
         return f"workflow is {status}"
     if trigger_event is None:
@@ -282,14 +302,16 @@ def _live_refusal(workflow: Workflow, trigger_event, now) -> str:
     return event_refusal(config, trigger_event, live_since=live_since, now=now)
 
 
-def _status_held(workflow: Workflow) -> tuple[str, dt.datetime | None]:
+def workflow_status_held(*, workflow_id: int) -> tuple[str, dt.datetime | None]:
+    """(status, live_since) as the database has them now; on PostgreSQL the row is
+    held FOR SHARE until the transaction ends, so a status change waits for it."""
     if connection.vendor != "postgresql":
-        return Workflow.objects.values_list("status", "live_since").get(pk=workflow.pk)
+        return Workflow.objects.values_list("status", "live_since").get(pk=workflow_id)
     table = connection.ops.quote_name(Workflow._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT status, live_since FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
-            [workflow.pk],
+            [workflow_id],
         )
         return cursor.fetchone()
 
