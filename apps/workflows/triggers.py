@@ -338,30 +338,37 @@ class ScheduleTrigger(TriggerType):
 
     def plan(self, config, now, last):
         """The time zones in which an occurrence fell since the last look, by
-        occurrence: {"occurrences": {"cron:202612070900": ["Europe/Paris", ...]}}.
-        Worked out for every zone there is, not the contacts' (that would read
-        them all); zones whose UTC offset was the same at ``last`` and ``now`` see
-        the same local times, so cron is asked once per offset, not per zone."""
+        occurrence, as the UTC offsets (minutes, at ``last`` and at ``now``) that
+        those zones share: {"since": ..., "occurrences": {"cron:202612070900":
+        [[60, 60]]}}. Worked out for every zone there is, not the contacts' (that
+        would read them all); zones with the same offsets over the window see the
+        same local times, so cron is asked once per offset pair, not per zone."""
         last = last or now - dt.timedelta(minutes=5)
-        occurrences: dict[str, list[str]] = {}
-        by_offsets: dict[tuple, str | None] = {}
-        for name in ("", *_zone_names()):
-            zone = _zone(name)
-            offsets = (
-                last.astimezone(zone).utcoffset(),
-                now.astimezone(zone).utcoffset(),
-            )
-            if offsets not in by_offsets:
-                occurrence = _last_occurrence(config["cron"], name, now)
-                due = occurrence is not None and last < occurrence <= now
-                by_offsets[offsets] = f"cron:{occurrence:%Y%m%d%H%M}" if due else None
-            if by_offsets[offsets]:
-                occurrences.setdefault(by_offsets[offsets], []).append(name)
-        return {"occurrences": occurrences} if occurrences else None
+        occurrences: dict[str, list[list[int]]] = {}
+        checked: set[tuple[int, int]] = set()
+        for name, offsets in _zones_by_offsets(last, now).items():
+            if offsets in checked:
+                continue
+            checked.add(offsets)
+            occurrence = _last_occurrence(config["cron"], name, now)
+            if occurrence is not None and last < occurrence <= now:
+                key = f"cron:{occurrence:%Y%m%d%H%M}"
+                occurrences.setdefault(key, []).append(list(offsets))
+        if not occurrences:
+            return None
+        return {"since": last.isoformat(), "occurrences": occurrences}
 
     def due_chunk(self, config, plan, now, *, after, limit):
+        by_offsets = {
+            tuple(offsets): key
+            for key, pairs in plan["occurrences"].items()
+            for offsets in pairs
+        }
+        since = dt.datetime.fromisoformat(plan["since"])
         key_of = {
-            zone: key for key, zones in plan["occurrences"].items() for zone in zones
+            name: by_offsets[offsets]
+            for name, offsets in _zones_by_offsets(since, now).items()
+            if offsets in by_offsets
         }
         where = Q(timezone__in=list(key_of))
         utc_key = key_of.get("")
@@ -391,6 +398,22 @@ def _chunk(rows, after: int, limit: int) -> list[int]:
 @functools.cache
 def _zone_names() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
+
+
+@functools.lru_cache(maxsize=64)
+def _zones_by_offsets(
+    since: dt.datetime, until: dt.datetime
+) -> dict[str, tuple[int, int]]:
+    """Every zone name ("" is UTC) with its UTC offset in minutes at ``since`` and
+    at ``until`` (cached: a run's chunks ask for the same window)."""
+    out = {}
+    for name in ("", *_zone_names()):
+        zone = _zone(name)
+        out[name] = (
+            int(since.astimezone(zone).utcoffset().total_seconds() // 60),
+            int(until.astimezone(zone).utcoffset().total_seconds() // 60),
+        )
+    return out
 
 
 def _zone(name: str) -> dt.tzinfo:
