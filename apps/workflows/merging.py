@@ -28,7 +28,7 @@ def enrollments_move_to_contact(*, source_id: int, target_id: int) -> dict[str, 
     exited = _conflicts_resolve(source_id=source_id, target_id=target_id)
     moved = Enrollment.objects.filter(contact_id=source_id).update(contact_id=target_id)
     TriggerDecision.objects.filter(contact_id=source_id).update(contact_id=target_id)
-    return {"enrollments": moved, "enrollments exited by the merge": exited}
+    return {"enrollments": moved, "enrollments_exited": exited}
 
 
 def _conflicts_resolve(*, source_id: int, target_id: int) -> int:
