@@ -39,8 +39,9 @@ CHUNK = 1_000
 LOOK_EVERY = dt.timedelta(minutes=1)
 # Finished runs are kept this long, to answer "did Monday's newsletter go out?".
 KEEP_FINISHED = dt.timedelta(days=7)
-# Chunks queue behind events and enrollments (workers take "default" last): a big
-# enumeration never delays an event's reaction.
+# Chunks, and the first advance of what they enroll, queue behind events and
+# event-triggered enrollments (workers take "default" last): a big enumeration runs
+# on the workers' spare time and never delays an event's reaction.
 QUEUE = "default"
 
 
@@ -147,7 +148,9 @@ def trigger_run_advance(*, run_id: int) -> int:
         )
         ids = _chunk_enroll(run, due, now)
         _chunk_done(run, due, len(ids), now)
-        enqueue_advance(ids)
+        # Their first steps wait behind events too: a schedule's thousands must
+        # not hold up the reaction to what a contact is doing now.
+        enqueue_advance(ids, queue=QUEUE)
     return len(ids)
 
 

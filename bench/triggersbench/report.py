@@ -12,6 +12,8 @@ from triggersbench.config import Config
 # "Unaffected": within this factor of the baseline, or this many ms of it.
 SLACK_FACTOR = 1.5
 SLACK_MS = 20.0
+# Events waiting this long for processing with nothing else going on: a backlog.
+BACKLOG_MS = 1_000.0
 
 
 def _ms(dist: dict[str, Any], key: str) -> str:
@@ -76,6 +78,12 @@ def print_table(report: dict[str, Any], cfg: Config) -> None:
             )
         if report[phase]["fell_behind"]:
             report["warnings"].append(f"{phase}: the load fell behind its schedule")
+    if base["processing_ms"].get("p50", 0) > BACKLOG_MS:
+        report["warnings"].append(
+            "baseline: the workers did not keep up with the load alone (events "
+            "waited for processing): the enumeration only gets their spare time, "
+            "so its figures mean little; lower --track-rate"
+        )
     print(
         "machine speed: reference loop "
         f"{report['reference_loop_ms_start']} ms at the start, "

@@ -248,3 +248,22 @@ def test_neither_the_tick_nor_a_chunk_holds_a_contact_that_ingestion_updates(
     run = TriggerRun.objects.get()
     in_open_transaction(lambda: trigger_run_advance(run_id=run.pk))
     assert Enrollment.objects.count() == 10
+
+
+@pytest.mark.django_db
+def test_admin_lists_the_runs_to_those_allowed_to_see_them(
+    admin_client, client, make_workflow, run_jobs, frozen_clock
+):
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    _contacts(3)
+    tick()
+    run_jobs()
+    url = reverse("admin:workflows_triggerrun_changelist")
+    page = admin_client.get(url).content.decode()
+    assert "Minutely" in page and "done" in page
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(url).status_code == 403
