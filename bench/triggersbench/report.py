@@ -81,8 +81,8 @@ def print_table(report: dict[str, Any], cfg: Config) -> None:
     if base["processing_ms"].get("p50", 0) > BACKLOG_MS:
         report["warnings"].append(
             "baseline: the workers did not keep up with the load alone (events "
-            "waited for processing): the enumeration only gets their spare time, "
-            "so its figures mean little; lower --track-rate"
+            "waited for processing): the comparison means little; lower "
+            "--track-rate or wait for a quiet machine"
         )
     print(
         "machine speed: reference loop "
