@@ -383,11 +383,8 @@ def _record_decision(workflow, contact, event, reason: str, now) -> None:
     )
 
 
-def enqueue_advance(
-    enrollment_ids: list[int], *, at=None, queue: str = "workflows"
-) -> None:
-    """One job for many enrollments ("carry many ids per job"); bulk work (a
-    schedule's thousands) goes on a queue the workers take after events."""
+def enqueue_advance(enrollment_ids: list[int], *, at=None) -> None:
+    """One job for many enrollments ("carry many ids per job")."""
     from .tasks import advance_enrollments
 
     # 200 ids per job: a few hundred milliseconds of work, so a stuck one delays few.
@@ -397,7 +394,9 @@ def enqueue_advance(
         if len(chunk) == 1:
             stamp = int(at.timestamp()) if at else "now"
             job_id = f"advance-{chunk[0]}-{stamp}"
-        jobs.enqueue(advance_enrollments, chunk, queue=queue, job_id=job_id, at=at)
+        jobs.enqueue(
+            advance_enrollments, chunk, queue="workflows", job_id=job_id, at=at
+        )
 
 
 def enrollment_finish(

@@ -3,11 +3,13 @@ by jobs a chunk at a time.
 
     tick: time_triggers_due -> for each active time-triggered workflow not already
           running: is anything due? (TriggerType.plan: no contact read) -> a
-          TriggerRun row and a job; and runs whose job was lost, handed over again
-    job:  trigger_run_advance (events queue) -> lock the run -> the next CHUNK contacts after its
-          cursor (TriggerType.due_chunk) -> entry condition and re-entry rule for
-          the whole chunk -> one INSERT -> cursor moved, in the same short
-          transaction -> the enrollments' advance jobs and the next chunk's job
+          TriggerRun row and a job; and runs whose job was lost or kept waiting,
+          handed over again (to the events queue)
+    job:  trigger_run_advance (default queue) -> lock the run -> the next CHUNK
+          contacts after its cursor (TriggerType.due_chunk) -> entry condition
+          and re-entry rule for the whole chunk -> one INSERT -> cursor moved, in
+          the same short transaction -> then, in the same job, the enrolled
+          contacts' first steps and the next chunk's job
 
 The tick's transaction stays small whatever the audience, so it never holds
 contacts or starves the re-enqueueing the guarantees rely on. A chunk commits its
@@ -25,8 +27,9 @@ from django.db import transaction
 from apps.core import clock, jobs
 from apps.segments.conditions import matching_contacts
 
+from .engine import enrollments_advance
 from .models import Enrollment, TriggerRun, Workflow
-from .services import enqueue_advance, reentry_blockers, workflow_status_held
+from .services import reentry_blockers, workflow_status_held
 from .triggers import TIME, trigger_of
 
 logger = logging.getLogger(__name__)
@@ -39,13 +42,14 @@ CHUNK = 1_000
 LOOK_EVERY = dt.timedelta(minutes=1)
 # Finished runs are kept this long, to answer "did Monday's newsletter go out?".
 KEEP_FINISHED = dt.timedelta(days=7)
-# Chunks, and the first advance of what they enroll, take turns with events: on
-# the events queue, one chunk's jobs at a time (each chunk enqueues the next when it
-# is done), so an event waits behind one chunk's work at most, and a run always
-# moves on. ("default", which workers take last, would wait for every event: a
-# steady stream near the workers' capacity held a run of 200,000 at 37,000 for
-# good, bench/README.md.)
-QUEUE = "events"
+# Chunks (a chunk's job also runs the first steps of those it enrolled) go on the
+# queue the workers take last: a big run uses their spare time, one worker at most.
+QUEUE = "default"
+# ... unless they are kept waiting: a run not moved for NUDGE_STALE_SECONDS (its job
+# lost, or starved by a stream of events that keeps the workers busy) is handed to
+# the events queue, where it takes its turn with them. Near the workers' capacity
+# "default" alone held a run of 200,000 at 37,000 for good (bench/README.md).
+LATE_QUEUE = "events"
 
 
 def time_triggers_due(*, now: dt.datetime) -> int:
@@ -104,7 +108,7 @@ def _lost_runs_reenqueue(now: dt.datetime) -> int:
     if lost:
         TriggerRun.objects.filter(pk__in=[r.pk for r in lost]).update(updated_at=now)
     for run in lost:
-        _enqueue_chunk(run)
+        _enqueue_chunk(run, late=True)
     return len(lost)
 
 
@@ -114,22 +118,28 @@ def trigger_runs_expire(*, now: dt.datetime) -> int:
     return deleted
 
 
-def _enqueue_chunk(run: TriggerRun) -> None:
+def _enqueue_chunk(run: TriggerRun, *, late: bool = False) -> None:
+    """The job of the run's next chunk. The cursor is in its id, so the tick's
+    hand-over of a chunk whose job is still waiting is a no-op; a late one has an
+    id of its own (the waiting one, when its turn comes, finds the run moved on and
+    does the chunk after: the run's row lock lets one job at a time work on it)."""
     from .tasks import advance_trigger_run
 
-    # The cursor in the id: the tick's re-enqueue of a chunk still waiting is a
-    # no-op, and the next chunk is a new job.
     jobs.enqueue(
         advance_trigger_run,
         run.pk,
-        queue=QUEUE,
-        job_id=f"trigger-run-{run.pk}-{run.cursor}",
+        queue=LATE_QUEUE if late else QUEUE,
+        job_id=f"trigger-run-{run.pk}-{run.cursor}" + ("-late" if late else ""),
     )
 
 
 def trigger_run_advance(*, run_id: int) -> int:
-    """Enroll the run's next chunk of contacts; how many it enrolled. The run goes
-    on in a new job, or is done."""
+    """Enroll the run's next chunk of contacts, run their first steps, and queue
+    the chunk after (or finish the run); how many it enrolled.
+
+    All in this one job, one after the other: a run never has more than one job
+    at a time, so it never holds more than one worker, and events always find
+    another."""
     with transaction.atomic():
         run = (
             TriggerRun.objects.select_for_update(skip_locked=True)
@@ -151,9 +161,11 @@ def trigger_run_advance(*, run_id: int) -> int:
         )
         ids = _chunk_enroll(run, due, now)
         _chunk_done(run, due, len(ids), now)
-        # Their first steps take turns with events too: a schedule's thousands
-        # must not go ahead of the reaction to what a contact is doing now.
-        enqueue_advance(ids, queue=QUEUE)
+    # Committed: a worker killed from here on leaves them active, and the tick's
+    # enrollments_due hands them over (and this run, once stale).
+    enrollments_advance(enrollment_ids=ids)
+    if run.status == TriggerRun.Status.RUNNING:
+        _enqueue_chunk(run)
     return len(ids)
 
 
@@ -183,8 +195,6 @@ def _chunk_done(run: TriggerRun, due: list, enrolled: int, now) -> None:
     run.save(
         update_fields=["cursor", "enrolled", "updated_at", "status", "finished_at"]
     )
-    if run.status == TriggerRun.Status.RUNNING:
-        _enqueue_chunk(run)
 
 
 def _chunk_enroll(

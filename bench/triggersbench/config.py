@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--workers", type=int, default=2, help="RQ SimpleWorker processes (2)")
     add("--web-workers", type=int, default=2, help="granian worker processes (2)")
     add("--blocking-threads", type=int, default=12, help="granian threads each (12)")
-    add("--track-rate", type=float, help="track calls per s offered (100; small 50)")
+    add("--track-rate", type=float, help="track calls per s offered (50)")
     add(
         "--track-users",
         type=int,
@@ -92,7 +92,7 @@ def _config_from(a: argparse.Namespace) -> Config:
         rq_workers=a.workers,
         web_workers=a.web_workers,
         blocking_threads=a.blocking_threads,
-        track_rate=a.track_rate or (50.0 if small else 100.0),
+        track_rate=a.track_rate or 50.0,
         track_users=a.track_users,
         track_threads=a.track_threads,
         baseline_seconds=a.baseline_seconds or (8.0 if small else 30.0),

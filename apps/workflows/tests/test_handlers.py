@@ -3,6 +3,7 @@ processes each worker caches the active triggers, and every status change must r
 that cache."""
 
 import datetime as dt
+import re
 import uuid
 
 import django_rq
@@ -286,3 +287,48 @@ def test_resuming_after_a_pause_does_not_reach_back_to_events_from_the_pause(
         "the event happened (2026-11-25 12:30) before the workflow went live "
         "(2026-11-25 13:00)"
     ]
+
+
+@pytest.mark.django_db
+def test_finding_a_contacts_runs_does_not_walk_a_big_workflows_runs(
+    require_postgres, make_workflow, frozen_clock
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.contacts.models import Contact
+
+    # given statistics taken while nothing was enrolled (autovacuum may be off)
+    workflow = make_workflow("Weekly", trigger={"type": "manual"}, steps=WAIT_A_DAY)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workflows_enrollment")
+    # and then a schedule that enrolled thousands
+    contacts = Contact.objects.bulk_create(
+        Contact(email=f"c{i}@example.com") for i in range(20_000)
+    )
+    Enrollment.objects.bulk_create(
+        Enrollment(
+            workflow=workflow,
+            version=workflow.current_version,
+            contact=contact,
+            status="waiting",
+            entered_at=clock.now(),
+            occurrence_key="cron:1",
+        )
+        for contact in contacts
+    )
+
+    # when an event's job looks up its contact's runs
+    with CaptureQueriesContext(connection) as queries:
+        runs = handlers._running_enrollments({contacts[5].pk}, None)
+
+    # then it finds the one, and every statement reads the rows it needs by index,
+    # none of them all of the workflow's runs
+    assert [r.contact_id for r in runs] == [contacts[5].pk]
+    for query in queries:
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN ANALYZE {query['sql']}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        removed = [int(n) for n in re.findall(r"Rows Removed by \w+: (\d+)", plan)]
+        assert "Seq Scan on workflows_enrollment" not in plan, plan
+        assert sum(removed) < 100, plan

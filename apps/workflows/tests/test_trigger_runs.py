@@ -120,6 +120,33 @@ def test_a_lost_job_is_handed_over_again_and_nobody_is_enrolled_twice(
 
 
 @pytest.mark.django_db
+def test_a_run_kept_waiting_behind_events_takes_its_turn_with_them(
+    make_workflow, small_chunks, run_jobs, frozen_clock
+):
+    # given a run whose next chunk waits on the default queue (the workers' last),
+    # as it does while a stream of events keeps them busy
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+    trigger_run_advance(run_id=run.pk)
+
+    # when the tick finds it not moved for the stale period
+    clock.advance(dt.timedelta(seconds=31))
+    assert tick()["workflow-triggers"] == 1
+
+    # then the next chunk is on the events queue, taken in turn with the events
+    run_jobs(["events"])
+    run.refresh_from_db()
+    assert run.cursor == contacts[19].pk
+    # and the run goes on to the end, everyone enrolled once
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert _enrolled() == [c.pk for c in contacts]
+
+
+@pytest.mark.django_db
 def test_pausing_holds_a_run_resuming_continues_it_archiving_cancels_it(
     make_workflow, small_chunks, run_jobs, frozen_clock
 ):
