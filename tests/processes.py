@@ -14,7 +14,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_SECONDS = 120
-QUEUES = ["events", "workflows", "email", "default"]
+QUEUES = ("events", "workflows", "email", "default")
 
 
 def database_url() -> str:
@@ -67,10 +67,10 @@ class Processes:
         self.started.append(process)
         return process
 
-    def worker(self, log: str) -> subprocess.Popen:
+    def worker(self, log: str, queues: tuple[str, ...] = QUEUES) -> subprocess.Popen:
         return self.start(
             "rqworker",
-            *QUEUES,
+            *queues,
             "--worker-class",
             "rq.worker.SimpleWorker",
             "--with-scheduler",

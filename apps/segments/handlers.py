@@ -1,11 +1,9 @@
 """What segments do when events arrive (the EVENTS_INGESTED hook)."""
 
-import threading
-from dataclasses import dataclass
-
-from django.db.models import Count, Max
+from django.db.models import Q
 
 from apps.core import clock
+from apps.core.cache import RowsCache
 from apps.events.models import Event
 
 from .conditions import Refs, references
@@ -21,34 +19,31 @@ CONSENT_EVENTS = {
 }
 
 
-@dataclass
-class _Index:
-    signature: tuple
-    segments: dict[int, tuple[Segment, Refs]]
+def _dynamic_segments() -> dict[int, tuple[Segment, Refs]]:
+    segments = {}
+    for segment in Segment.objects.filter(kind=Segment.Kind.DYNAMIC):
+        try:
+            segments[segment.pk] = (segment, references(segment.condition))
+        except (ValueError, KeyError, TypeError):
+            continue  # an invalid stored condition matches nothing
+    return segments
 
 
-_index: _Index | None = None
-_lock = threading.Lock()
+# What the index reads of a segment: a change to any of these, by any path, rebuilds
+# it (member counts and refresh times change all the time and do not matter here).
+# The timestamps tell a row apart from an earlier one with the same id (SQLite reuses
+# the ids of rolled-back rows).
+_index = RowsCache(
+    model=Segment,
+    columns=("name", "condition", "created_at", "updated_at"),
+    where=Q(kind=Segment.Kind.DYNAMIC),
+    build=_dynamic_segments,
+)
 
 
 def segment_index() -> dict[int, tuple[Segment, Refs]]:
     """Dynamic segments with what their conditions read; rebuilt when one changes."""
-    global _index
-    signature = tuple(
-        Segment.objects.filter(kind=Segment.Kind.DYNAMIC)
-        .aggregate(n=Count("pk"), changed=Max("updated_at"))
-        .values()
-    )
-    if _index is None or _index.signature != signature:
-        segments = {}
-        for segment in Segment.objects.filter(kind=Segment.Kind.DYNAMIC):
-            try:
-                segments[segment.pk] = (segment, references(segment.condition))
-            except (ValueError, KeyError, TypeError):
-                continue  # an invalid stored condition matches nothing
-        with _lock:
-            _index = _Index(signature=signature, segments=segments)
-    return _index.segments
+    return _index.get()
 
 
 def _affected(event: Event, refs: Refs) -> bool:

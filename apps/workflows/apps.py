@@ -17,11 +17,11 @@ class WorkflowsConfig(AppConfig):
             decisions_expire,
             enrollments_due,
             on_events_ingested,
-            time_triggers_due,
             webhooks_due,
         )
-        from .selectors import due_backlog
-        from .services import enrollments_move_to_contact
+        from .merging import enrollments_move_to_contact
+        from .selectors import due_backlog, trigger_runs_backlog
+        from .trigger_runs import time_triggers_due, trigger_runs_expire
 
         hooks.register(hooks.EVENTS_INGESTED, on_events_ingested)
         hooks.register(hooks.CONTACTS_MERGED, enrollments_move_to_contact)
@@ -29,7 +29,9 @@ class WorkflowsConfig(AppConfig):
         register_tick_task("workflow-triggers", time_triggers_due)
         register_tick_task("webhooks", webhooks_due)
         register_tick_task("workflow-decisions", decisions_expire)
+        register_tick_task("workflow-trigger-runs", trigger_runs_expire)
         register_backlog("workflows", due_backlog)
+        register_backlog("workflow-trigger-runs", trigger_runs_backlog)
         register_panel(
             Panel(
                 key="workflows", title="Workflows", render=enrollments_panel, order=40

@@ -7,7 +7,7 @@ from typing import Any
 from apps.segments.conditions import ConditionError, check, filters_errors
 
 from .steps import STEP_TYPES
-from .triggers import TRIGGER_TYPES
+from .triggers import TRIGGER_TYPES, max_age_errors
 
 REENTRY_RULES = ("once", "once_per_period", "every_time", "while_not_enrolled")
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,59}$")
@@ -43,7 +43,9 @@ def validate_definition(definition: Any) -> list[str]:
     else:
         config = {k: v for k, v in trigger.items() if k != "type"}
         try:
-            errors += TRIGGER_TYPES[trigger["type"]].validate(config, "trigger")
+            kind = TRIGGER_TYPES[trigger["type"]]
+            errors += kind.validate(config, "trigger")
+            errors += max_age_errors(kind, config, "trigger")
         except (AttributeError, TypeError, ValueError, KeyError):
             errors.append(f"trigger: malformed for a {trigger['type']} trigger")
     errors += _condition_errors(definition.get("entry_condition"), "entry_condition")

@@ -2,45 +2,40 @@
 
 import datetime as dt
 import logging
-import threading
 from dataclasses import dataclass
 
 from django.conf import settings as django_settings
-from django.db.models import Count, Max, Q
+from django.db.models import Q
 
+from apps.contacts.models import Contact
 from apps.core import clock
+from apps.core.cache import RowsCache
 
 from .engine import check_goal_and_exit
-from .models import Enrollment, TriggerDecision, WebhookDelivery, Workflow
+from .models import (
+    Enrollment,
+    Step,
+    TriggerDecision,
+    WebhookDelivery,
+    Workflow,
+    WorkflowVersion,
+)
 from .services import enqueue_advance, enrollment_start
 from .steps.waits import event_satisfies
-from .triggers import TIME, trigger_of
+from .triggers import event_refusal, trigger_of
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class _Index:
-    signature: tuple
     by_event: dict[str, list[Workflow]]
     goal_exit_events: dict[
         int, set[str]
     ]  # version id -> event names its goal/exit read
 
 
-_index: _Index | None = None
-_lock = threading.Lock()
-
-
-def trigger_index() -> _Index:
-    """Active event-triggered workflows by event name: not a scan of all workflows.
-    Rebuilt when a workflow changes (one cheap aggregate query per job)."""
-    global _index
-    signature = tuple(
-        Workflow.objects.aggregate(n=Count("pk"), changed=Max("updated_at")).values()
-    )
-    if _index is not None and _index.signature == signature:
-        return _index
+def _active_by_event() -> _Index:
     by_event: dict[str, list[Workflow]] = {}
     active = Workflow.objects.filter(status=Workflow.Status.ACTIVE).select_related(
         "current_version"
@@ -48,9 +43,32 @@ def trigger_index() -> _Index:
     for workflow in active:
         if workflow.trigger_event:
             by_event.setdefault(workflow.trigger_event, []).append(workflow)
-    with _lock:
-        _index = _Index(signature=signature, by_event=by_event, goal_exit_events={})
-    return _index
+    return _Index(by_event=by_event, goal_exit_events={})
+
+
+# What the index reads of a workflow. Activating, pausing or archiving adds or
+# removes a row; a new version changes current_version (versions never change). The
+# timestamps tell a row apart from an earlier one with the same ids (SQLite reuses
+# the ids of rolled-back rows: a simulation's version, a test's workflow).
+_index = RowsCache(
+    model=Workflow,
+    columns=(
+        "current_version",
+        "trigger_type",
+        "trigger_event",
+        "live_since",
+        "created_at",
+        "updated_at",
+    ),
+    where=Q(status=Workflow.Status.ACTIVE),
+    build=_active_by_event,
+)
+
+
+def trigger_index() -> _Index:
+    """Active event-triggered workflows by event name: not a scan of all workflows.
+    Rebuilt when one changes, by whatever path (one cheap query per job)."""
+    return _index.get()
 
 
 def _goal_exit_events(index: _Index, version) -> set[str]:
@@ -94,15 +112,36 @@ def react_to_events(
 
 
 def _running_enrollments(contact_ids: set[int], only_workflow) -> list[Enrollment]:
-    """One query for the running enrollments of every contact in the batch."""
+    """The running enrollments of every contact in the batch, with their version,
+    contact, step and workflow.
+
+    Each statement reads one table by one index: the ids by (contact, status), then
+    the rows by id, then what they point at. One statement joining them all let the
+    planner, on statistics from before a schedule enrolled thousands, walk every run
+    of a workflow for each event (DESIGN.md: hot queries must not depend on fresh
+    statistics); most events' contacts have no run, and cost the first one only."""
     running = Enrollment.objects.filter(
         contact_id__in=contact_ids, status__in=Enrollment.RUNNING
     )
     if only_workflow is not None:
         running = running.filter(workflow=only_workflow)
-    return list(
-        running.select_related("version", "contact", "current_step", "workflow")
-    )
+    ids = list(running.values_list("pk", flat=True))
+    if not ids:
+        return []
+    enrollments = list(Enrollment.objects.filter(pk__in=ids))
+    related = {
+        "version": WorkflowVersion.objects.in_bulk({e.version_id for e in enrollments}),
+        "contact": Contact.objects.in_bulk({e.contact_id for e in enrollments}),
+        "workflow": Workflow.objects.in_bulk({e.workflow_id for e in enrollments}),
+        "current_step": Step.objects.in_bulk(
+            {e.current_step_id for e in enrollments if e.current_step_id}
+        ),
+    }
+    for enrollment in enrollments:
+        for name, rows in related.items():
+            pk = getattr(enrollment, f"{name}_id")
+            setattr(enrollment, name, rows.get(pk) if pk else None)
+    return enrollments
 
 
 def _react_in_runs(
@@ -118,11 +157,25 @@ def _react_in_runs(
             enrollment, enrollment.version.definition, now
         ):
             continue
-        if _resumes_wait(enrollment, event, now):
-            Enrollment.objects.filter(
-                pk=enrollment.pk, status=Enrollment.Status.WAITING
-            ).update(resume_outlet="happened", resume_at=now)
+        if _resumes_wait(enrollment, event, now) and _resume(enrollment, now):
             to_advance.append(enrollment.pk)
+
+
+def _resume(enrollment: Enrollment, now) -> bool:
+    """Mark the wait as ended by its event; False if the run is no longer at that
+    wait. The engine may have moved it on since it was loaded (timed out into a
+    later plain wait, say): the update is pinned to the step and the awaited event
+    it was loaded at, so this event never ends another wait."""
+    return bool(
+        Enrollment.objects.filter(
+            pk=enrollment.pk,
+            status=Enrollment.Status.WAITING,
+            current_step_id=enrollment.current_step_id,
+            awaiting_event=enrollment.awaiting_event,
+            awaiting_key=enrollment.awaiting_key,
+            resume_outlet="",
+        ).update(resume_outlet="happened", resume_at=now)
+    )
 
 
 def _resumes_wait(enrollment: Enrollment, event, now) -> bool:
@@ -148,7 +201,10 @@ def _react_as_trigger(
     ``to_advance``); record why not where the trigger's filters do not match."""
     for workflow in workflows:
         kind, config = trigger_of(workflow.current_version.definition)
-        fires, why_not = kind.matches(config, event)
+        why_not = event_refusal(config, event, live_since=workflow.live_since, now=now)
+        fires = not why_not
+        if fires:
+            fires, why_not = kind.matches(config, event)
         if not fires:
             TriggerDecision.objects.create(
                 workflow=workflow,
@@ -199,41 +255,6 @@ def enrollments_due(*, now: dt.datetime) -> int:
         Enrollment.objects.filter(pk__in=ids).update(last_advanced_at=now)
         enqueue_advance(ids)
     return len(ids)
-
-
-def time_triggers_due(*, now: dt.datetime) -> int:
-    """Tick task: run time-based triggers (once a minute per workflow at most)."""
-    enrolled = 0
-    workflows = Workflow.objects.filter(status=Workflow.Status.ACTIVE).exclude(
-        trigger_type=""
-    )
-    for workflow in workflows.select_related("current_version"):
-        kind, config = trigger_of(workflow.current_version.definition)
-        if kind.kind != TIME:
-            continue
-        last = workflow.trigger_checked_at
-        if last and last > now - dt.timedelta(minutes=1):
-            continue
-        Workflow.objects.filter(pk=workflow.pk).update(trigger_checked_at=now)
-        from apps.contacts.models import Contact
-
-        ids = []
-        for contact_id, occurrence in kind.due(config, now, last):
-            if Enrollment.objects.filter(
-                workflow=workflow, contact_id=contact_id, occurrence_key=occurrence
-            ).exists():
-                continue  # this occurrence is done: never twice
-            enrollment, _ = enrollment_start(
-                workflow=workflow,
-                contact=Contact(pk=contact_id),
-                occurrence_key=occurrence,
-                advance=False,
-            )
-            if enrollment is not None:
-                ids.append(enrollment.pk)
-        enqueue_advance(ids)
-        enrolled += len(ids)
-    return enrolled
 
 
 def webhooks_due(*, now: dt.datetime) -> int:

@@ -30,6 +30,9 @@ class Workflow(models.Model):
     trigger_event = models.CharField(max_length=200, db_index=True, blank=True)
     # Time-based triggers: when the scheduler last looked, and when it looks next.
     trigger_checked_at = models.DateTimeField(null=True, blank=True)
+    # When it last went live (activated, or resumed after a pause): an event
+    # timestamped before this never triggers it.
+    live_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -222,6 +225,64 @@ class TriggerDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contact} not enrolled in {self.workflow}: {self.reason}"
+
+
+class TriggerRun(models.Model):
+    """One look of a time trigger that found contacts due (a schedule's occurrence,
+    today's birthdays). The scheduler tick only decides that it is due and records
+    it; jobs enroll its contacts a chunk at a time, in id order after ``cursor``,
+    each chunk in its own short transaction. A run whose job was lost (its
+    updated_at grows old) is handed to a worker again by the tick, and carries on
+    after the cursor: nobody is skipped, nobody enrolled twice."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        CANCELLED = "cancelled"  # the workflow was archived meanwhile
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.CASCADE, related_name="trigger_runs"
+    )
+    # The definition the run enrolls with, from its first chunk to its last.
+    version = models.ForeignKey(
+        WorkflowVersion, on_delete=models.RESTRICT, related_name="+"
+    )
+    # The time the trigger was evaluated for (every chunk reads the contacts as of
+    # then), and the previous look, for triggers that fire in between (schedules).
+    due_at = models.DateTimeField()
+    since = models.DateTimeField(null=True, blank=True)
+    # What the trigger type worked out at the tick for its chunks (TriggerType.plan).
+    plan = models.JSONField(default=dict, blank=True)
+    # The last contact id a committed chunk went through.
+    cursor = models.BigIntegerField(default=0)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.RUNNING
+    )
+    enrolled = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    # Stamped by every chunk and by the tick when it hands the run over again.
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow"],
+                condition=models.Q(status="running"),
+                name="one_running_trigger_run",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["updated_at"],
+                condition=models.Q(status="running"),
+                name="trigger_run_running_idx",
+            ),
+            models.Index(fields=["finished_at"], name="trigger_run_finished_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} at {self.due_at:%Y-%m-%d %H:%M} ({self.status})"
 
 
 class WebhookDelivery(models.Model):

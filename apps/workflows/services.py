@@ -1,17 +1,25 @@
 """Writes for workflows: versions, status changes, enrolling, finishing."""
 
+import datetime as dt
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, QuerySet
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
 from apps.segments.conditions import describe, evaluate
 
 from .definition import validate_definition
-from .models import Enrollment, Step, TriggerDecision, Workflow, WorkflowVersion
+from .models import (
+    Enrollment,
+    Step,
+    TriggerDecision,
+    TriggerRun,
+    Workflow,
+    WorkflowVersion,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,17 +129,29 @@ def diff_definitions(old: dict | None, new: dict) -> list[str]:
 # -- status -------------------------------------------------------------------------
 
 
+def _status_set(workflow: Workflow, status: str, **also) -> None:
+    """The one write of a workflow's status. Workers' trigger indexes notice it by
+    themselves (apps.core.cache); updated_at is kept true for people."""
+    Workflow.objects.filter(pk=workflow.pk).update(
+        status=status, updated_at=clock.now(), **also
+    )
+    workflow.status = status
+    for name, value in also.items():
+        setattr(workflow, name, value)
+
+
 def workflow_activate(*, workflow: Workflow) -> None:
+    """Go live (again, after a pause): from now on, events trigger it; events
+    timestamped before now never will (apps.workflows.triggers.event_refusal)."""
     if workflow.status == Workflow.Status.ARCHIVED:
         raise ValueError("an archived workflow cannot be activated")
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ACTIVE)
-    workflow.status = Workflow.Status.ACTIVE
+    if workflow.status != Workflow.Status.ACTIVE:
+        _status_set(workflow, Workflow.Status.ACTIVE, live_since=clock.now())
 
 
 def workflow_pause(*, workflow: Workflow) -> int:
     """Stop advancing; running enrollments hold where they are. Returns how many."""
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.PAUSED)
-    workflow.status = Workflow.Status.PAUSED
+    _status_set(workflow, Workflow.Status.PAUSED)
     return workflow.enrollments.filter(status__in=Enrollment.RUNNING).count()
 
 
@@ -150,8 +170,11 @@ def workflow_resume(*, workflow: Workflow) -> int:
 @transaction.atomic
 def workflow_archive(*, workflow: Workflow) -> int:
     """Retire the workflow: running enrollments exit with the reason."""
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ARCHIVED)
-    workflow.status = Workflow.Status.ARCHIVED
+    _status_set(workflow, Workflow.Status.ARCHIVED)
+    now = clock.now()
+    TriggerRun.objects.filter(
+        workflow=workflow, status=TriggerRun.Status.RUNNING
+    ).update(status=TriggerRun.Status.CANCELLED, updated_at=now, finished_at=now)
     return workflow.enrollments.filter(status__in=Enrollment.RUNNING).update(
         status=Enrollment.Status.EXITED,
         finished_at=clock.now(),
@@ -164,35 +187,42 @@ def workflow_archive(*, workflow: Workflow) -> int:
 # -- enrolling ----------------------------------------------------------------------
 
 
+def reentry_blockers(workflow: Workflow, definition: dict, now) -> QuerySet | None:
+    """The enrollments that keep their contact out under the re-entry rule (any
+    contact's: filter them), None when the rule keeps nobody out. Used one contact
+    at a time (reentry_block) and a chunk of contacts at a time (time triggers)."""
+    rule = (definition.get("reentry") or {}).get("rule", "every_time")
+    past = Enrollment.objects.filter(workflow=workflow, is_test=False)
+    if rule == "once":
+        return past.order_by("entered_at")
+    if rule == "once_per_period":
+        days = definition["reentry"]["days"]
+        return past.filter(entered_at__gte=now - _days(days)).order_by("-entered_at")
+    if rule == "while_not_enrolled":
+        return past.filter(status__in=Enrollment.RUNNING)
+    return None
+
+
 def reentry_block(workflow: Workflow, contact_id: int, definition: dict, now) -> str:
     """Why the re-entry rule keeps this contact out ("" if it does not)."""
-    rule = (definition.get("reentry") or {}).get("rule", "every_time")
-    past = Enrollment.objects.filter(
-        workflow=workflow, contact_id=contact_id, is_test=False
+    blockers = reentry_blockers(workflow, definition, now)
+    blocker = (
+        None if blockers is None else blockers.filter(contact_id=contact_id).first()
     )
+    if blocker is None:
+        return ""
+    rule = definition["reentry"]["rule"]
     if rule == "once":
-        first = past.order_by("entered_at").first()
-        if first:
-            return f"re-entry rule “once”: already enrolled on {first.entered_at:%Y-%m-%d %H:%M}"
-    elif rule == "once_per_period":
+        return f"re-entry rule “once”: already enrolled on {blocker.entered_at:%Y-%m-%d %H:%M}"
+    if rule == "once_per_period":
         days = definition["reentry"]["days"]
-        recent = (
-            past.filter(entered_at__gte=now - _days(days))
-            .order_by("-entered_at")
-            .first()
-        )
-        if recent:
-            return f"re-entry rule “once per {days} days”: last enrolled {recent.entered_at:%Y-%m-%d %H:%M}"
-    elif rule == "while_not_enrolled":
-        running = past.filter(status__in=Enrollment.RUNNING).first()
-        if running:
-            return f"re-entry rule “not while enrolled”: enrollment #{running.pk} is still running"
-    return ""
+        return f"re-entry rule “once per {days} days”: last enrolled {blocker.entered_at:%Y-%m-%d %H:%M}"
+    return (
+        f"re-entry rule “not while enrolled”: enrollment #{blocker.pk} is still running"
+    )
 
 
-def _days(n: int):
-    import datetime as dt
-
+def _days(n: int) -> dt.timedelta:
     return dt.timedelta(days=n)
 
 
@@ -218,7 +248,11 @@ def enrollment_start(
     with transaction.atomic():
         # One decision at a time per contact: two events at once cannot both pass "once".
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
-        reason = _entry_refusal(workflow, contact, definition, now, is_test=is_test)
+        # The caller's copy (a worker's cached trigger index) may be older.
+        reason = "" if is_test else _live_refusal(workflow, trigger_event, now)
+        reason = reason or _entry_refusal(
+            workflow, contact, definition, now, is_test=is_test
+        )
         if reason:
             _record_decision(workflow, contact, trigger_event, reason, now)
             return None, reason
@@ -246,6 +280,40 @@ def enrollment_start(
     if advance:
         enqueue_advance([enrollment.pk])
     return enrollment, ""
+
+
+def _live_refusal(workflow: Workflow, trigger_event, now) -> str:
+    """Why the workflow, as the database has it now, takes nobody ("" if it takes
+    them): not active, or the trigger event older than its going live or than the
+    trigger's maximum age.
+
+    On PostgreSQL the row is held (FOR SHARE) until the enrolling transaction ends,
+    so a pause or an archive waits for an enrollment being decided, and one decided
+    after it sees it: nobody enters a workflow after workflow_pause or
+    workflow_archive has returned."""
+    from .triggers import event_refusal, trigger_of
+
+    status, live_since = workflow_status_held(workflow_id=workflow.pk)
+    if status != Workflow.Status.ACTIVE:
+        return f"workflow is {status}"
+    if trigger_event is None:
+        return ""
+    _kind, config = trigger_of(workflow.current_version.definition)
+    return event_refusal(config, trigger_event, live_since=live_since, now=now)
+
+
+def workflow_status_held(*, workflow_id: int) -> tuple[str, dt.datetime | None]:
+    """(status, live_since) as the database has them now; on PostgreSQL the row is
+    held FOR SHARE until the transaction ends, so a status change waits for it."""
+    if connection.vendor != "postgresql":
+        return Workflow.objects.values_list("status", "live_since").get(pk=workflow_id)
+    table = connection.ops.quote_name(Workflow._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT status, live_since FROM {table} WHERE id = %s FOR SHARE",  # noqa: S608
+            [workflow_id],
+        )
+        return cursor.fetchone()
 
 
 def _entry_refusal(
@@ -367,13 +435,6 @@ def enroll_manually(*, workflow: Workflow, contacts: list[Contact]) -> dict[str,
         else:
             skipped[str(contact.email or contact.external_id or contact.pk)] = reason
     return {"enrolled": enrolled, "skipped": skipped}
-
-
-def enrollments_move_to_contact(*, source_id: int, target_id: int) -> dict[str, int]:
-    """CONTACTS_MERGED hook: runs and decisions follow the merged contact."""
-    moved = Enrollment.objects.filter(contact_id=source_id).update(contact_id=target_id)
-    TriggerDecision.objects.filter(contact_id=source_id).update(contact_id=target_id)
-    return {"enrollments": moved}
 
 
 @transaction.atomic

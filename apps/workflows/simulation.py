@@ -85,7 +85,10 @@ def _run(
 ) -> None:
     if definition is not None:
         workflow_save_version(workflow=workflow, definition=definition)
-    Workflow.objects.filter(pk=workflow.pk).update(status=Workflow.Status.ACTIVE)
+    # Live from the simulation's start (rolled back with the rest).
+    Workflow.objects.filter(pk=workflow.pk).update(
+        status=Workflow.Status.ACTIVE, live_since=start
+    )
     workflow = Workflow.objects.select_related("current_version").get(pk=workflow.pk)
     if contact is None:
         contact = Contact.objects.create(
@@ -96,7 +99,7 @@ def _run(
             score=traits.get("score", 0),
         )
     kind, _config = trigger_of(workflow.current_version.definition)
-    index = _Index(signature=(), by_event={}, goal_exit_events={})
+    index = _Index(by_event={}, goal_exit_events={})
     if kind.kind == EVENT:
         index.by_event = {workflow.trigger_event: [workflow]}
     else:

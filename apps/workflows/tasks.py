@@ -2,10 +2,15 @@
 
 from .engine import enrollments_advance
 from .steps.webhook import webhook_deliver
+from .trigger_runs import trigger_run_advance
 
 
 def advance_enrollments(enrollment_ids: list[int]) -> dict[str, int]:
     return enrollments_advance(enrollment_ids=enrollment_ids)
+
+
+def advance_trigger_run(run_id: int) -> int:
+    return trigger_run_advance(run_id=run_id)
 
 
 def deliver_webhook(delivery_id: int) -> str:

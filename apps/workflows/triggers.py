@@ -3,11 +3,12 @@ job; time-based ones from the scheduler, each contact once per occurrence."""
 
 import abc
 import datetime as dt
+import functools
 import zoneinfo
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from croniter import croniter
+from django.db.models import Q
 
 from apps.contacts.models import Contact
 from apps.segments.conditions import (
@@ -18,9 +19,16 @@ from apps.segments.conditions import (
     matching_contacts,
 )
 
+from .steps.base import describe_duration, duration
+
 TIME = "time"
 EVENT = "event"
 MANUAL = "manual"
+
+# An event-like trigger ignores events older than this (by their timestamp) unless
+# its "max_age" says otherwise: a back-filled or delayed batch must not send "your
+# cart is waiting" for last week's cart.
+DEFAULT_MAX_AGE = {"days": 1}
 
 
 class TriggerType(abc.ABC):
@@ -40,11 +48,20 @@ class TriggerType(abc.ABC):
         """For event triggers: (fires?, why not)."""
         return False, "not an event trigger"
 
-    def due(
+    def plan(
         self, config: dict, now: dt.datetime, last: dt.datetime | None
-    ) -> Iterator[tuple[int, str]]:
-        """For time triggers: (contact id, occurrence key) pairs due now."""
-        return iter(())
+    ) -> dict | None:
+        """For time triggers: None if nothing is due at ``now`` (the last look was at
+        ``last``), else what the run's chunks need to find its contacts (JSON). The
+        scheduler tick calls it: it must not read contacts."""
+        return None
+
+    def due_chunk(
+        self, config: dict, plan: dict, now: dt.datetime, *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """For time triggers: (contact id, occurrence key) of the run's contacts with
+        ids above ``after``, at most ``limit``, in id order: one chunk of the run."""
+        return []
 
     def describe(self, config: dict) -> str:
         return self.label
@@ -186,18 +203,18 @@ class DateTrigger(TriggerType):
             errors.append(f"{where}.days_before: 0-366")
         return errors
 
-    def due(self, config, now, last):
+    def plan(self, config, now, last):
+        return {}  # whoever's date it is: every look is a run
+
+    def due_chunk(self, config, plan, now, *, after, limit):
         condition = {
             "attribute": config["attribute"],
             "op": "anniversary",
             "value": config.get("days_before", 0),
         }
-        for contact_id in (
-            matching_contacts(condition, now=now)
-            .values_list("pk", flat=True)
-            .iterator()
-        ):
-            yield contact_id, f"{config['attribute']}:{now.year}"
+        rows = matching_contacts(condition, now=now)
+        key = f"{config['attribute']}:{now.year}"
+        return [(pk, key) for pk in _chunk(rows, after, limit)]
 
     def describe(self, config):
         before = config.get("days_before", 0)
@@ -224,44 +241,45 @@ class RelativeTrigger(TriggerType):
             errors.append(f"{where}.days_after: whole days (negative = before)")
         return errors
 
-    def due(self, config, now, last):
+    def plan(self, config, now, last):
+        return {}  # whoever's date it is: every look is a run
+
+    def due_chunk(self, config, plan, now, *, after, limit):
+        days = config["days_after"]
+        key = f"{config['attribute']}{days:+d}"
+        return [(pk, key) for pk in _chunk(self._due(config, now), after, limit)]
+
+    def _due(self, config, now):
         days = config["days_after"]
         attribute = config["attribute"]
+        if attribute in {"created_at", "first_seen_at", "last_seen_at"}:
+            # timestamps: the whole day, days ago
+            start = (now - dt.timedelta(days=days)).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
+            return Contact.objects.filter(
+                **{
+                    f"{attribute}__gte": start,
+                    f"{attribute}__lt": start + dt.timedelta(days=1),
+                }
+            )
         if days >= 0:
-            condition = {
-                "all": [{"attribute": attribute, "op": "within_past", "value": days}]
-            }
+            leaves = [{"attribute": attribute, "op": "within_past", "value": days}]
             if days > 0:
-                condition["all"].append(
+                leaves.append(
                     {"attribute": attribute, "op": "more_than_past", "value": days - 1}
                 )
         else:
-            condition = {
-                "all": [{"attribute": attribute, "op": "within_future", "value": -days}]
-            }
+            leaves = [{"attribute": attribute, "op": "within_future", "value": -days}]
             if days < -1:
-                condition["all"].append(
+                leaves.append(
                     {
                         "attribute": attribute,
                         "op": "more_than_future",
                         "value": -days - 1,
                     }
                 )
-        if attribute in {"created_at", "first_seen_at", "last_seen_at"}:
-            # timestamps: the whole day, days ago
-            start = (now - dt.timedelta(days=days)).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
-            rows = Contact.objects.filter(
-                **{
-                    f"{attribute}__gte": start,
-                    f"{attribute}__lt": start + dt.timedelta(days=1),
-                }
-            )
-        else:
-            rows = matching_contacts(condition, now=now)
-        for contact_id in rows.values_list("pk", flat=True).iterator():
-            yield contact_id, f"{attribute}{days:+d}"
+        return matching_contacts({"all": leaves}, now=now)
 
     def describe(self, config):
         days = config.get("days_after", 0)
@@ -281,13 +299,18 @@ class InactivityTrigger(TriggerType):
             else [f"{where}.days: a number of days"]
         )
 
-    def due(self, config, now, last):
+    def plan(self, config, now, last):
+        return {}  # whoever fell silent: every look is a run
+
+    def due_chunk(self, config, plan, now, *, after, limit):
         cutoff = now - dt.timedelta(days=config["days"])
-        rows = Contact.objects.filter(last_seen_at__lt=cutoff).values_list(
-            "pk", "last_seen_at"
-        )
-        for contact_id, last_seen in rows.iterator():
-            yield contact_id, f"inactive-since:{last_seen:%Y%m%d%H%M%S}"
+        rows = Contact.objects.filter(last_seen_at__lt=cutoff, pk__gt=after)
+        return [
+            (pk, f"inactive-since:{last_seen:%Y%m%d%H%M%S}")
+            for pk, last_seen in rows.order_by("pk").values_list("pk", "last_seen_at")[
+                :limit
+            ]
+        ]
 
     def describe(self, config):
         return f"No activity for {config.get('days')} days"
@@ -313,34 +336,97 @@ class ScheduleTrigger(TriggerType):
                 errors += [f"{where}.audience: {e}" for e in exc.errors]
         return errors
 
-    def due(self, config, now, last):
+    def plan(self, config, now, last):
+        """The time zones in which an occurrence fell since the last look, by
+        occurrence, as the UTC offsets (minutes, at ``last`` and at ``now``) that
+        those zones share: {"since": ..., "occurrences": {"cron:202612070900":
+        [[60, 60]]}}. Worked out for every zone there is, not the contacts' (that
+        would read them all); zones with the same offsets over the window see the
+        same local times, so cron is asked once per offset pair, not per zone."""
         last = last or now - dt.timedelta(minutes=5)
+        occurrences: dict[str, list[list[int]]] = {}
+        checked: set[tuple[int, int]] = set()
+        for name, offsets in _zones_by_offsets(last, now).items():
+            if offsets in checked:
+                continue
+            checked.add(offsets)
+            occurrence = _last_occurrence(config["cron"], name, now)
+            if occurrence is not None and last < occurrence <= now:
+                key = f"cron:{occurrence:%Y%m%d%H%M}"
+                occurrences.setdefault(key, []).append(list(offsets))
+        if not occurrences:
+            return None
+        return {"since": last.isoformat(), "occurrences": occurrences}
+
+    def due_chunk(self, config, plan, now, *, after, limit):
+        by_offsets = {
+            tuple(offsets): key
+            for key, pairs in plan["occurrences"].items()
+            for offsets in pairs
+        }
+        since = dt.datetime.fromisoformat(plan["since"])
+        key_of = {
+            name: by_offsets[offsets]
+            for name, offsets in _zones_by_offsets(since, now).items()
+            if offsets in by_offsets
+        }
+        where = Q(timezone__in=list(key_of))
+        utc_key = key_of.get("")
+        if utc_key:
+            # A zone name nobody knows is read as UTC.
+            where |= ~Q(timezone__in=_zone_names())
         audience = config.get("audience")
         base = (
             matching_contacts(audience, now=now) if audience else Contact.objects.all()
         )
-        zones = base.order_by().values_list("timezone", flat=True).distinct()
-        for name in zones:
-            occurrence = _last_occurrence(config["cron"], name, now)
-            if occurrence is None or not last < occurrence <= now:
-                continue
-            for contact_id in (
-                base.filter(timezone=name).values_list("pk", flat=True).iterator()
-            ):
-                yield contact_id, f"cron:{occurrence:%Y%m%d%H%M}"
+        rows = base.filter(where, pk__gt=after).order_by("pk")
+        return [
+            (pk, key_of.get(zone, utc_key))
+            for pk, zone in rows.values_list("pk", "timezone")[:limit]
+        ]
 
     def describe(self, config):
         return f"On schedule {config.get('cron')} (contact's time)"
 
 
+def _chunk(rows, after: int, limit: int) -> list[int]:
+    return list(
+        rows.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:limit]
+    )
+
+
+@functools.cache
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+@functools.lru_cache(maxsize=64)
+def _zones_by_offsets(
+    since: dt.datetime, until: dt.datetime
+) -> dict[str, tuple[int, int]]:
+    """Every zone name ("" is UTC) with its UTC offset in minutes at ``since`` and
+    at ``until`` (cached: a run's chunks ask for the same window)."""
+    out = {}
+    for name in ("", *_zone_names()):
+        zone = _zone(name)
+        out[name] = (
+            int(since.astimezone(zone).utcoffset().total_seconds() // 60),
+            int(until.astimezone(zone).utcoffset().total_seconds() // 60),
+        )
+    return out
+
+
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name) if name else dt.UTC
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
 def _last_occurrence(
     expression: str, zone_name: str, now: dt.datetime
 ) -> dt.datetime | None:
-    try:
-        zone = zoneinfo.ZoneInfo(zone_name) if zone_name else dt.UTC
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = dt.UTC
-    local_now = now.astimezone(zone)
+    local_now = now.astimezone(_zone(zone_name))
     previous = croniter(expression, local_now + dt.timedelta(seconds=1)).get_prev(
         dt.datetime
     )
@@ -370,6 +456,48 @@ for _trigger in (
     ManualTrigger(),
 ):
     register_trigger(_trigger)
+
+
+def max_age_errors(kind: TriggerType, config: dict, where: str) -> list[str]:
+    if "max_age" not in config:
+        return []
+    if kind.kind != EVENT:
+        return [f"{where}.max_age: only triggers fired by an event have one"]
+    if duration(config["max_age"]) is None:
+        return [f"{where}.max_age: how old an event may be, e.g. {{'hours': 6}}"]
+    return []
+
+
+def max_age(config: dict) -> dt.timedelta:
+    return duration(config.get("max_age")) or duration(DEFAULT_MAX_AGE)
+
+
+def event_refusal(
+    config: dict, event, *, live_since: dt.datetime | None, now: dt.datetime
+) -> str:
+    """Why ``event`` is too old to start a run ("" if it is not): it happened before
+    the workflow went live (Klaviyo's rule: going live does not reach back), or longer
+    ago than the trigger's maximum age."""
+    if live_since is not None and event.timestamp < live_since:
+        return (
+            f"the event happened ({event.timestamp:%Y-%m-%d %H:%M}) before the "
+            f"workflow went live ({live_since:%Y-%m-%d %H:%M})"
+        )
+    limit = max_age(config)
+    if now - event.timestamp > limit:
+        return (
+            f"the event happened {_ago(now - event.timestamp)} ago, longer than the "
+            f"trigger's maximum event age ({_ago(limit)})"
+        )
+    return ""
+
+
+def _ago(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = {"days": days, "hours": hours, "minutes": minutes}
+    return describe_duration(parts) if any(parts.values()) else "under a minute"
 
 
 def trigger_of(definition: dict) -> tuple[TriggerType, dict[str, Any]]:

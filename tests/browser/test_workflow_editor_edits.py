@@ -240,6 +240,41 @@ def test_steps_are_reordered_and_removed_and_each_form_writes_its_config(
     }
 
 
+def test_an_event_triggers_maximum_age_is_set_in_the_trigger_form(admin_page, template):
+    page = admin_page
+    page.goto(reverse("admin:workflows_workflow_add"))
+    area = editor(page)
+    trigger = area.locator('[data-section="trigger"]')
+    trigger.get_by_label("When").select_option("event")
+    trigger.get_by_label("Event", exact=True).fill("add_to_cart")
+    add_step(page, "send_email")
+    step(page, 0).get_by_label("Template", exact=True).select_option("Cart reminder")
+
+    # when a maximum age of 0 is typed, then the server's error shows on the field
+    age = trigger.get_by_label("Maximum event age", exact=True)
+    age.fill("0")
+    expect(area.locator('[data-path="trigger.max_age"]')).to_have_class(
+        "nudge-wf-field nudge-wf-invalid"
+    )
+
+    # when it is 6 hours, then it is valid and written into the trigger
+    age.fill("6")
+    trigger.get_by_label("Maximum event age: unit").select_option("hours")
+    expect(area.locator('[data-role="general-errors"] li')).to_have_count(0)
+    expect(area.locator('[data-path="trigger.max_age"]')).to_have_class(
+        "nudge-wf-field"
+    )
+    assert definition_in_form(page)["trigger"] == {
+        "type": "event",
+        "event": "add_to_cart",
+        "max_age": {"hours": 6},
+    }
+
+    # and a trigger not fired by an event has no such field
+    trigger.get_by_label("When").select_option("inactivity")
+    expect(trigger.get_by_label("Maximum event age", exact=True)).to_have_count(0)
+
+
 def test_a_branch_condition_is_built_by_clicking_with_the_embedded_builder(
     admin_page,
 ):

@@ -15,6 +15,7 @@ from ..models import (
     Enrollment,
     StepRun,
     TriggerDecision,
+    TriggerRun,
     WebhookDelivery,
     Workflow,
     WorkflowVersion,
@@ -257,6 +258,29 @@ class TriggerDecisionAdmin(admin.ModelAdmin):
     list_filter = ["workflow"]
     search_fields = ["contact__email", "reason"]
     list_select_related = ["contact", "workflow"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TriggerRun)
+class TriggerRunAdmin(admin.ModelAdmin):
+    """Time-trigger runs: did Monday's 9:00 schedule go out, and to how many."""
+
+    list_display = [
+        "workflow",
+        "due_at",
+        "status",
+        "enrolled",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "workflow"]
+    list_select_related = ["workflow"]
+    readonly_fields = [f.name for f in TriggerRun._meta.fields]
 
     def has_add_permission(self, request):
         return False

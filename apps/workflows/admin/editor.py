@@ -18,7 +18,8 @@ from apps.segments.selectors import vocabulary as segment_vocabulary
 
 from ..definition import REENTRY_RULES, validate_definition
 from ..steps import STEP_TYPES, StepType
-from ..triggers import TRIGGER_TYPES, EmailTrigger
+from ..steps.base import describe_duration
+from ..triggers import DEFAULT_MAX_AGE, TRIGGER_TYPES, EmailTrigger
 
 # "steps[2] (remind).config.template: ..." and "steps[0].key: ..." name a step by
 # its position (the key may be missing or repeated); anything else is workflow-wide.
@@ -107,6 +108,7 @@ def editor_vocabulary() -> dict:
         "attributes": seen["attributes"],
         "builtins": seen["builtins"],
         "email_actions": list(EmailTrigger.ACTIONS),
+        "default_max_age": describe_duration(DEFAULT_MAX_AGE),
         "reentry_rules": list(REENTRY_RULES),
     }
 

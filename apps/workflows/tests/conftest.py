@@ -12,6 +12,9 @@ from apps.contacts.models import Contact
 from apps.core import clock
 from apps.workflows.models import Workflow
 from apps.workflows.services import workflow_activate, workflow_create
+from tests.processes import Processes, wait_for
+
+__all__ = ["wait_for"]  # for the tests that import it from here
 
 START = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
@@ -28,16 +31,24 @@ class Shop:
     def __init__(self, url: str, key: str) -> None:
         self.client = httpx.Client(base_url=f"{url}/api/v1", auth=(key, ""), timeout=10)
 
-    def track(self, user: str, event: str, **properties) -> None:
-        response = self.client.post(
-            "/track",
-            json={
-                "userId": user,
-                "event": event,
-                "properties": properties,
-                "messageId": str(uuid.uuid4()),
-            },
-        )
+    def track(
+        self,
+        user: str,
+        event: str,
+        *,
+        timestamp: dt.datetime | None = None,
+        **properties,
+    ) -> None:
+        """A track call; ``timestamp``: when it happened, if not now (a late batch)."""
+        message = {
+            "userId": user,
+            "event": event,
+            "properties": properties,
+            "messageId": str(uuid.uuid4()),
+        }
+        if timestamp is not None:
+            message["timestamp"] = timestamp.isoformat()
+        response = self.client.post("/track", json=message)
         assert response.status_code == 200, response.text
 
     def identify(self, user: str, **traits) -> None:
@@ -105,3 +116,22 @@ def customer(db):
         return Contact.objects.create(external_id=user, **fields)
 
     return make
+
+
+# -- real worker processes ------------------------------------------------------------
+
+# Ticks fast enough for a test to watch the guarantees work in seconds.
+FAST_TICKS = {
+    "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
+    "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
+    "NUDGE_STALE_SECONDS": "2",
+}
+
+
+@pytest.fixture
+def processes(tmp_path, require_postgres):
+    """Real RQ workers (SimpleWorker) and schedulers on the test database
+    (tests/processes.py); all SIGKILLed at the end."""
+    started = Processes(tmp_path, **FAST_TICKS)
+    yield started
+    started.stop_all()

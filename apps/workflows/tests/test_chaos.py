@@ -17,15 +17,10 @@ from apps.campaigns.models import Message
 from apps.workflows.models import Enrollment
 from apps.workflows.services import enrollment_start
 from tests.postmark_server import TOKEN, start_postmark
-from tests.processes import Processes, wait_for
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FAST_TICKS = {
-    "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
-    "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
-    "NUDGE_STALE_SECONDS": "2",
-}
 TWO_EMAILS = dict(
     trigger={"type": "manual"},
     steps=[
@@ -44,13 +39,6 @@ TWO_EMAILS = dict(
         {"key": "second", "type": "send_email", "config": {"template": "B"}},
     ],
 )
-
-
-@pytest.fixture
-def processes(tmp_path, require_postgres):
-    started = Processes(tmp_path, **FAST_TICKS)
-    yield started
-    started.stop_all()
 
 
 def settled() -> bool:

@@ -456,8 +456,22 @@
         const form = TRIGGER_FORMS[type];
         if (form) parts.push(...form(f, trigger));
         else parts.push(rawObject(trigger, ["type"], "trigger", "Fields (unknown trigger type)"));
+        if (form && firedByEvent(type)) parts.push(maxAgeField(f));
       }
       return h("div", { class: "nudge-wf-fields" }, parts);
+    }
+
+    function firedByEvent(type) {
+      const known = vocab.trigger_types.find((t) => t.name === type);
+      return Boolean(known && known.kind === "event");
+    }
+
+    /* Every trigger fired by an event ignores events older than this (a late or
+       back-filled batch); the server's default applies when it is empty. */
+    function maxAgeField(f) {
+      const fallback = vocab.default_max_age ? `; empty: ${vocab.default_max_age}` : "";
+      return f.duration("max_age", "Maximum event age",
+        { help: `Older events (by their timestamp) do not start a run${fallback}.` });
     }
 
     /* obj's keys other than `except`, edited as one JSON object. */

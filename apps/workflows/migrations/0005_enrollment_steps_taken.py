@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workflows', '0002_delete_rules'),
+        ('workflows', '0004_trigger_run'),
     ]
 
     operations = [

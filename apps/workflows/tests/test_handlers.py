@@ -1,0 +1,334 @@
+"""Workflows reacting to events: starting runs, resuming waits. In real worker
+processes each worker caches the active triggers, and every status change must reach
+that cache."""
+
+import datetime as dt
+import re
+import uuid
+
+import django_rq
+import pytest
+from rq import Worker
+
+from apps.core import clock
+from apps.events.models import Event
+from apps.events.services import internal_source
+from apps.workflows import handlers
+from apps.workflows.models import Enrollment, TriggerDecision
+from apps.workflows.services import (
+    enrollment_start,
+    workflow_activate,
+    workflow_archive,
+    workflow_pause,
+    workflow_resume,
+)
+
+from .conftest import Shop, emails_to, wait_for
+
+WAIT_A_DAY = [{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}]
+# Enough events for two workers that take turns to have each run one; a deadline,
+# not an expectation.
+MAX_EVENTS = 20
+
+
+class Workers:
+    """Two event workers, and which of them processed an event."""
+
+    def __init__(self, worker, shop: Shop) -> None:
+        self.shop = shop
+        self.connection = django_rq.get_connection("events")
+        worker("worker-1.log", queues=("events",))
+        worker("worker-2.log", queues=("events",))
+        wait_for(lambda: len(self.jobs_done()) == 2, "both workers to start")
+        self.pids = set(self.jobs_done())
+        self.sent = 0
+
+    def jobs_done(self) -> dict[int, int]:
+        return {
+            w.pid: w.successful_job_count
+            for w in Worker.all(connection=self.connection)
+        }
+
+    def track(self, user: str) -> int:
+        """Send add_to_cart for ``user``; the pid of the worker that processed it."""
+        before = self.jobs_done()
+        self.shop.track(user, "add_to_cart")
+        self.sent += 1
+        wait_for(
+            lambda: sum(self.jobs_done().values()) == sum(before.values()) + 1,
+            f"a worker to process {user}'s event",
+        )
+        assert not Event.objects.filter(processed_at__isnull=True).exists()
+        after = self.jobs_done()
+        (pid,) = [pid for pid in after if after[pid] > before[pid]]
+        return pid
+
+    def in_each(self, prefix: str, check) -> None:
+        """Events from new contacts until each worker has processed one; ``check``
+        each contact's outcome."""
+        seen: set[int] = set()
+        for n in range(MAX_EVENTS):
+            user = f"{prefix}{n}"
+            seen.add(self.track(user))
+            check(user)
+            if seen == self.pids:
+                return
+        raise AssertionError(f"one worker processed none of {MAX_EVENTS} events")
+
+
+def enrolled(workflow, user: str) -> bool:
+    return Enrollment.objects.filter(
+        workflow=workflow, contact__external_id=user
+    ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pausing_archiving_and_activating_reach_every_worker_at_once(
+    processes, live_server, server_source, make_workflow
+):
+    worker = processes.worker
+    shop = Shop(live_server.url, server_source.key)
+    carts = make_workflow(
+        "Carts", trigger={"type": "event", "event": "add_to_cart"}, steps=WAIT_A_DAY
+    )
+    newer = make_workflow(
+        "Newer",
+        activate=False,
+        trigger={"type": "event", "event": "add_to_cart"},
+        steps=WAIT_A_DAY,
+    )
+    workers = Workers(worker, shop)
+
+    # given two workers that each enrolled someone from an add_to_cart (their
+    # cached trigger indexes are warm)
+    def enrolled_in_carts_only(user: str) -> None:
+        assert enrolled(carts, user)
+        assert not enrolled(newer, user)
+
+    workers.in_each("warm", enrolled_in_carts_only)
+
+    # when, in this process, one workflow is paused and another activated
+    workflow_pause(workflow=carts)
+    workflow_activate(workflow=newer)
+
+    # then the next event, whichever worker processes it, enrolls nobody in the
+    # paused one and enrolls in the newly active one
+    def enrolled_in_newer_only(user: str) -> None:
+        assert not enrolled(carts, user)
+        assert enrolled(newer, user)
+
+    workers.in_each("after-pause", enrolled_in_newer_only)
+
+    # and once that one is archived too, nobody is enrolled at all
+    workflow_archive(workflow=newer)
+
+    def enrolled_nowhere(user: str) -> None:
+        assert not enrolled(carts, user)
+        assert not enrolled(newer, user)
+
+    workers.in_each("after-archive", enrolled_nowhere)
+    assert workers.sent <= 3 * MAX_EVENTS
+
+
+WAIT_FOR_ORDER_THEN_PAUSE = [
+    {
+        "key": "await-order",
+        "type": "wait_for_event",
+        "config": {"event": "order_completed", "timeout": {"hours": 1}},
+        "next": {"happened": "", "timed_out": "pause"},
+    },
+    {
+        "key": "pause",
+        "type": "wait",
+        "config": {"duration": {"days": 3}},
+        "next": {"next": "remind"},
+    },
+    {"key": "remind", "type": "send_email", "config": {"template": "A"}},
+]
+
+
+def _event(contact, name: str) -> Event:
+    now = clock.now()
+    return Event.objects.create(
+        contact=contact,
+        source=internal_source(),
+        name=name,
+        timestamp=now,
+        received_at=now,
+        message_id=str(uuid.uuid4()),
+    )
+
+
+@pytest.mark.django_db
+def test_an_event_resumes_only_the_wait_that_was_waiting_for_it(
+    make_workflow, customer, settle, later, outbox, frozen_clock, monkeypatch
+):
+    # given a run waiting for order_completed, as an events job loads it
+    workflow = make_workflow(
+        "Orders", trigger={"type": "manual"}, steps=WAIT_FOR_ORDER_THEN_PAUSE
+    )
+    contact = customer("slow")
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    loaded = handlers._running_enrollments({contact.pk}, None)
+    assert loaded[0].awaiting_event == "order_completed"
+    # and, meanwhile, the engine times that wait out and moves the run on to a
+    # three-day plain wait
+    later(hours=1, minutes=1)
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.current_step.key, enrollment.awaiting_event) == ("pause", "")
+
+    # when the events job, holding what it loaded, reacts to the order
+    monkeypatch.setattr(handlers, "_running_enrollments", lambda *_args: loaded)
+    handlers.on_events_ingested(events=[_event(contact, "order_completed")])
+    settle()
+
+    # then the later wait is not ended: no email goes out days early
+    enrollment.refresh_from_db()
+    assert (enrollment.status, enrollment.current_step.key) == ("waiting", "pause")
+    assert enrollment.resume_outlet == ""
+    assert outbox == []
+    later(days=3)
+    assert emails_to(outbox, "slow@example.com") == ["A for you"]
+
+
+@pytest.mark.django_db
+def test_the_awaited_event_resumes_its_wait(
+    make_workflow, customer, settle, frozen_clock
+):
+    workflow = make_workflow(
+        "Orders", trigger={"type": "manual"}, steps=WAIT_FOR_ORDER_THEN_PAUSE
+    )
+    contact = customer("buyer")
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    handlers.on_events_ingested(events=[_event(contact, "order_completed")])
+    settle()
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.status, enrollment.exit_reason) == (
+        "completed",
+        "reached the end",
+    )
+
+
+CARTS = dict(
+    trigger={"type": "event", "event": "add_to_cart"},
+    steps=[{"key": "remind", "type": "send_email", "config": {"template": "A"}}],
+)
+
+
+def _decisions(user: str) -> list[str]:
+    return list(
+        TriggerDecision.objects.filter(contact__external_id=user).values_list(
+            "reason", flat=True
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_from_before_the_workflow_went_live_never_triggers_it(
+    shop, settle, make_workflow
+):
+    # given a workflow activated now
+    make_workflow("Carts", **CARTS)
+    # when a delayed batch brings an add_to_cart from an hour before
+    shop.track("late", "add_to_cart", timestamp=clock.now() - dt.timedelta(hours=1))
+    # and one from now
+    shop.track("now", "add_to_cart")
+    settle()
+    # then only the one from now enrolls, and the other's reason is recorded
+    assert [e.contact.external_id for e in Enrollment.objects.all()] == ["now"]
+    assert _decisions("late") == [
+        "the event happened (2026-11-25 11:00) before the workflow went live "
+        "(2026-11-25 12:00)"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_older_than_the_triggers_maximum_age_does_not_trigger(
+    shop, settle, later, make_workflow
+):
+    # given workflows live for a week, one with the default maximum age (1 day) and
+    # one that takes events up to 3 days old
+    make_workflow("Default", **CARTS)
+    lenient = make_workflow(
+        "Lenient",
+        trigger={"type": "event", "event": "add_to_cart", "max_age": {"days": 3}},
+        steps=CARTS["steps"],
+    )
+    later(days=7)
+    # when a back-filled add_to_cart from two days ago arrives
+    shop.track("backfill", "add_to_cart", timestamp=clock.now() - dt.timedelta(days=2))
+    settle()
+    # then only the lenient one enrolls; the other says why not
+    assert [e.workflow for e in Enrollment.objects.all()] == [lenient]
+    assert _decisions("backfill") == [
+        "the event happened 2 days ago, longer than the trigger's maximum event "
+        "age (1 day)"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resuming_after_a_pause_does_not_reach_back_to_events_from_the_pause(
+    shop, settle, later, make_workflow
+):
+    # given a workflow paused for an hour, then resumed
+    workflow = make_workflow("Carts", **CARTS)
+    workflow_pause(workflow=workflow)
+    during = clock.now() + dt.timedelta(minutes=30)
+    later(hours=1)
+    workflow_resume(workflow=workflow)
+    # when an add_to_cart from the pause arrives late
+    shop.track("paused", "add_to_cart", timestamp=during)
+    settle()
+    # then it does not enroll
+    assert not Enrollment.objects.exists()
+    assert _decisions("paused") == [
+        "the event happened (2026-11-25 12:30) before the workflow went live "
+        "(2026-11-25 13:00)"
+    ]
+
+
+@pytest.mark.django_db
+def test_finding_a_contacts_runs_does_not_walk_a_big_workflows_runs(
+    require_postgres, make_workflow, frozen_clock
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.contacts.models import Contact
+
+    # given statistics taken while nothing was enrolled (autovacuum may be off)
+    workflow = make_workflow("Weekly", trigger={"type": "manual"}, steps=WAIT_A_DAY)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workflows_enrollment")
+    # and then a schedule that enrolled thousands
+    contacts = Contact.objects.bulk_create(
+        Contact(email=f"c{i}@example.com") for i in range(20_000)
+    )
+    Enrollment.objects.bulk_create(
+        Enrollment(
+            workflow=workflow,
+            version=workflow.current_version,
+            contact=contact,
+            status="waiting",
+            entered_at=clock.now(),
+            occurrence_key="cron:1",
+        )
+        for contact in contacts
+    )
+
+    # when an event's job looks up its contact's runs
+    with CaptureQueriesContext(connection) as queries:
+        runs = handlers._running_enrollments({contacts[5].pk}, None)
+
+    # then it finds the one, and every statement reads the rows it needs by index,
+    # none of them all of the workflow's runs
+    assert [r.contact_id for r in runs] == [contacts[5].pk]
+    for query in queries:
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN ANALYZE {query['sql']}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        removed = [int(n) for n in re.findall(r"Rows Removed by \w+: (\d+)", plan)]
+        assert "Seq Scan on workflows_enrollment" not in plan, plan
+        assert sum(removed) < 100, plan
