@@ -133,12 +133,19 @@ def _advance_batch(enrollment_ids: list[int]) -> list[str]:
 def _claim(enrollment_ids: list[int]) -> list[Enrollment]:
     """Lock the running ones no other worker holds (skip_locked: those are in hand),
     with their contact, workflow, version and current step."""
-    enrollments = list(
-        Enrollment.objects.select_for_update(skip_locked=True, of=("self",))
+    # By primary key alone, the status checked here: a status filter in the query
+    # lets a planner on stale statistics (a schedule just enrolled thousands) walk
+    # the status index instead of fetching a few rows by key.
+    enrollments = [
+        enrollment
+        for enrollment in Enrollment.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        )
         .select_related("contact")
-        .filter(pk__in=enrollment_ids, status__in=Enrollment.RUNNING)
+        .filter(pk__in=enrollment_ids)
         .order_by("pk")
-    )
+        if enrollment.status in Enrollment.RUNNING
+    ]
     if not enrollments:
         return []
     workflows = Workflow.objects.in_bulk({e.workflow_id for e in enrollments})
@@ -355,18 +362,20 @@ def check_goal_and_exit(enrollment: Enrollment, settings: dict, now) -> str:
     if exit_condition and evaluate(
         exit_condition, enrollment.contact, now=now, since=enrollment.entered_at
     ):
+        status, outcome = Enrollment.Status.EXITED, "exited"
         reason = f"exit condition: {describe(exit_condition)}"
-        enrollment_finish(enrollment, Enrollment.Status.EXITED, reason, now, save=save)
-        _log(enrollment, "exited", reason, now)
-        return Enrollment.Status.EXITED
-    reason = goal_reached(enrollment, settings, now)
-    if reason:
-        enrollment_finish(
-            enrollment, Enrollment.Status.CONVERTED, reason, now, save=save
-        )
-        _log(enrollment, "converted", reason, now)
-        return Enrollment.Status.CONVERTED
-    return ""
+    else:
+        status, outcome = Enrollment.Status.CONVERTED, "converted"
+        reason = goal_reached(enrollment, settings, now)
+        if not reason:
+            return ""
+    # Outside the engine the row is not locked and may have moved on since it was
+    # read: enrollment_finish ends it only if it is still running, and writes only
+    # the ending's fields.
+    if not enrollment_finish(enrollment, status, reason, now, save=save):
+        return ""
+    _log(enrollment, outcome, reason, now)
+    return status
 
 
 def goal_reached(enrollment: Enrollment, settings: dict, now) -> str:

@@ -95,8 +95,8 @@ def _set_aside(enrollment: Enrollment, reason: str, now) -> int:
         enrollment.occurrence_key = (
             enrollment.occurrence_key[: limit - len(suffix)] + suffix
         )
+    enrollment.save(update_fields=["occurrence_key"])
     if not enrollment.is_running:
-        enrollment.save(update_fields=["occurrence_key"])
         return 0
     enrollment_finish(enrollment, Enrollment.Status.EXITED, reason, now)
     step = enrollment.current_step

@@ -401,23 +401,36 @@ def enqueue_advance(enrollment_ids: list[int], *, at=None) -> None:
 
 def enrollment_finish(
     enrollment: Enrollment, status: str, reason: str, now, *, save: bool = True
-) -> None:
-    """End the run with ``status``. The engine passes ``save=False``: it writes a
-    batch's enrollments together when the batch is done."""
-    enrollment.status = status
-    enrollment.finished_at = now
-    enrollment.exit_reason = reason[:200]
-    enrollment.resume_at = None
-    enrollment.awaiting_event = ""
-    enrollment.awaiting_key = ""
+) -> bool:
+    """End the run with ``status``; False if it had already ended. The engine passes
+    ``save=False``: it holds the row locked and writes a batch's enrollments together
+    when the batch is done. Saving here writes only the ending's fields, and only
+    while the row is still running, so a caller holding a copy read without a lock
+    (an event's handler) never overwrites what a worker did since, nor revives a
+    run that ended meanwhile."""
+    ending = {
+        "status": status,
+        "finished_at": now,
+        "exit_reason": reason[:200],
+        "resume_at": None,
+        "awaiting_event": "",
+        "awaiting_key": "",
+    }
     if status == Enrollment.Status.CONVERTED:
-        enrollment.converted_at = now
+        ending["converted_at"] = now
     if save:
-        enrollment.save()
+        ended = Enrollment.objects.filter(
+            pk=enrollment.pk, status__in=Enrollment.RUNNING
+        ).update(**ending)
+        if not ended:
+            return False
+    for field, value in ending.items():
+        setattr(enrollment, field, value)
     logger.info(
         "enrollment finished",
         extra={"enrollment_id": enrollment.pk, "status": status, "reason": reason},
     )
+    return True
 
 
 def contact_keys(keys: list[str]) -> dict[str, int]:

@@ -321,3 +321,52 @@ def test_a_long_chain_continues_in_a_fresh_job(
     settle()
     assert StepRun.objects.count() == 8
     assert set(Enrollment.objects.values_list("status", flat=True)) == {"exited"}
+
+
+def test_claiming_a_batch_reads_its_runs_by_key_on_stale_statistics(
+    require_postgres, make_workflow, frozen_clock
+):
+    import re
+
+    from apps.core import clock
+
+    # given statistics taken while nothing was enrolled (autovacuum may be off)
+    workflow = make_workflow(
+        "Weekly",
+        trigger={"type": "manual"},
+        steps=[{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workflows_enrollment")
+    # and then a schedule that enrolled thousands, all of them due
+    contacts = Contact.objects.bulk_create(
+        Contact(email=f"c{i}@example.com") for i in range(20_000)
+    )
+    enrollments = Enrollment.objects.bulk_create(
+        Enrollment(
+            workflow=workflow,
+            version=workflow.current_version,
+            contact=contact,
+            status="waiting",
+            entered_at=clock.now(),
+            occurrence_key="cron:1",
+        )
+        for contact in contacts
+    )
+    batch = [e.pk for e in enrollments[100:110]]
+
+    # when a job claims ten of them
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        claimed = engine._claim(batch)
+        plans = []
+        for query in queries.captured_queries:
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN ANALYZE {query['sql']}")
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+
+    # then it holds those ten, read by key, never walking the other runs
+    assert sorted(e.pk for e in claimed) == batch
+    for plan in plans:
+        removed = [int(n) for n in re.findall(r"Rows Removed by \w+: (\d+)", plan)]
+        assert "Seq Scan on workflows_enrollment" not in plan, plan
+        assert sum(removed) < 100, plan

@@ -211,6 +211,87 @@ def test_the_awaited_event_resumes_its_wait(
     )
 
 
+WAIT_THEN_REMIND_UNTIL_ORDERED = dict(
+    trigger={"type": "manual"},
+    goal={"event": "order_completed"},
+    steps=[
+        {
+            "key": "hold",
+            "type": "wait",
+            "config": {"duration": {"hours": 1}},
+            "next": {"next": "remind"},
+        },
+        {
+            "key": "remind",
+            "type": "send_email",
+            "config": {"template": "A"},
+            "next": {"next": "pause"},
+        },
+        {"key": "pause", "type": "wait", "config": {"duration": {"days": 3}}},
+    ],
+)
+
+
+def _loaded_then_moved_on(make_workflow, customer, settle, later, user, *hours):
+    """A run as an events job loads it, and the same run after the engine moved it
+    on (the clock moved by each of ``hours`` in turn); the events job holds the
+    first."""
+    workflow = make_workflow("Remind", **WAIT_THEN_REMIND_UNTIL_ORDERED)
+    contact = customer(user)
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    loaded = handlers._running_enrollments({contact.pk}, None)
+    assert loaded[0].current_step.key == "hold"
+    for step in hours:
+        later(hours=step)
+    return contact, loaded, Enrollment.objects.get()
+
+
+@pytest.mark.django_db
+def test_a_goal_seen_by_an_events_job_keeps_what_the_engine_did_since(
+    make_workflow, customer, settle, later, outbox, frozen_clock, monkeypatch
+):
+    # given a run loaded at its first wait, which the engine has since moved on:
+    # the reminder went out and the run waits at "pause"
+    contact, loaded, moved = _loaded_then_moved_on(
+        make_workflow, customer, settle, later, "keen", 1.1
+    )
+    assert (moved.current_step.key, moved.steps_taken) == ("pause", 2)
+    assert emails_to(outbox, "keen@example.com") == ["A for you"]
+
+    # when the events job, holding the old copy, sees the goal event
+    monkeypatch.setattr(handlers, "_running_enrollments", lambda *_args: loaded)
+    handlers.on_events_ingested(events=[_event(contact, "order_completed")])
+
+    # then the run converts, and the engine's progress is not written back over
+    moved.refresh_from_db()
+    assert moved.status == Enrollment.Status.CONVERTED
+    assert moved.exit_reason.startswith("goal: order_completed")
+    assert (moved.current_step.key, moved.steps_taken) == ("pause", 2)
+
+
+@pytest.mark.django_db
+def test_a_goal_seen_by_an_events_job_never_revives_a_run_that_ended(
+    make_workflow, customer, settle, later, outbox, frozen_clock, monkeypatch
+):
+    # given a run loaded at its first wait, which has since reached its end
+    contact, loaded, ended = _loaded_then_moved_on(
+        make_workflow, customer, settle, later, "done", 1.1, 80
+    )
+    assert (ended.status, ended.exit_reason) == ("completed", "reached the end")
+    outcomes = list(ended.runs.values_list("outcome", flat=True))
+
+    # when the events job, holding the old copy, sees the goal event
+    monkeypatch.setattr(handlers, "_running_enrollments", lambda *_args: loaded)
+    handlers.on_events_ingested(events=[_event(contact, "order_completed")])
+
+    # then the run stays as it ended, and its trace gains no conversion
+    ended.refresh_from_db()
+    assert (ended.status, ended.exit_reason) == ("completed", "reached the end")
+    assert ended.converted_at is None
+    assert list(ended.runs.values_list("outcome", flat=True)) == outcomes
+
+
 CARTS = dict(
     trigger={"type": "event", "event": "add_to_cart"},
     steps=[{"key": "remind", "type": "send_email", "config": {"template": "A"}}],
