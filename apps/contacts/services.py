@@ -216,3 +216,15 @@ def contact_update_traits(
         save_traits(contact, fields=changed, attributes=attributes_set)
     if attributes_set:
         contact.refresh_from_db(fields=["attributes"])
+
+
+def contact_set_attributes(
+    *, contact: Contact, values: dict[str, Any], remove: list[str] = ()
+) -> None:
+    """Set and remove custom attributes of one stored contact, merged into the
+    stored ones by the database: an identify call changing other keys meanwhile
+    keeps them. ``contact`` then shows the stored attributes."""
+    from .identity import save_traits
+
+    save_traits(contact, fields=set(), attributes=values, remove=remove)
+    contact.refresh_from_db(fields=["attributes"])

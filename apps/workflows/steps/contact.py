@@ -3,6 +3,7 @@
 from django.db.models import F
 
 from apps.contacts.models import Contact
+from apps.contacts.services import contact_set_attributes
 from apps.events.services import event_record
 from apps.segments.models import Segment
 from apps.segments.services import segment_add_contacts, segment_remove_contacts
@@ -40,12 +41,11 @@ class UpdateContact(StepType):
         config, contact = ctx.step.config, ctx.contact
         done = []
         if config.get("set") or config.get("unset"):
-            attributes = dict(contact.attributes or {})
-            attributes.update(config.get("set") or {})
-            for key in config.get("unset") or []:
-                attributes.pop(key, None)
-            Contact.objects.filter(pk=contact.pk).update(attributes=attributes)
-            contact.attributes = attributes
+            contact_set_attributes(
+                contact=contact,
+                values=config.get("set") or {},
+                remove=config.get("unset") or [],
+            )
             done.append("attributes")
         if config.get("add_to_list"):
             segment_add_contacts(

@@ -370,3 +370,47 @@ def test_claiming_a_batch_reads_its_runs_by_key_on_stale_statistics(
         removed = [int(n) for n in re.findall(r"Rows Removed by \w+: (\d+)", plan)]
         assert "Seq Scan on workflows_enrollment" not in plan, plan
         assert sum(removed) < 100, plan
+
+
+def test_an_update_step_keeps_the_traits_an_identify_wrote_after_the_claim(
+    make_workflow, customer, monkeypatch
+):
+    from apps.contacts.services import contact_update_traits
+
+    # given a run that tags its contact, and an identify call that lands after the
+    # engine loaded the contact (the contact row is not locked by the claim)
+    contact = customer("s2", attributes={"plan": "free"})
+    tag = make_workflow(
+        "Seen",
+        trigger={"type": "manual"},
+        steps=[{"key": "tag", "type": "update_contact", "config": {"set": {"s": 1}}}],
+    )
+    ids = enroll(tag, [contact])
+    claim = engine._claim
+
+    def claim_then_identify(enrollment_ids):
+        claimed = claim(enrollment_ids)
+
+        def identify():
+            try:
+                contact_update_traits(
+                    contact=Contact.objects.get(pk=contact.pk),
+                    traits={"plan": "pro", "shoe_size": 42},
+                    trusted=True,
+                )
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=identify)
+        thread.start()
+        thread.join()
+        return claimed
+
+    monkeypatch.setattr(engine, "_claim", claim_then_identify)
+
+    # when the step runs on the copy loaded before it
+    assert enrollments_advance(enrollment_ids=ids) == {"completed": 1}
+
+    # then both the identify's traits and the step's attribute are kept
+    contact.refresh_from_db()
+    assert contact.attributes == {"plan": "pro", "shoe_size": 42, "s": 1}
