@@ -6,7 +6,13 @@ from django.contrib.admin.options import ActionLocation
 from django.utils.html import format_html
 
 from .identity import normalize_email
-from .models import Contact, ContactMerge, Identity, SuppressedAddress
+from .models import (
+    SUPPRESSION_FOR_CONSENT,
+    Contact,
+    ContactMerge,
+    Identity,
+    SuppressedAddress,
+)
 from .panels import contact_actions, contact_panels
 from .suppression import address_suppress, address_suppression, addresses_lift
 
@@ -101,6 +107,18 @@ class ContactAdmin(admin.ModelAdmin):
     change_form_template = "admin/contacts/contact/change_form.html"
 
     @admin.display(description="name", ordering="last_name")
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # A contact added as unsubscribed (or complained, bounced): the address
+        # list keeps it, as it does for every other way consent is set. Lifting
+        # an address's suppression is the consent page's job, never a new row's.
+        if not change and obj.email and obj.email_consent in SUPPRESSION_FOR_CONSENT:
+            address_suppress(
+                email=obj.email,
+                reason=SUPPRESSION_FOR_CONSENT[obj.email_consent],
+                detail=f"contact added in admin by {request.user}",
+            )
+
     def full_name_display(self, obj: Contact) -> str:
         return obj.full_name
 

@@ -201,6 +201,28 @@ def test_the_contact_form_cannot_edit_consent(admin_client, contact):
     assert b"Change email consent" in page.content
 
 
+def test_a_contact_added_in_admin_as_unsubscribed_puts_its_address_on_the_list(
+    admin_client,
+):
+    data = {
+        "email": "gone@example.com",
+        "email_consent": C.UNSUBSCRIBED,
+        "attributes": "{}",
+        "score": 0,
+        "identities-TOTAL_FORMS": 0,
+        "identities-INITIAL_FORMS": 0,
+    }
+    page = admin_client.post(reverse("admin:contacts_contact_add"), data)
+    assert page.status_code == 302, page.context["adminform"].form.errors
+    assert address_suppression("gone@example.com").reason == "unsubscribed"
+    # and a contact added as subscribed lifts nothing
+    data.update(email="gone@example.com", email_consent=C.SUBSCRIBED)
+    Contact.objects.filter(email="gone@example.com").delete()
+    admin_client.post(reverse("admin:contacts_contact_add"), data)
+    assert Contact.objects.get(email="gone@example.com").email_consent == "subscribed"
+    assert address_suppression("gone@example.com").reason == "unsubscribed"
+
+
 def test_the_suppression_list_is_kept_and_searched_by_address_in_admin(admin_client):
     add = reverse("admin:contacts_suppressedaddress_add")
     admin_client.post(

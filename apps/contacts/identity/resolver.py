@@ -23,7 +23,13 @@ from apps.core.db import insert_rows
 
 from ..models import Contact, Identity
 from .rows import Keys, contacts_from_rows, load_rows, load_visitors, lock_identities
-from .traits import Sighting, apply_traits, save_traits
+from .traits import (
+    CONSENT_TRAIT,
+    Sighting,
+    apply_traits,
+    consent_reaches_address_list,
+    save_traits,
+)
 
 
 class _WriteNeeded(Exception):
@@ -417,9 +423,17 @@ class IdentityResolver:
 
     def _save_new(self, person: _Person) -> None:
         person.contact.save()
+        self._consent_of_new(person)
         self.new_people.remove(person)
         self.people[person.contact.pk] = person
         person.forget_changes()
+
+    @staticmethod
+    def _consent_of_new(person: _Person) -> None:
+        """A contact created with a consent trait: the address list in step, as for
+        a stored contact (save_traits)."""
+        if CONSENT_TRAIT in person.changed:
+            consent_reaches_address_list(person.contact, person.contact.email_consent)
 
     def _flush_changes(self, person: _Person) -> None:
         if person.has_changes and not person.is_new:
@@ -434,6 +448,7 @@ class IdentityResolver:
         if self.new_people:
             insert_rows(Contact, [p.contact for p in self.new_people])
             for person in self.new_people:
+                self._consent_of_new(person)
                 person.forget_changes()
                 self.people[person.contact.pk] = person
             self.new_people.clear()

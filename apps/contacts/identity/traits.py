@@ -154,6 +154,13 @@ def _save_consent(contact: Contact, status: str) -> None:
     Contact.objects.filter(pk=contact.pk, email_consent__in=allowed_from).update(
         email_consent=status
     )
+    consent_reaches_address_list(contact, status)
+
+
+def consent_reaches_address_list(contact: Contact, status: str) -> None:
+    """The address list follows a consent a trusted trait set: an unsubscribe or a
+    complaint is kept for the address (it outlives the contact, and holds for any
+    contact that later has it); a subscribe lifts only an earlier unsubscribe."""
     if not contact.email:
         return
     if status in SUPPRESSION_FOR_CONSENT:

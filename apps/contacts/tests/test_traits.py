@@ -163,3 +163,35 @@ def test_a_server_key_trait_never_lifts_a_bounce_and_keeps_the_address_list(
     )
     assert Contact.objects.get(external_id="u-c").email_consent == "subscribed"
     assert address_suppression("c@example.com") is None
+
+
+def test_a_contact_created_unsubscribed_puts_its_address_on_the_list(server_source):
+    from apps.contacts.suppression import address_suppression
+
+    # when the site's server names a new person who has unsubscribed (an import of
+    # its old list, say), in one call and in a batch of two
+    events_ingest(
+        source=server_source,
+        messages=[
+            _identify(
+                user_id="u-n", email="n@example.com", email_consent="unsubscribed"
+            )
+        ],
+    )
+    events_ingest(
+        source=server_source,
+        messages=[
+            _identify(
+                user_id="u-o", email="o@example.com", email_consent="unsubscribed"
+            ),
+            _identify(user_id="u-p", email="p@example.com", email_consent="subscribed"),
+        ],
+    )
+    # then the unsubscribes are kept for their addresses, as for a known contact
+    assert Contact.objects.get(external_id="u-n").email_consent == "unsubscribed"
+    assert address_suppression("n@example.com").reason == "unsubscribed"
+    assert address_suppression("o@example.com").reason == "unsubscribed"
+    assert address_suppression("p@example.com") is None
+    # and outlive the contact
+    Contact.objects.filter(external_id="u-n").delete()
+    assert address_suppression("n@example.com").reason == "unsubscribed"
