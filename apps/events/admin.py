@@ -232,8 +232,11 @@ class EventFailureAdmin(admin.ModelAdmin):
 
     @admin.display(description="error")
     def error_summary(self, obj: EventFailure) -> str:
+        # The exception's line, short enough for the list to fit; the whole
+        # traceback is on the failure's page.
         lines = obj.error.strip().splitlines()
-        return lines[-1][:200] if lines else ""
+        last = lines[-1] if lines else ""
+        return last if len(last) <= 80 else last[:79] + "…"
 
     @admin.display(description="error")
     def error_pretty(self, obj: EventFailure):
