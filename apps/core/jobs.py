@@ -76,6 +76,16 @@ def get_queue(name: str):
     return queue
 
 
+def forget_connections(*, setting: str, **_kwargs) -> None:
+    """setting_changed receiver: a test that points RQ at another Redis gets new
+    queues and connections, not the cached ones to the old server."""
+    from .redis import redis_connection
+
+    if setting in ("RQ_QUEUES", "REDIS_URL"):
+        _queues.clear()
+        redis_connection.cache_clear()
+
+
 def enqueue_each(
     func: Callable[..., Any],
     args_each: list[tuple[Any, ...]],

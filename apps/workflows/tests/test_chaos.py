@@ -48,7 +48,7 @@ def settled() -> bool:
 
 
 def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice(
-    processes, make_workflow, customer, tmp_path
+    processes, redis_of_its_own, make_workflow, customer, tmp_path
 ):
     outbox = tmp_path / "outbox.txt"
     processes.env.update(
@@ -67,8 +67,8 @@ def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice
     wait_for(marker.exists, "the worker to start sending to slow@")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    # and Redis then emptied of every job (our database of it)
-    django_rq.get_connection("default").flushdb()
+    # and Redis then emptied of every job and everything else (the test's own)
+    django_rq.get_connection("default").flushall()
 
     # when a new worker and the scheduler start
     processes.worker("worker-2.log")
@@ -95,7 +95,7 @@ CONTACTS = 60
 
 
 def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
-    processes, make_workflow, customer
+    processes, redis_of_its_own, make_workflow, customer
 ):
     # given an ESP (a Postmark stand-in over HTTP) that holds every 7th request past
     # the 1 s the senders wait: it took the message, the sender cannot know
@@ -131,9 +131,9 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
                 processes.kill(victim)
                 workers.append(processes.worker(f"worker-{sum(done.values())}.log"))
             elif action == "flush redis":
-                # every job and scheduled job of Nudge's Redis database (FLUSHDB:
-                # FLUSHALL would empty other test runs' databases on this Redis)
-                django_rq.get_connection("default").flushdb()
+                # every job, scheduled job and worker record (the test's own
+                # Redis, so FLUSHALL empties no other test run's database)
+                django_rq.get_connection("default").flushall()
             else:
                 processes.kill(scheduler)
                 scheduler = processes.scheduler()
