@@ -161,6 +161,11 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
         from apps.core import clock
 
         _raise_delivery(message, Message.Delivery.CLICKED, "clicked_at", clock.now())
+        if message.is_test or message.kind != Message.Kind.MARKETING:
+            # A test send (or a team notification) went to staff, not the contact:
+            # its click says nothing of them and must start no workflow for them
+            # (as for the ESP's click events, tracking.py).
+            return HttpResponseRedirect(url)
         event_record(
             contact_id=message.contact_id,
             name="email_clicked",
@@ -169,7 +174,6 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
                 "template": message.template.name,
                 "url": url,
                 "esp": "nudge",
-                "is_test": message.is_test,
             },
             # one click event per message, link and minute: a double click is one
             dedupe_key=f"click:{message.pk}:{_digest(url)}:{clock.now():%Y%m%d%H%M}",

@@ -106,7 +106,6 @@ class ContactAdmin(admin.ModelAdmin):
     show_full_result_count = False
     change_form_template = "admin/contacts/contact/change_form.html"
 
-    @admin.display(description="name", ordering="last_name")
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         # A contact added as unsubscribed (or complained, bounced): the address
@@ -119,6 +118,7 @@ class ContactAdmin(admin.ModelAdmin):
                 detail=f"contact added in admin by {request.user}",
             )
 
+    @admin.display(description="name", ordering="last_name")
     def full_name_display(self, obj: Contact) -> str:
         return obj.full_name
 

@@ -134,6 +134,23 @@ def test_a_signed_click_redirects_and_records_the_click(client, message):
     assert event.properties["url"] == "https://shop.example.com/cart?x=1"
 
 
+def test_a_click_in_a_test_send_records_nothing_on_the_contact_it_shows(
+    client, template, contact
+):
+    # given a test of the template, personalised as a real contact, sent to staff
+    test = message_create_test(
+        template=template, contact=contact, to_email="marketer@example.com"
+    )
+    token = make_click_token(message_id=test.pk, url="https://shop.example.com/")
+    # when the marketer clicks a link in it
+    response = client.get(f"/e/c/{token}/")
+    # then they reach the page, and the contact gets no click (which would start
+    # workflows, scores and segments for them)
+    assert response.status_code == 302
+    assert response["Location"] == "https://shop.example.com/"
+    assert not Event.objects.filter(name="email_clicked").exists()
+
+
 def test_an_altered_click_link_is_400_never_an_open_redirect(client, message):
     token = make_click_token(message_id=message.pk, url="https://shop.example.com/")
     tampered = signing.dumps(
