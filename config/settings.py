@@ -5,6 +5,7 @@ embedded Redis that ``scripts/nudge.py run`` starts on a unix socket in ``var/``
 Production sets ``DATABASE_URL``, ``REDIS_URL``, ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -192,13 +193,39 @@ NUDGE_SEND_MAX_ATTEMPTS = envint("NUDGE_SEND_MAX_ATTEMPTS", 5)
 # Every ANYMAIL_<NAME> variable becomes Anymail's <NAME> setting: ESP credentials
 # (ANYMAIL_POSTMARK_SERVER_TOKEN, ANYMAIL_SENDGRID_API_KEY, ...), API URLs
 # (ANYMAIL_POSTMARK_API_URL), ANYMAIL_WEBHOOK_SECRET, ANYMAIL_REQUESTS_TIMEOUT.
-ANYMAIL = {
-    key.removeprefix("ANYMAIL_"): value
-    for key, value in os.environ.items()
-    if key.startswith("ANYMAIL_") and value
-}
-if "REQUESTS_TIMEOUT" in ANYMAIL:  # seconds: a number for requests
-    ANYMAIL["REQUESTS_TIMEOUT"] = float(ANYMAIL["REQUESTS_TIMEOUT"])
+# Typed as Anymail expects: true/false/yes/no/on/off are booleans (a string "false"
+# would be true), REQUESTS_TIMEOUT a number, a value starting with "{" JSON
+# (ANYMAIL_AMAZON_SES_CLIENT_PARAMS, ANYMAIL_SEND_DEFAULTS).
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True}
+_BOOLEAN_WORDS |= {"false": False, "no": False, "off": False}
+
+
+def _anymail_value(name: str, value: str):
+    if value.strip().lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.strip().lower()]
+    if name == "REQUESTS_TIMEOUT":  # seconds
+        return float(value)
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    return value
+
+
+def anymail_settings(environ) -> dict:
+    settings = {
+        key.removeprefix("ANYMAIL_"): _anymail_value(key.removeprefix("ANYMAIL_"), v)
+        for key, v in environ.items()
+        if key.startswith("ANYMAIL_") and v
+    }
+    # boto3 retries a send itself after a read timeout or a closed connection,
+    # after Amazon SES may have taken the message: a silent second email. Nudge
+    # retries only what it knows was not taken (apps/campaigns/handoff.py), so
+    # boto3 tries once unless the operator's client params say otherwise.
+    ses = settings.setdefault("AMAZON_SES_CLIENT_PARAMS", {})
+    ses.setdefault("config", {}).setdefault("retries", {"total_max_attempts": 1})
+    return settings
+
+
+ANYMAIL = anymail_settings(os.environ)
 
 # --- Ingestion -----------------------------------------------------------------------
 # Segment's own limits: 32 KB per call, 500 KB per batch.

@@ -10,12 +10,22 @@ misbehaves on demand, by the recipient's address:
                   client times out after the ESP took the message)
 - ``fail-503@...`` answers 503 (Postmark's "service unavailable")
 - ``bad@...``     answers 422, ErrorCode 300 ("invalid email request")
+- ``gateway-502@...``, ``gateway-504@...`` read the whole request, then answer as a
+                  load balancer in front of the ESP does when the ESP is slow or
+                  failing (the ESP behind it may have the message)
+- ``garble@...``  (over TLS) reads the whole request, then writes a broken TLS
+                  record instead of an answer
+
+``start_postmark(tls=...)`` serves HTTPS with a certificate from ``trustme``.
 
 Every request that reached it is recorded (``received``: the Message-ID header of
 each), answered or not: what a real ESP would have, and could deliver.
 """
 
 import json
+import os
+import socket
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -48,7 +58,8 @@ class PostmarkStandIn:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/"
+        scheme = "https" if isinstance(self.server.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://{host}:{port}/"
 
     def mailer(self, *, timeout: float = 5) -> dict:
         """A MAILERS entry sending through anymail's Postmark backend to here."""
@@ -68,7 +79,8 @@ class PostmarkStandIn:
         self.thread.join(timeout=10)
 
 
-def start_postmark() -> PostmarkStandIn:
+def start_postmark(tls=None) -> PostmarkStandIn:
+    """The stand-in on a free port; over HTTPS with ``tls``, a trustme CA."""
     standin: PostmarkStandIn
 
     class Handler(BaseHTTPRequestHandler):
@@ -96,12 +108,13 @@ def start_postmark() -> PostmarkStandIn:
             hang = local.startswith("hang") or (
                 standin.hang_every and count % standin.hang_every == 0
             )
+            unanswered = ("drop", "gateway", "garble")
             record = Received(
                 message_id=headers.get("Message-ID", ""),
                 to=to,
                 subject=str(body.get("Subject", "")),
                 headers=headers,
-                answered=not (hang or local.startswith("drop")),
+                answered=not (hang or local.startswith(unanswered)),
             )
             with standin.lock:
                 standin.received.append(record)
@@ -110,6 +123,11 @@ def start_postmark() -> PostmarkStandIn:
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return None
+            if local.startswith("gateway"):
+                status = int(local.removeprefix("gateway-") or 502)
+                return self._answer(status, {"message": "upstream timed out"})
+            if local.startswith("garble"):
+                return self._garble()
             if hang:
                 standin.release.wait(standin.hang_seconds)  # the client gave up first
             return self._answer(
@@ -123,6 +141,12 @@ def start_postmark() -> PostmarkStandIn:
                 },
             )
 
+        def _garble(self) -> None:
+            """A TLS record the client cannot decrypt, written past the TLS layer."""
+            self.close_connection = True
+            with socket.socket(fileno=os.dup(self.connection.fileno())) as raw:
+                raw.sendall(b"\x17\x03\x03\x00\x10" + b"not-a-tls-record")
+
         def _answer(self, status: int, payload: dict) -> None:
             content = json.dumps(payload).encode()
             try:
@@ -135,6 +159,10 @@ def start_postmark() -> PostmarkStandIn:
                 pass  # the client gave up waiting (hang@): nobody to answer
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     standin = PostmarkStandIn(server=server, thread=thread)

@@ -1,9 +1,11 @@
 """Did the ESP take the message? Every error of a send, sorted by what it proves.
 
-An error that proves the ESP never had the message (no connection, a refused login, an
-HTTP 4xx/5xx answer, an SMTP error reply before the message was sent) is safe to retry.
-An error after the message may have reached it (a read timeout, a connection reset
-after the request went out, a dropped SMTP connection after DATA) is not: the ESP may
+An error that proves the ESP never had the message (no connection, a failed TLS
+handshake, a refused login, an HTTP 4xx/5xx answer from the ESP itself, an SMTP error
+reply before the message was sent) is safe to retry.
+An error after the message may have reached it (a read timeout, a connection reset or
+a TLS error after the request went out, a 502/504 from a gateway in front of the ESP,
+a dropped SMTP connection after DATA) is not: the ESP may
 deliver it, and a retry would send it twice (a stable Message-ID does not stop ESPs from
 delivering both). Those are ``uncertain``, for a person to decide. Anything this module
 does not recognise is uncertain too: guessing "not sent" is how duplicates happen.
@@ -12,6 +14,7 @@ does not recognise is uncertain too: guessing "not sent" is how duplicates happe
 import enum
 import smtplib
 import socket
+import ssl
 from dataclasses import dataclass
 
 from anymail.exceptions import (
@@ -44,7 +47,7 @@ def classify(exc: BaseException, email=None) -> Classified:
     if isinstance(
         exc,
         AnymailInvalidAddress | AnymailUnsupportedFeature | AnymailSerializationError,
-    ):
+    ) or _invalid_for_ses(exc):
         return Classified(Verdict.FAIL, f"the message cannot be sent: {exc}")
     smtp = _smtp(exc, getattr(email, "nudge_smtp_phase", None))
     if smtp is not None:
@@ -60,13 +63,43 @@ def classify(exc: BaseException, email=None) -> Classified:
     )
 
 
+# 502 Bad Gateway and 504 Gateway Timeout: said by a gateway about the ESP behind it.
+GATEWAY_STATUSES = (502, 504)
+# TLS errors that can only happen while the connection is being set up, before any
+# request is written: the certificate, the protocol version, the handshake. Any other
+# TLS error (a bad record while the answer is read, say) may come after the request.
+TLS_SETUP_REASONS = (
+    "CERTIFICATE",
+    "HANDSHAKE",
+    "WRONG_VERSION_NUMBER",
+    "UNSUPPORTED_PROTOCOL",
+    "PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+    "UNKNOWN_PROTOCOL",
+)
+
+
 def _by_status(status: int, text: str) -> Classified:
     if 200 <= status < 300:
         # It answered "accepted" and something went wrong reading the answer.
         return Classified(Verdict.UNCERTAIN, f"the ESP answered {status}: {text}")
+    if status in GATEWAY_STATUSES:
+        # A proxy or load balancer in front of the ESP answered: the ESP behind it
+        # may have taken the message and failed to answer in time.
+        return Classified(
+            Verdict.UNCERTAIN, f"a gateway before the ESP answered {status}: {text}"
+        )
     if status == 429 or status >= 500:
         return Classified(Verdict.RETRY, f"the ESP answered {status}: {text}")
     return Classified(Verdict.FAIL, f"ESP refused the message ({status}): {text}")
+
+
+def _invalid_for_ses(exc: BaseException) -> bool:
+    """botocore refused the request's parameters before sending it: the same
+    message would be refused again."""
+    import botocore.exceptions as boto
+
+    return any(isinstance(c, boto.ParamValidationError) for c in _causes(exc))
 
 
 def _http_status(exc: BaseException) -> int | None:
@@ -90,12 +123,16 @@ def _never_connected(exc: BaseException) -> bool:
     import requests.exceptions as req
     import urllib3.exceptions as url3
 
-    for cause in _causes(exc):
+    causes = list(_causes(exc))
+    if any(isinstance(c, ssl.SSLError | req.SSLError) for c in causes):
+        # requests, urllib3 and botocore raise the same errors for a TLS failure in
+        # the handshake and one while the answer is read: only the reason tells.
+        return any(_tls_setup_failed(c) for c in causes)
+    for cause in causes:
         if isinstance(
             cause,
             req.ConnectTimeout
             | req.ProxyError
-            | req.SSLError
             | req.InvalidURL
             | req.MissingSchema
             | req.InvalidSchema
@@ -103,15 +140,25 @@ def _never_connected(exc: BaseException) -> bool:
             | url3.NewConnectionError
             | url3.ConnectTimeoutError
             | url3.ProxyError
-            | boto.ConnectionError  # endpoint, connect timeout, proxy, TLS
+            | boto.ConnectionError  # endpoint, connect timeout, proxy
             | boto.NoCredentialsError
             | boto.NoRegionError
-            | boto.ParamValidationError
             | ConnectionRefusedError
             | socket.gaierror,
         ):
             return True
     return False
+
+
+def _tls_setup_failed(exc: BaseException) -> bool:
+    if isinstance(exc, ssl.SSLCertVerificationError | ssl.CertificateError):
+        return True
+    reason = getattr(exc, "reason", None)
+    return (
+        isinstance(exc, ssl.SSLError)
+        and isinstance(reason, str)
+        and any(part in reason for part in TLS_SETUP_REASONS)
+    )
 
 
 def _smtp(exc: BaseException, phase: str | None) -> Classified | None:

@@ -3,15 +3,20 @@ message, ``uncertain`` (never resent by itself) when it may. Real local servers 
 network edge: a Postmark API stand-in driven by anymail's own Postmark backend, and an
 SMTP server (aiosmtpd) driven by the SMTP backend."""
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
 
 from apps.campaigns.delivery import SendOutcome, message_send
 from apps.campaigns.models import Message
 from apps.campaigns.services import message_create
 from apps.contacts.models import Contact
 from apps.core import clock
+from config.settings import anymail_settings
 from tests.postmark_server import start_postmark
 from tests.smtp_server import start_smtp
 
@@ -125,6 +130,109 @@ def test_an_esp_that_accepts_records_the_send(postmark, template):
     assert received.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_a_gateway_timeout_or_bad_gateway_before_the_esp_leaves_it_uncertain(
+    postmark, template
+):
+    # given a load balancer that answers 504 or 502 for an ESP that took the request
+    timed_out = queued_to(template, "gateway-504@example.com")
+    bad = queued_to(template, "gateway-502@example.com")
+    # when / then: neither is sent again by itself
+    for message in (timed_out, bad):
+        outcome, message = outcome_of(message)
+        assert (outcome, message.status) == (SendOutcome.UNCERTAIN, "uncertain")
+        assert "gateway" in message.error
+    assert len(postmark.message_ids()) == 2
+
+
+@pytest.fixture
+def tls_ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def postmark_over_tls(settings, tls_ca, tmp_path, monkeypatch):
+    standin = start_postmark(tls=tls_ca.issue_cert("127.0.0.1"))
+    settings.MAILERS = {"default": standin.mailer(timeout=2)}
+    yield standin
+    standin.stop()
+
+
+def test_a_broken_tls_answer_after_the_esp_took_the_request_leaves_it_uncertain(
+    postmark_over_tls, tls_ca, tmp_path, monkeypatch, template
+):
+    # given an ESP over HTTPS whose certificate the sender trusts
+    bundle = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    message = queued_to(template, "garble@example.com")
+    # when the request gets through and the answer is a broken TLS record
+    outcome, message = outcome_of(message)
+    # then the ESP has it, and a TLS error then does not make it "not reached"
+    assert postmark_over_tls.message_ids() == [message.message_id_header]
+    assert (outcome, message.status) == (SendOutcome.UNCERTAIN, "uncertain")
+    assert "SSLError" in message.error
+
+
+def test_an_esp_whose_certificate_fails_verification_is_retried_later(
+    postmark_over_tls, template
+):
+    # given an ESP over HTTPS whose certificate the sender does not trust: the
+    # handshake fails before any request is written
+    message = queued_to(template, "ada@example.com")
+
+    outcome, message = outcome_of(message)
+
+    assert postmark_over_tls.message_ids() == []
+    assert (outcome, message.status) == (SendOutcome.RETRY, Message.Status.QUEUED)
+    assert "CERTIFICATE_VERIFY_FAILED" in message.error
+
+
+def test_amazon_ses_through_boto3_is_tried_once_when_it_does_not_answer(
+    settings, template
+):
+    # given an Amazon SES endpoint stand-in that takes each request and does not
+    # answer within the client's read timeout, and Nudge's settings for SES
+    requests_seen = []
+    release = threading.Event()
+
+    class SlowSES(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            requests_seen.append(self.path)
+            release.wait(10)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowSES)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    params = {
+        "endpoint_url": f"http://127.0.0.1:{server.server_address[1]}",
+        "region_name": "us-east-1",
+        "aws_access_key_id": "AKIDEXAMPLE",
+        "aws_secret_access_key": "secret",
+        "config": {"read_timeout": 1, "connect_timeout": 1},
+    }
+    settings.ANYMAIL = anymail_settings(
+        {"ANYMAIL_AMAZON_SES_CLIENT_PARAMS": json.dumps(params)}
+    )
+    settings.MAILERS = {
+        "default": {"BACKEND": "anymail.backends.amazon_ses.EmailBackend"}
+    }
+    message = queued_to(template, "ada@example.com")
+    try:
+        # when the send times out
+        outcome, message = outcome_of(message)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    # then boto3 did not resend it behind Nudge's back, and it is uncertain
+    assert requests_seen == ["/v2/email/outbound-emails"]
+    assert (outcome, message.status) == (SendOutcome.UNCERTAIN, "uncertain")
+
+
 # -- SMTP ---------------------------------------------------------------------------
 
 
@@ -183,3 +291,26 @@ def test_mail_over_smtp_arrives_with_a_one_line_list_unsubscribe(smtp, template)
     # one line, the URL as is (RFC 2047 encoded words would break the link)
     [line] = [x for x in raw.splitlines() if x.startswith("List-Unsubscribe:")]
     assert line.startswith("List-Unsubscribe: <http") and line.endswith("/>")
+
+
+def test_anymail_variables_are_typed_as_anymail_expects():
+    settings = anymail_settings(
+        {
+            "ANYMAIL_IGNORE_RECIPIENT_STATUS": "false",
+            "ANYMAIL_DEBUG_API_REQUESTS": "Off",
+            "ANYMAIL_REQUESTS_TIMEOUT": "2.5",
+            "ANYMAIL_POSTMARK_SERVER_TOKEN": "abc-123",
+            "ANYMAIL_AMAZON_SES_CLIENT_PARAMS": '{"region_name": "eu-west-1"}',
+            "OTHER": "x",
+        }
+    )
+    assert settings == {
+        "IGNORE_RECIPIENT_STATUS": False,
+        "DEBUG_API_REQUESTS": False,
+        "REQUESTS_TIMEOUT": 2.5,
+        "POSTMARK_SERVER_TOKEN": "abc-123",
+        "AMAZON_SES_CLIENT_PARAMS": {
+            "region_name": "eu-west-1",
+            "config": {"retries": {"total_max_attempts": 1}},
+        },
+    }
