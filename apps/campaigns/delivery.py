@@ -17,7 +17,7 @@ from django.core.mail import mailers
 from django.db.models import F
 from django.urls import reverse
 
-from apps.core import clock
+from apps.core import clock, hooks
 from apps.events.services import event_record
 
 from .context import build_context, link_urls
@@ -54,6 +54,8 @@ class SendOutcome:
     FAILED = "failed"
     RETRY = "retry"
     UNCERTAIN = "uncertain"
+    HELD = "held"
+    CANCELLED = "cancelled"
 
 
 def message_send(*, message_id: int) -> str:
@@ -106,7 +108,30 @@ def _refuse_unsendable(message: Message, log: dict) -> str | None:
         _finish(message, Message.Status.SUPPRESSED, error=f"suppressed: {why}")
         logger.info("message suppressed", extra={**log, "why": why})
         return SendOutcome.SUPPRESSED
+    for hold in filter(None, hooks.run(hooks.MESSAGE_MAY_GO, message=message)):
+        if hold.until is None:
+            _finish(message, Message.Status.CANCELLED, error=f"not sent: {hold.reason}")
+            logger.info("message cancelled", extra={**log, "why": hold.reason})
+            return SendOutcome.CANCELLED
+        return _hold(message, hold, log)
     return None
+
+
+def _hold(message: Message, hold: hooks.MessageHold, log: dict) -> str:
+    """Back to queued until ``hold.until``, this claim not counted as an attempt: a
+    long pause must not use up the retries a failing ESP gets."""
+    from .services import message_enqueue_send
+
+    message.send_after = hold.until
+    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED,
+        send_after=hold.until,
+        attempts=F("attempts") - 1,
+        error=f"held: {hold.reason}",
+    )
+    message_enqueue_send(message)
+    logger.info("message held", extra={**log, "why": hold.reason})
+    return SendOutcome.HELD
 
 
 def _hand_to_esp(message: Message, email: NudgeEmail) -> str | None:

@@ -96,6 +96,9 @@ class Message(models.Model):
         SUPPRESSED = "suppressed"
         # A worker died between claiming and recording: it may or may not have gone.
         UNCERTAIN = "uncertain"
+        # What caused it no longer wants it (its workflow archived, its run ended
+        # by a goal or an exit before it went out).
+        CANCELLED = "cancelled"
 
     class Delivery(models.TextChoices):
         """What the ESP told us since; only ever moves up (see DELIVERY_RANK)."""

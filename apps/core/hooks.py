@@ -7,6 +7,7 @@ lower apps call ``run(...)``. Handlers run in registration order.
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 # Hook names, so a typo fails loudly instead of registering a handler nobody calls.
@@ -14,8 +15,22 @@ EVENTS_INGESTED = "events_ingested"  # handler(*, events: list[Event]) in the ev
 # handler(*, source_id, target_id) -> dict of {kind: rows moved}, inside the merge
 # transaction; every app that points rows at contacts moves them over.
 CONTACTS_MERGED = "contacts_merged"
+# handler(*, message) -> MessageHold | None, as a claimed message is about to be sent:
+# whether what caused it still wants it (its workflow paused or archived, its run
+# converted or exited meanwhile). Campaigns cannot import workflows.
+MESSAGE_MAY_GO = "message_may_go"
 
-KNOWN_HOOKS = {EVENTS_INGESTED, CONTACTS_MERGED}
+KNOWN_HOOKS = {EVENTS_INGESTED, CONTACTS_MERGED, MESSAGE_MAY_GO}
+
+
+@dataclass(frozen=True)
+class MessageHold:
+    """Why a message must not go out now: held (``until`` a later time, tried again
+    then) or, with no ``until``, cancelled for good."""
+
+    reason: str
+    until: Any = None
+
 
 _handlers: dict[str, list[Callable[..., Any]]] = defaultdict(list)
 

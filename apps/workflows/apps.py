@@ -20,11 +20,12 @@ class WorkflowsConfig(AppConfig):
             webhooks_due,
         )
         from .merging import enrollments_move_to_contact
-        from .selectors import due_backlog, trigger_runs_backlog
+        from .selectors import due_backlog, message_may_go, trigger_runs_backlog
         from .trigger_runs import time_triggers_due, trigger_runs_expire
 
         hooks.register(hooks.EVENTS_INGESTED, on_events_ingested)
         hooks.register(hooks.CONTACTS_MERGED, enrollments_move_to_contact)
+        hooks.register(hooks.MESSAGE_MAY_GO, message_may_go)
         register_tick_task("workflows", enrollments_due)
         register_tick_task("workflow-triggers", time_triggers_due)
         register_tick_task("webhooks", webhooks_due)

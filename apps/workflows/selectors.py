@@ -2,7 +2,13 @@ import datetime as dt
 
 from django.db.models import Count, Min
 
+from apps.core import clock
+from apps.core.hooks import MessageHold
+
 from .models import Enrollment, TriggerRun, Workflow
+
+# A message of a paused workflow is looked at again this often until it resumes.
+PAUSED_RECHECK = dt.timedelta(minutes=5)
 
 
 def due_backlog(now: dt.datetime) -> tuple[int, dt.datetime | None]:
@@ -20,3 +26,28 @@ def trigger_runs_backlog(now: dt.datetime) -> tuple[int, dt.datetime | None]:
         status=TriggerRun.Status.RUNNING, workflow__status=Workflow.Status.ACTIVE
     ).aggregate(count=Count("pk"), oldest=Min("started_at"))
     return row["count"], row["oldest"]
+
+
+def message_may_go(*, message) -> MessageHold | None:
+    """MESSAGE_MAY_GO hook: a workflow's email queued before its workflow was paused
+    or archived, or its run converted or exited (an ESP retry, a backlog), waits
+    for the resume or is cancelled, as the run itself would be."""
+    if message.enrollment_id is None:
+        return None
+    row = (
+        Enrollment.objects.filter(pk=message.enrollment_id)
+        .values_list("status", "is_test", "exit_reason", "workflow__status")
+        .first()
+    )
+    if row is None:
+        return MessageHold("its workflow was deleted")
+    status, is_test, exit_reason, workflow_status = row
+    if is_test:
+        return None  # a test run goes on while its workflow is paused
+    if workflow_status == Workflow.Status.ARCHIVED:
+        return MessageHold("its workflow was archived")
+    if status in (Enrollment.Status.CONVERTED, Enrollment.Status.EXITED):
+        return MessageHold(f"its run ended first ({exit_reason})")
+    if workflow_status == Workflow.Status.PAUSED:
+        return MessageHold("its workflow is paused", until=clock.now() + PAUSED_RECHECK)
+    return None

@@ -8,8 +8,19 @@ import pytest
 from apps.campaigns.models import Message
 from apps.contacts.models import SuppressedAddress
 from apps.contacts.suppression import address_suppress
+from apps.core import clock
+from apps.events.models import Event
+from apps.events.services import internal_source
+from apps.workflows import handlers
+from apps.workflows.engine import enrollments_advance
 from apps.workflows.models import Enrollment, StepRun
-from apps.workflows.services import enqueue_advance, enrollment_start
+from apps.workflows.services import (
+    enqueue_advance,
+    enrollment_start,
+    workflow_archive,
+    workflow_pause,
+    workflow_resume,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +148,90 @@ def test_the_suppression_list_holds_for_sends_and_notifications(
     note = Message.objects.get(kind=Message.Kind.NOTIFICATION)
     assert note.status == Message.Status.SUPPRESSED
     assert "suppression list (spam complaint)" in note.error
+
+
+ONE_EMAIL = dict(
+    trigger={"type": "manual"},
+    goal={"event": "order_completed"},
+    steps=[
+        {
+            "key": "remind",
+            "type": "send_email",
+            "config": {"template": "A"},
+            "next": {"next": "then"},
+        },
+        {"key": "then", "type": "wait", "config": {"duration": {"days": 2}}},
+    ],
+)
+
+
+def _queued_email(make_workflow, customer, user: str):
+    """A workflow whose run has queued its email, not yet sent (its job not run)."""
+    workflow = make_workflow(f"Remind {user}", **ONE_EMAIL)
+    enrollment, _reason = enrollment_start(workflow=workflow, contact=customer(user))
+    enrollments_advance(enrollment_ids=[enrollment.pk])
+    message = Message.objects.get(enrollment_id=enrollment.pk)
+    assert message.status == Message.Status.QUEUED
+    return workflow, enrollment, message
+
+
+def test_an_email_queued_before_a_pause_waits_for_the_resume(
+    make_workflow, customer, frozen_clock, settle, later, outbox
+):
+    # given an email queued, and then its workflow paused
+    workflow, _enrollment, message = _queued_email(make_workflow, customer, "p1")
+    workflow_pause(workflow=workflow)
+    # when its send job runs, and for hours after
+    settle()
+    later(hours=3)
+    # then it is held, its retries untouched
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("queued", 0)
+    assert message.error == "held: its workflow is paused"
+    assert outbox == []
+    # and it goes out, once, after the resume
+    workflow_resume(workflow=workflow)
+    later(minutes=6)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert [m.to for m in outbox] == [["p1@example.com"]]
+
+
+def test_an_email_queued_before_its_workflow_was_archived_is_cancelled(
+    make_workflow, customer, frozen_clock, settle, outbox
+):
+    workflow, _enrollment, message = _queued_email(make_workflow, customer, "a1")
+    workflow_archive(workflow=workflow)
+
+    settle()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.CANCELLED
+    assert message.error == "not sent: its workflow was archived"
+    assert outbox == []
+
+
+def test_an_email_still_queued_when_its_run_converts_is_cancelled(
+    make_workflow, customer, frozen_clock, settle, outbox
+):
+    # given an email queued (a backlog, or an ESP retry), and then the goal is met
+    _workflow, enrollment, message = _queued_email(make_workflow, customer, "c1")
+    now = clock.now()
+    order = Event.objects.create(
+        contact_id=enrollment.contact_id,
+        source=internal_source(),
+        name="order_completed",
+        timestamp=now,
+        received_at=now,
+        message_id="order-c1",
+    )
+    handlers.on_events_ingested(events=[order])
+    enrollment.refresh_from_db()
+    assert enrollment.status == Enrollment.Status.CONVERTED
+    # when its send job runs
+    settle()
+    # then the reminder does not go out
+    message.refresh_from_db()
+    assert message.status == Message.Status.CANCELLED
+    assert message.error.startswith("not sent: its run ended first (goal: order_")
+    assert outbox == []
