@@ -14,9 +14,11 @@ import logging
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import mailers
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.urls import reverse
 
+from apps.contacts.models import Contact
 from apps.core import clock, hooks
 from apps.events.services import event_record
 
@@ -86,9 +88,20 @@ def message_send(*, message_id: int) -> str:
 def _claim(message_id: int) -> Message | None:
     """queued -> sending if due; the message, or None if another run has it."""
     now = clock.now()
+    # The claim also records the address it goes to (the contact's, unless the
+    # message names one): a bounce reported for it later is about that address, even
+    # after the contact changed theirs.
+    contact_email = Contact.objects.filter(pk=OuterRef("contact_id")).values("email")
     claimed = Message.objects.filter(
         pk=message_id, status=Message.Status.QUEUED, send_after__lte=now
-    ).update(status=Message.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1)
+    ).update(
+        status=Message.Status.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        to_email=Coalesce(
+            NullIf(F("to_email"), Value("")), Subquery(contact_email[:1]), Value("")
+        ),
+    )
     if claimed != 1:
         return None
     return Message.objects.select_related("contact", "template__layout").get(

@@ -125,7 +125,10 @@ class Message(models.Model):
     )
     to_email = models.EmailField(
         blank=True,
-        help_text="Overrides the contact's address (test sends, notifications).",
+        help_text=(
+            "The address it goes to: given for test sends and notifications, the "
+            "contact's recorded when it is sent (a later bounce is about that one)."
+        ),
     )
     body_text = models.TextField(
         blank=True, help_text="A notification's text, rendered when it was created."

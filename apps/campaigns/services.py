@@ -13,8 +13,8 @@ from apps.contacts.models import (
     consent_may_change,
 )
 from apps.contacts.suppression import (
+    address_follow_consent,
     address_lift,
-    address_suppress,
     address_suppression,
 )
 from apps.core import clock, jobs
@@ -176,9 +176,11 @@ def contact_set_consent(
     dedupe_key: str | None = None,
     record_event: bool = True,
     lift: bool = False,
+    email: str | None = None,
 ) -> bool:
-    """Change a contact's email consent, keep the address list in step, and record
-    it as an event; True if the consent changed.
+    """Change a contact's email consent, keep the address list in step (``email``,
+    the address the change is about: by default the contact's), and record it as
+    an event; True if the consent changed.
 
     Consent only tightens, except where the person may loosen it themselves (see
     consent_may_change) or ``lift`` is set: a server-side decision (staff, with a
@@ -198,7 +200,14 @@ def contact_set_consent(
     )
     previous = contact.email_consent
     if updated or status in SUPPRESSION_FOR_CONSENT:
-        _suppress_address(contact, status, reason=reason, lift=lift)
+        # Staff lift the address's entries as far as the consent they lowered (a
+        # bounced contact: its bounce too); anyone else only an unsubscribe.
+        address_follow_consent(
+            email=email or contact.email,
+            status=status,
+            detail=reason,
+            lifts_up_to=previous if lift else ConsentStatus.UNSUBSCRIBED,
+        )
     if not updated:
         contact.email_consent = Contact.objects.values_list(
             "email_consent", flat=True
@@ -231,20 +240,6 @@ def contact_set_consent(
         extra={"contact_id": contact.pk, "consent": status, "reason": reason},
     )
     return True
-
-
-def _suppress_address(contact: Contact, status: str, *, reason: str, lift: bool):
-    """The address list follows the contact's consent: up always, down only as far
-    as the change may go (a person lifts only their own unsubscribe)."""
-    if not contact.email:
-        return
-    if status in SUPPRESSION_FOR_CONSENT:
-        address_suppress(
-            email=contact.email, reason=SUPPRESSION_FOR_CONSENT[status], detail=reason
-        )
-    elif status == ConsentStatus.SUBSCRIBED:
-        only = None if lift else {SuppressedAddress.Reason.UNSUBSCRIBED}
-        address_lift(email=contact.email, why=reason, only=only)
 
 
 def contact_unsubscribe(

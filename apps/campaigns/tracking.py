@@ -13,6 +13,7 @@ from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import IntegrityError, transaction
 
 from apps.contacts.models import ConsentStatus, Contact
+from apps.contacts.suppression import address_follow_consent
 from apps.core import clock
 from apps.events.services import event_record
 
@@ -168,6 +169,7 @@ def email_event_record(
             timestamp=timestamp,
             click_url=click_url,
             reason=reason,
+            recipient=recipient,
         )
     return True
 
@@ -202,6 +204,7 @@ def _apply_to_contact(
     timestamp,
     click_url: str | None,
     reason: str | None,
+    recipient: str | None,
 ) -> None:
     """The Nudge event on the contact; consent after a bounce, complaint, unsubscribe."""
     event_record(
@@ -220,14 +223,25 @@ def _apply_to_contact(
         timestamp=timestamp,
     )
     consent = CONSENT_AFTER.get(event_type)
-    if consent:
-        contact_set_consent(
-            contact=contact,
-            status=consent,
-            reason=f"{esp} {event_type}",
-            message=message,
-            record_event=False,
-        )
+    if not consent:
+        return
+    # The address the ESP reported on: the one the message went to, which the
+    # contact may have changed since.
+    address = (message.recipient if message else None) or recipient or contact.email
+    moved_on = bool(contact.email) and address.lower() != contact.email.lower()
+    if consent == ConsentStatus.BOUNCED and moved_on:
+        # A bounce is about an address, not a person: the old one goes on the
+        # list, the contact's new address is not touched.
+        address_follow_consent(email=address, status=consent, detail=f"{esp} bounce")
+        return
+    contact_set_consent(
+        contact=contact,
+        status=consent,
+        reason=f"{esp} {event_type}",
+        message=message,
+        record_event=False,
+        email=address,
+    )
 
 
 def _find_message(

@@ -14,7 +14,12 @@ from .models import (
     SuppressedAddress,
 )
 from .panels import contact_actions, contact_panels
-from .suppression import address_suppress, address_suppression, addresses_lift
+from .suppression import (
+    address_follow_consent,
+    address_suppress,
+    address_suppression,
+    addresses_lift,
+)
 
 
 class IdentityInline(admin.TabularInline):
@@ -111,10 +116,10 @@ class ContactAdmin(admin.ModelAdmin):
         # A contact added as unsubscribed (or complained, bounced): the address
         # list keeps it, as it does for every other way consent is set. Lifting
         # an address's suppression is the consent page's job, never a new row's.
-        if not change and obj.email and obj.email_consent in SUPPRESSION_FOR_CONSENT:
-            address_suppress(
+        if not change and obj.email_consent in SUPPRESSION_FOR_CONSENT:
+            address_follow_consent(
                 email=obj.email,
-                reason=SUPPRESSION_FOR_CONSENT[obj.email_consent],
+                status=obj.email_consent,
                 detail=f"contact added in admin by {request.user}",
             )
 

@@ -12,7 +12,14 @@ from django.db import IntegrityError, transaction
 
 from apps.core import clock
 
-from .models import SUPPRESSION_RANK, SuppressedAddress, email_hash
+from .models import (
+    CONSENT_STRICTNESS,
+    SUPPRESSION_FOR_CONSENT,
+    SUPPRESSION_RANK,
+    ConsentStatus,
+    SuppressedAddress,
+    email_hash,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +89,34 @@ def addresses_lift(*, entries, why: str) -> int:
     if deleted:
         logger.info("address suppressions lifted", extra={"count": deleted, "why": why})
     return deleted
+
+
+def address_follow_consent(
+    *,
+    email: str | None,
+    status: str,
+    detail: str,
+    lifts_up_to: str = ConsentStatus.UNSUBSCRIBED,
+) -> None:
+    """The address list follows a consent someone set for ``email`` (the one rule
+    for every path: the preference page, the ESPs' events, staff, server-key traits,
+    admin): unsubscribed, bounced or complained puts the address on it (or raises
+    its reason); subscribed lifts only entries no stricter than ``lifts_up_to``: a
+    person's own unsubscribe, or what staff chose to lift (the contact's consent
+    they lowered). A stronger entry from elsewhere (another contact's complaint,
+    one added by hand) stays until it is lifted on the list itself."""
+    if not email:
+        return
+    if status in SUPPRESSION_FOR_CONSENT:
+        address_suppress(
+            email=email, reason=SUPPRESSION_FOR_CONSENT[status], detail=detail
+        )
+    elif status == ConsentStatus.SUBSCRIBED:
+        limit = CONSENT_STRICTNESS.get(lifts_up_to, 0)
+        only = {
+            reason
+            for consent, reason in SUPPRESSION_FOR_CONSENT.items()
+            if CONSENT_STRICTNESS[consent] <= limit
+        }
+        if only:
+            address_lift(email=email, why=detail, only=only)

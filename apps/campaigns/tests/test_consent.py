@@ -20,7 +20,7 @@ from apps.campaigns.services import (
 )
 from apps.contacts.models import ConsentStatus, Contact, SuppressedAddress
 from apps.contacts.services import contact_merge
-from apps.contacts.suppression import address_suppression
+from apps.contacts.suppression import address_suppress, address_suppression
 
 pytestmark = pytest.mark.django_db
 C = ConsentStatus
@@ -171,6 +171,21 @@ def test_staff_lift_a_bounce_on_the_consent_page_only_with_a_reason(contact):
     assert address_suppression(contact.email) is None
     event = contact.events.get(name="email_subscribed")
     assert "new mailbox, per support" in event.properties["reason"]
+
+
+def test_staff_resubscribing_lifts_no_more_than_the_contacts_own_status(contact):
+    # given an unsubscribed contact whose address also carries a complaint (from an
+    # earlier contact with the address, since erased)
+    contact_set_consent(contact=contact, status=C.UNSUBSCRIBED, reason="footer link")
+    address_suppress(email=contact.email, reason="complained", detail="old contact")
+    client = staff("contacts.change_contact", "contacts.view_contact")
+    url = reverse("admin:campaigns_contact_consent", args=[contact.pk])
+    # when staff resubscribe the contact, who asked
+    client.post(url, {"status": C.SUBSCRIBED, "reason": "asked by phone"})
+    # then the contact is subscribed, and the complaint still holds for the address
+    contact.refresh_from_db()
+    assert contact.email_consent == C.SUBSCRIBED
+    assert address_suppression(contact.email).reason == "complained"
 
 
 def test_the_consent_page_needs_the_change_contact_permission(contact):

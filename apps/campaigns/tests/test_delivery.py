@@ -25,13 +25,13 @@ def test_a_message_is_rendered_and_handed_to_the_esp_with_its_headers(
     message, created = message_create(
         contact=contact,
         template=template,
-        enrollment_id=7,
-        step_id=3,
         render_context={"event": {"properties": {"cart_id": "c-1"}}},
     )
     run_jobs()
     # then
     assert created
+    # the address it went to is kept with it
+    assert Message.objects.get(pk=message.pk).to_email == contact.email
     [email] = outbox
     message.refresh_from_db()
     assert message.status == Message.Status.SENT

@@ -10,14 +10,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 
-from ..models import (
-    SUPPRESSION_FOR_CONSENT,
-    ConsentStatus,
-    Contact,
-    SuppressedAddress,
-    consent_may_change,
-)
-from ..suppression import address_lift, address_suppress
+from ..models import ConsentStatus, Contact, consent_may_change
+from ..suppression import address_follow_consent
 
 # Segment trait names (and their snake_case spellings) that land on Contact fields.
 TRAIT_FIELDS = {
@@ -158,23 +152,11 @@ def _save_consent(contact: Contact, status: str) -> None:
 
 
 def consent_reaches_address_list(contact: Contact, status: str) -> None:
-    """The address list follows a consent a trusted trait set: an unsubscribe or a
-    complaint is kept for the address (it outlives the contact, and holds for any
-    contact that later has it); a subscribe lifts only an earlier unsubscribe."""
-    if not contact.email:
-        return
-    if status in SUPPRESSION_FOR_CONSENT:
-        address_suppress(
-            email=contact.email,
-            reason=SUPPRESSION_FOR_CONSENT[status],
-            detail="server key trait",
-        )
-    elif status == ConsentStatus.SUBSCRIBED:
-        address_lift(
-            email=contact.email,
-            why="server key trait",
-            only={SuppressedAddress.Reason.UNSUBSCRIBED},
-        )
+    """The address list follows a consent a trusted trait set (a subscribe lifts
+    only an earlier unsubscribe)."""
+    address_follow_consent(
+        email=contact.email, status=status, detail="server key trait"
+    )
 
 
 def _merged_attributes(

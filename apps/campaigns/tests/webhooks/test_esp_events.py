@@ -267,3 +267,28 @@ def test_a_late_delivered_after_a_bounce_leaves_the_message_bounced(
     assert message.delivery == Message.Delivery.BOUNCED
     contact.refresh_from_db()
     assert contact.email_consent == ConsentStatus.BOUNCED
+
+
+@pytest.mark.parametrize("esp", ESPS)
+def test_a_bounce_for_an_address_the_contact_has_since_changed_lists_that_address(
+    client, esp, contact, sent_message
+):
+    from apps.contacts.suppression import address_suppression
+
+    # given a message sent to the contact's old address, which they changed since
+    message = sent_message(esp, to_email="old@example.com")
+    contact.email = "new@example.com"
+    contact.save(update_fields=["email"])
+    # when the ESP reports a hard bounce for the old one
+    response = post(client, hook_for(esp, "bounced", message))
+    # then the old address is listed, the new one and the person are not touched
+    assert response.status_code == 200
+    assert address_suppression("old@example.com").reason == "bounced"
+    assert address_suppression("new@example.com") is None
+    contact.refresh_from_db()
+    assert contact.email_consent == ConsentStatus.SUBSCRIBED
+    # and a complaint, which is the person's, still stops their email
+    post(client, hook_for(esp, "complained", message))
+    contact.refresh_from_db()
+    assert contact.email_consent == ConsentStatus.COMPLAINED
+    assert address_suppression("old@example.com").reason == "complained"
