@@ -476,17 +476,20 @@ def event_refusal(
     config: dict, event, *, live_since: dt.datetime | None, now: dt.datetime
 ) -> str:
     """Why ``event`` is too old to start a run ("" if it is not): it happened before
-    the workflow went live (Klaviyo's rule: going live does not reach back), or longer
-    ago than the trigger's maximum age."""
+    the workflow went live (Klaviyo's rule: going live does not reach back), or
+    longer before it reached Nudge than the trigger's maximum age. Its age is taken
+    on arrival, not when it is processed: an event that came on time and waited in a
+    backlog, or failed and was retried a day later, still starts its run."""
     if live_since is not None and event.timestamp < live_since:
         return (
             f"the event happened ({event.timestamp:%Y-%m-%d %H:%M}) before the "
             f"workflow went live ({live_since:%Y-%m-%d %H:%M})"
         )
     limit = max_age(config)
-    if now - event.timestamp > limit:
+    age = (getattr(event, "received_at", None) or now) - event.timestamp
+    if age > limit:
         return (
-            f"the event happened {_ago(now - event.timestamp)} ago, longer than the "
+            f"the event happened {_ago(age)} before it arrived, longer than the "
             f"trigger's maximum event age ({_ago(limit)})"
         )
     return ""

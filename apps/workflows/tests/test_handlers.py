@@ -344,9 +344,26 @@ def test_an_event_older_than_the_triggers_maximum_age_does_not_trigger(
     # then only the lenient one enrolls; the other says why not
     assert [e.workflow for e in Enrollment.objects.all()] == [lenient]
     assert _decisions("backfill") == [
-        "the event happened 2 days ago, longer than the trigger's maximum event "
-        "age (1 day)"
+        "the event happened 2 days before it arrived, longer than the trigger's "
+        "maximum event age (1 day)"
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_that_arrived_on_time_triggers_however_late_it_is_processed(
+    shop, settle, later, make_workflow
+):
+    # given a workflow with the default maximum age (1 day), and an add_to_cart
+    # that arrives as it happens while nothing processes events (a backlog, or a
+    # failure retried from admin later)
+    workflow = make_workflow("Default", **CARTS)
+    later(minutes=1)
+    shop.track("late", "add_to_cart", timestamp=clock.now())
+    assert Event.objects.get(name="add_to_cart").processed_at is None
+    # when it is processed two days later
+    later(days=2)
+    # then it starts its run
+    assert [e.workflow for e in Enrollment.objects.all()] == [workflow]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -45,8 +45,8 @@ def test_a_maximum_age_on_an_event_trigger_is_valid():
 def test_without_a_maximum_age_events_older_than_a_day_are_refused():
     assert event_refusal({}, _at(hours=23), live_since=None, now=NOW) == ""
     assert event_refusal({}, _at(hours=25), live_since=None, now=NOW) == (
-        "the event happened 1 day 1 hour ago, longer than the trigger's maximum "
-        "event age (1 day)"
+        "the event happened 1 day 1 hour before it arrived, longer than the "
+        "trigger's maximum event age (1 day)"
     )
 
 
@@ -54,8 +54,8 @@ def test_a_maximum_age_of_minutes_is_respected():
     config = {"max_age": {"minutes": 10}}
     assert event_refusal(config, _at(minutes=9), live_since=None, now=NOW) == ""
     assert event_refusal(config, _at(minutes=11), live_since=None, now=NOW) == (
-        "the event happened 11 minutes ago, longer than the trigger's maximum event "
-        "age (10 minutes)"
+        "the event happened 11 minutes before it arrived, longer than the trigger's "
+        "maximum event age (10 minutes)"
     )
 
 
