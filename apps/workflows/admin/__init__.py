@@ -2,6 +2,9 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import BigIntegerField, OuterRef, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -74,20 +77,35 @@ class StepRunInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        # The status of the email a step queued, in the same query (not one query
+        # per row of a long trace).
+        message = Message.objects.filter(pk=OuterRef("message_ref"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                message_ref=Cast(
+                    KeyTextTransform("message_id", "detail"), BigIntegerField()
+                )
+            )
+            .annotate(
+                message_status=Subquery(message.values("status")[:1]),
+                message_error=Subquery(message.values("error")[:1]),
+            )
+        )
+
     @admin.display(description="why")
     def why(self, obj: StepRun) -> str:
-        detail = obj.detail or {}
-        reason = detail.get("reason", "")
-        message = None
-        if detail.get("message_id"):
-            message = Message.objects.filter(pk=detail["message_id"]).first()
-        if message is None:
+        reason = (obj.detail or {}).get("reason", "")
+        status = getattr(obj, "message_status", None)
+        if not status:
             return reason
         # What became of the email since: the step queued it; delivery decides.
-        outcome = message.get_status_display().lower()
-        if message.error and message.status != Message.Status.SENT:
-            outcome += f" ({message.error})"
-        return f"{reason}; message #{message.pk}: {outcome}"
+        outcome = Message.Status(status).label.lower()
+        if obj.message_error and status != Message.Status.SENT:
+            outcome += f" ({obj.message_error})"
+        return f"{reason}; message #{obj.message_ref}: {outcome}"
 
 
 @admin.register(Workflow)

@@ -235,3 +235,39 @@ def test_an_email_still_queued_when_its_run_converts_is_cancelled(
     assert message.status == Message.Status.CANCELLED
     assert message.error.startswith("not sent: its run ended first (goal: order_")
     assert outbox == []
+
+
+def test_a_runs_trace_says_what_became_of_each_email_in_one_query(
+    make_workflow, customer, frozen_clock, settle, later, admin_client
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    # given a run that sent its reminder four times, and one that sent it once
+    workflow = make_workflow("Remind daily", **REMIND_UNTIL_BOUGHT)
+    often, _ = enrollment_start(workflow=workflow, contact=customer("often"))
+    settle()
+    for _day in range(3):
+        later(days=1, minutes=1)
+    once, _ = enrollment_start(workflow=workflow, contact=customer("once"))
+    settle()
+    sent = Message.objects.filter(enrollment_id=often.pk).order_by("pk")
+    assert sent.count() == 4
+    assert Message.objects.filter(enrollment_id=once.pk).count() == 1
+
+    def trace(enrollment):
+        url = reverse("admin:workflows_enrollment_change", args=[enrollment.pk])
+        with CaptureQueriesContext(connection) as queries:
+            page = admin_client.get(url)
+        return page.content.decode(), len(queries)
+
+    # when staff open each run's page
+    short, short_queries = trace(once)
+    long, long_queries = trace(often)
+    # then each send step says what became of its email
+    for message in sent:
+        assert f"message #{message.pk}: sent" in long
+    # and a longer trace costs no more queries (the first page also looked up
+    # content types, cached since)
+    assert long_queries <= short_queries
