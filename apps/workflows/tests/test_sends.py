@@ -264,6 +264,7 @@ def test_a_runs_trace_says_what_became_of_each_email_in_one_query(
 
     # when staff open each run's page
     short, short_queries = trace(once)
+    assert "sent" in short
     long, long_queries = trace(often)
     # then each send step says what became of its email
     for message in sent:
