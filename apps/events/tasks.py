@@ -1,6 +1,6 @@
 """RQ entry points for events: ids in, one service call, nothing else."""
 
-from .services import events_process
+from .processing import events_process
 
 
 def process_events(event_ids: list[int]) -> int:

@@ -10,8 +10,8 @@ from apps.core import clock, hooks
 from apps.core.scheduler import tick
 from apps.events.ingestion import events_ingest
 from apps.events.models import Event, EventFailure
+from apps.events.processing import events_process, events_retry
 from apps.events.schemas import Track
-from apps.events.services import events_process, events_retry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
