@@ -242,6 +242,12 @@ NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 # listed in admin (Failed events) to retry once the cause is fixed, and counted in
 # /healthz.
 NUDGE_EVENT_MAX_ATTEMPTS = envint("NUDGE_EVENT_MAX_ATTEMPTS", 3)
+# Seconds before a failed event is tried again (the last for every later attempt):
+# long enough for a deploy or a failover to pass, short enough that what the event
+# triggers is still timely.
+NUDGE_EVENT_RETRY_SECONDS = [
+    int(seconds) for seconds in envlist("NUDGE_EVENT_RETRY_SECONDS", "60,600")
+]
 NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
 # A running enrollment (or webhook) untouched this long lost its job (a killed
 # worker, a flushed Redis): the tick hands it to a worker again.

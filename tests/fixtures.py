@@ -49,6 +49,25 @@ def require_postgres(db):
         _missing("needs PostgreSQL: set DATABASE_URL=postgres://...")
 
 
+# Ticks fast enough for a test to watch the guarantees work in seconds.
+FAST_TICKS = {
+    "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
+    "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
+    "NUDGE_STALE_SECONDS": "2",
+}
+
+
+@pytest.fixture
+def processes(tmp_path, require_postgres):
+    """Real RQ workers (SimpleWorker) and schedulers on the test database
+    (tests/processes.py), for any app's tests; all SIGKILLed at the end."""
+    from tests.processes import Processes
+
+    started = Processes(tmp_path, **FAST_TICKS)
+    yield started
+    started.stop_all()
+
+
 @pytest.fixture(scope="session")
 def chromium_path():
     if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):

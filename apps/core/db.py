@@ -8,7 +8,20 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    models,
+)
+
+# The database's trouble, not the work's: a deadlock, a serialization failure, a lock
+# or statement timeout, a lost connection (psycopg's OperationalError family, which
+# Django re-raises as its own; InterfaceError for a connection already closed). The
+# same work tried again later succeeds, so it must not count against the work.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
 
 
 @contextmanager

@@ -21,12 +21,19 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.timeouts import JobTimeoutException
 
 logger = logging.getLogger(__name__)
 
 # Three retries, 10 s, 1 min and 5 min apart: long enough to ride out a database
 # failover or an ESP hiccup, short enough that a marketer never notices.
 DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
+
+# Raised inside a job to end it, not to report a failure of the work it holds: RQ's
+# death penalty raises JobTimeoutException wherever a SimpleWorker's job is when its
+# timeout passes. It is an Exception, so an `except Exception` that records failures
+# must let it through first, or the job runs on with no timeout left.
+JOB_INTERRUPTIONS = (JobTimeoutException,)
 
 # A job still waiting (or running) with the same id means the work is already in hand.
 _LIVE_STATUSES = {

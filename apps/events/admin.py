@@ -11,7 +11,8 @@ from django.utils.html import format_html
 
 from .auth import forget_cached_sources
 from .models import Event, EventFailure, Source
-from .services import events_retry, source_rotate_key
+from .processing import events_retry
+from .services import source_rotate_key
 
 TIMELINE_PAGE_SIZE = 25
 

@@ -15,12 +15,9 @@ class EventsConfig(AppConfig):
 
         from .admin import timeline_panel
         from .cors import origin_allowed_by_a_source
+        from .processing import dead_lettered_count, events_reenqueue_unprocessed
         from .selectors import unprocessed_backlog
-        from .services import (
-            dead_lettered_count,
-            events_move_to_contact,
-            events_reenqueue_unprocessed,
-        )
+        from .services import events_move_to_contact
 
         hooks.register(hooks.CONTACTS_MERGED, events_move_to_contact)
         register_panel(

@@ -153,16 +153,22 @@ class Event(models.Model):
 
 
 class EventFailure(models.Model):
-    """An event whose processing failed: how often, the last error, and whether it
-    waits for another try or is set aside (dead-lettered) until someone retries it.
+    """An event whose processing failed, or that is being tried alone: how many
+    attempts it has had, the last error, and whether it waits for another try or is
+    set aside (dead-lettered) until someone retries it.
 
     Off the events table and keyed by the event's id without a foreign key (nothing
     points at Event rows, see Event), so that table stays as it is; a row lives
     only until its event is processed, so this one stays small.
+
+    An attempt is counted before it starts (status STARTED, processing.py): an
+    attempt that never finishes, because it killed its worker or its job timed out,
+    still counts.
     """
 
     class Status(models.TextChoices):
         FAILING = "failing", "Failing (tried again later)"
+        STARTED = "started", "Attempt started (running, or its worker died)"
         DEAD = "dead", "Dead-lettered"
 
     event_id = models.BigIntegerField(primary_key=True)
@@ -170,11 +176,13 @@ class EventFailure(models.Model):
         max_length=10, choices=Status.choices, default=Status.FAILING
     )
     attempts = models.PositiveIntegerField(default=0)
-    # The last failure's traceback.
+    # The last failure's traceback (or why the last attempt did not finish).
     error = models.TextField(blank=True)
     first_failed_at = models.DateTimeField()
+    # The last failure, or the start of the last attempt.
     last_failed_at = models.DateTimeField()
-    # A failing event is not handed to the workers again before this.
+    # A failing event is not handed to the workers again before this; while an
+    # attempt runs, when the next may start if this one never finishes.
     retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -183,3 +191,24 @@ class EventFailure(models.Model):
 
     def __str__(self) -> str:
         return f"event #{self.event_id} ({self.get_status_display()})"
+
+
+class EventBatch(models.Model):
+    """Events that the tick handed out again, taken together by one job.
+
+    The job writes this row (committed) before it starts and deletes it with its
+    work, holding it locked meanwhile. A row that nobody holds is a job that died
+    (killed, out of memory) or timed out on these events: the tick then has them
+    tried one at a time, each attempt counted, so that the one that kills its worker
+    is found and set aside. One row a job, not one an event: events that never fail
+    pay next to nothing for it.
+    """
+
+    event_ids = models.JSONField()
+    started_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "event batches"
+
+    def __str__(self) -> str:
+        return f"{len(self.event_ids)} events since {self.started_at:%H:%M:%S}"

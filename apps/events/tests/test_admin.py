@@ -7,8 +7,8 @@ from django.core.management import call_command
 from apps.contacts.models import Contact
 from apps.events.ingestion import events_ingest
 from apps.events.models import Event, EventFailure, Source, hash_key
+from apps.events.processing import events_process
 from apps.events.schemas import Identify, Track
-from apps.events.services import events_process
 
 pytestmark = pytest.mark.django_db
 

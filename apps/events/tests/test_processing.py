@@ -5,13 +5,17 @@ import uuid
 
 import django_rq
 import pytest
+from django.db import OperationalError
+from rq.timeouts import JobTimeoutException
 
 from apps.core import clock, hooks
 from apps.core.scheduler import tick
 from apps.events.ingestion import events_ingest
 from apps.events.models import Event, EventFailure
+from apps.events.processing import events_process, events_retry
 from apps.events.schemas import Track
-from apps.events.services import events_process, events_retry
+from tests.poison import KILLS_ITS_WORKER
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,16 +46,20 @@ def test_a_failing_hook_leaves_the_events_unprocessed_for_a_retry(browser_source
     def broken(*, events):
         raise RuntimeError("segment store down")
 
-    hooks.register(hooks.EVENTS_INGESTED, broken)
-    try:
-        result = _ingest(browser_source)
+    with clock.frozen(START):
+        hooks.register(hooks.EVENTS_INGESTED, broken)
+        try:
+            result = _ingest(browser_source)
+            assert events_process(event_ids=result.event_ids) == 0
+        finally:
+            hooks._handlers[hooks.EVENTS_INGESTED].remove(broken)
+        assert Event.objects.filter(processed_at__isnull=True).count() == 3
+        assert EventFailure.objects.filter(attempts=1).count() == 3
+        # not tried again before their retry is due
         assert events_process(event_ids=result.event_ids) == 0
-    finally:
-        hooks._handlers[hooks.EVENTS_INGESTED].remove(broken)
-    assert Event.objects.filter(processed_at__isnull=True).count() == 3
-    assert EventFailure.objects.filter(attempts=1).count() == 3
-    # once the cause is gone, the next try processes them and forgets the failures
-    assert events_process(event_ids=result.event_ids) == 3
+        # once the cause is gone, the next try processes them, forgets the failures
+        clock.advance(dt.timedelta(minutes=1))
+        assert events_process(event_ids=result.event_ids) == 3
     assert not EventFailure.objects.exists()
 
 
@@ -144,10 +152,11 @@ def test_a_retried_event_that_fails_again_is_dead_lettered_again(
     browser_source, run_jobs, settings, failing_for
 ):
     settings.NUDGE_EVENT_MAX_ATTEMPTS = 2
-    with failing_for("poison"):
+    with clock.frozen(START), failing_for("poison"):
         _ingest_named(browser_source, "poison")
         poison = Event.objects.get()
         events_process(event_ids=[poison.pk])
+        clock.advance(dt.timedelta(minutes=1))
         events_process(event_ids=[poison.pk])
         assert EventFailure.objects.get().status == EventFailure.Status.DEAD
         # when retried with the cause still there
@@ -212,3 +221,129 @@ def test_healthz_counts_dead_lettered_events_and_warns(
     assert report["dead_letters"]["events"] == 1
     assert report["status"] == "warning"
     assert any("events: 1 dead-lettered" in w for w in report["warnings"])
+
+
+# -- failures that are not the event's own -------------------------------------------
+
+
+def test_an_event_that_kills_its_worker_every_time_is_dead_lettered(
+    processes, browser_source
+):
+    # given real workers, and a chunk of events one of which kills the worker
+    # process handling it (as an out-of-memory kill would), retried without delay
+    processes.env.update(
+        DJANGO_SETTINGS_MODULE="tests.poison.settings",
+        NUDGE_EVENT_MAX_ATTEMPTS="3",
+        NUDGE_EVENT_RETRY_SECONDS="0",
+    )
+    names = ["viewed", KILLS_ITS_WORKER, "added_to_cart", "viewed"]
+    events_ingest(
+        source=browser_source,
+        messages=[
+            Track(anonymousId="a", event=name, messageId=str(uuid.uuid4()))
+            for name in names
+        ],
+    )
+    poison = Event.objects.get(name=KILLS_ITS_WORKER)
+    # when workers process them, a new worker started whenever one dies
+    kills = []
+    worker = processes.worker("worker-0.log")
+    processes.scheduler()
+
+    def all_settled() -> bool:
+        nonlocal worker
+        if worker.poll() is not None:
+            kills.append(worker.returncode)
+            worker = processes.worker(f"worker-{len(kills)}.log")
+        return not Event.objects.filter(processed_at__isnull=True).exists()
+
+    wait_for(all_settled, "every event processed or dead-lettered", timeout=90)
+    # then the poison event is set aside after its attempts, each of which killed
+    # a worker, and the others of its chunk are processed
+    failure = EventFailure.objects.get()
+    assert failure.event_id == poison.pk
+    assert (failure.status, failure.attempts) == (EventFailure.Status.DEAD, 3)
+    assert "did not finish" in failure.error
+    # one kill for each counted attempt, and before them at most two uncounted:
+    # the chunk taken together fresh, then together by the tick (its batch row
+    # outliving the job is what sends the chunk one at a time)
+    assert 3 <= len(kills) <= 5
+    assert set(kills) == {-9}
+
+
+def test_a_lock_timeout_is_not_counted_as_an_attempt(
+    browser_source, settings, contended_for
+):
+    settings.NUDGE_EVENT_MAX_ATTEMPTS = 2
+    result = _ingest_named(browser_source, "contended")
+    # given an event whose handler waits for a row another connection holds
+    with contended_for("contended"):
+        # when it is processed more often than its attempts allow, and times out
+        for _ in range(3):
+            # then the job fails (the tick and RQ try it again later) ...
+            with pytest.raises(OperationalError, match="lock timeout"):
+                events_process(event_ids=result.event_ids)
+    # ... and no attempt counts against the event: not set aside, it is processed
+    # once the lock is free
+    assert not EventFailure.objects.filter(attempts__gt=0).exists()
+    assert events_process(event_ids=result.event_ids) == 1
+
+
+def test_a_lock_timeout_on_a_retry_does_not_count_either(
+    browser_source, settings, failing_for, contended_for
+):
+    settings.NUDGE_EVENT_MAX_ATTEMPTS = 2
+    with clock.frozen(START):
+        # given an event that failed once (its own fault), due for its retry
+        result = _ingest_named(browser_source, "contended")
+        with failing_for("contended"):
+            events_process(event_ids=result.event_ids)
+        assert EventFailure.objects.get().attempts == 1
+        clock.advance(dt.timedelta(minutes=2))
+        # when its retries time out waiting for a lock
+        with contended_for("contended"):
+            for _ in range(2):
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    events_process(event_ids=result.event_ids)
+        # then they did not count: still one attempt, and due at once
+        failure = EventFailure.objects.get()
+        assert failure.attempts == 1
+        assert failure.status != EventFailure.Status.DEAD
+        assert failure.retry_at is None or failure.retry_at <= clock.now()
+        assert events_process(event_ids=result.event_ids) == 1
+
+
+TIMED_OUT = JobTimeoutException("Task exceeded maximum timeout value (180 seconds)")
+
+
+def test_a_job_timeout_ends_the_job_and_is_not_the_events_failure(
+    browser_source, failing_for
+):
+    # given a chunk in which the job's time runs out (RQ's death penalty raises
+    # JobTimeoutException wherever a SimpleWorker's job happens to be)
+    messages = [
+        Track(anonymousId="a", event=name, messageId=str(uuid.uuid4()))
+        for name in ["viewed", "slow", "viewed"]
+    ]
+    result = events_ingest(source=browser_source, messages=messages)
+    # when it is processed
+    with failing_for("slow", TIMED_OUT), pytest.raises(JobTimeoutException):
+        events_process(event_ids=result.event_ids)
+    # then the job ended there: nothing ran on without a timeout, nothing was
+    # recorded as the event's own failure
+    assert not Event.objects.filter(processed_at__isnull=False).exists()
+    assert not EventFailure.objects.filter(error__contains="JobTimeout").exists()
+
+
+def test_a_retry_that_times_out_still_counts_as_an_attempt(browser_source, failing_for):
+    with clock.frozen(START):
+        # given an event that failed once, due for its retry
+        result = _ingest_named(browser_source, "slow")
+        with failing_for("slow"):
+            events_process(event_ids=result.event_ids)
+        clock.advance(dt.timedelta(minutes=2))
+        # when the retry's job times out
+        with failing_for("slow", TIMED_OUT), pytest.raises(JobTimeoutException):
+            events_process(event_ids=result.event_ids)
+        # then that attempt counted: it was counted before it started
+        assert EventFailure.objects.get().attempts == 2

@@ -12,7 +12,7 @@ from apps.contacts.models import Contact
 from apps.core import clock
 from apps.workflows.models import Workflow
 from apps.workflows.services import workflow_activate, workflow_create
-from tests.processes import Processes, own_redis, wait_for
+from tests.processes import own_redis, wait_for
 
 __all__ = ["wait_for"]  # for the tests that import it from here
 
@@ -119,22 +119,6 @@ def customer(db):
 
 
 # -- real worker processes ------------------------------------------------------------
-
-# Ticks fast enough for a test to watch the guarantees work in seconds.
-FAST_TICKS = {
-    "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
-    "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
-    "NUDGE_STALE_SECONDS": "2",
-}
-
-
-@pytest.fixture
-def processes(tmp_path, require_postgres):
-    """Real RQ workers (SimpleWorker) and schedulers on the test database
-    (tests/processes.py); all SIGKILLed at the end."""
-    started = Processes(tmp_path, **FAST_TICKS)
-    yield started
-    started.stop_all()
 
 
 @pytest.fixture
