@@ -119,23 +119,32 @@ def trigger_runs_expire(*, now: dt.datetime) -> int:
 
 
 def _enqueue_chunk(run: TriggerRun, *, late: bool = False) -> None:
-    """The job of the run's next chunk. The cursor is in its id, so the tick's
+    """The job of the run's next chunk, carrying the run's cursor: it works only if
+    the run is still at that cursor (trigger_run_advance), so a run keeps one chain
+    of jobs whatever was handed over. The cursor is in its id too, so the tick's
     hand-over of a chunk whose job is still waiting is a no-op; a late one has an
-    id of its own (the waiting one, when its turn comes, finds the run moved on and
-    does the chunk after: the run's row lock lets one job at a time work on it)."""
+    id of its own, and takes the place of the one kept waiting on the default queue
+    (if a worker took that one meanwhile, the second of the two to run finds the run
+    moved on and does nothing)."""
     from .tasks import advance_trigger_run
 
+    job_id = f"trigger-run-{run.pk}-{run.cursor}"
+    if late:
+        jobs.withdraw(job_id, queue=QUEUE)
     jobs.enqueue(
         advance_trigger_run,
         run.pk,
+        run.cursor,
         queue=LATE_QUEUE if late else QUEUE,
-        job_id=f"trigger-run-{run.pk}-{run.cursor}" + ("-late" if late else ""),
+        job_id=job_id + ("-late" if late else ""),
     )
 
 
-def trigger_run_advance(*, run_id: int) -> int:
+def trigger_run_advance(*, run_id: int, cursor: int | None = None) -> int:
     """Enroll the run's next chunk of contacts, run their first steps, and queue
-    the chunk after (or finish the run); how many it enrolled.
+    the chunk after (or finish the run); how many it enrolled. ``cursor``: the one
+    the job was queued for; None (a job queued before jobs carried it) takes the
+    run where it is.
 
     All in this one job, one after the other: a run never has more than one job
     at a time, so it never holds more than one worker, and events always find
@@ -149,6 +158,11 @@ def trigger_run_advance(*, run_id: int) -> int:
         )
         if run is None:
             return 0  # done, or a duplicate job while another worker has it
+        if cursor is not None and run.cursor != cursor:
+            # Its chunk is done: this is the copy of a job the tick handed over,
+            # and the other one moved the run on and queued the next. Queueing
+            # one here too would give the run two jobs for the rest of its life.
+            return 0
         # Held until the chunk commits: a pause or an archive waits for it, and a
         # chunk after them sees it.
         status, _live_since = workflow_status_held(workflow_id=run.workflow_id)

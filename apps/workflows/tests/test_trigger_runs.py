@@ -7,13 +7,14 @@ import threading
 
 import django_rq
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.contacts.models import Contact
 from apps.core import clock
 from apps.core.scheduler import tick
-from apps.workflows import trigger_runs
+from apps.workflows import tasks, trigger_runs
 from apps.workflows.models import Enrollment, TriggerRun
 from apps.workflows.services import workflow_archive, workflow_pause, workflow_resume
 from apps.workflows.trigger_runs import trigger_run_advance
@@ -140,6 +141,88 @@ def test_a_run_kept_waiting_behind_events_takes_its_turn_with_them(
     run.refresh_from_db()
     assert run.cursor == contacts[19].pk
     # and the run goes on to the end, everyone enrolled once
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert _enrolled() == [c.pk for c in contacts]
+
+
+def _waiting_jobs(run: TriggerRun) -> list[str]:
+    """The run's jobs waiting in any queue."""
+    prefix = f"trigger-run-{run.pk}-"
+    return [
+        job_id
+        for name in settings.NUDGE_QUEUES
+        for job_id in django_rq.get_queue(name).job_ids
+        if job_id.startswith(prefix)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_run_handed_over_while_its_job_still_waits_keeps_one_job(
+    make_workflow, small_chunks, run_jobs, frozen_clock, monkeypatch
+):
+    # given a run of five chunks whose first is done, the job of its second still
+    # waiting on the default queue when the tick hands the run over to events
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(45)
+    tick()
+    connection.run_on_commit.clear()  # its first job: the call below
+    run = TriggerRun.objects.get()
+    trigger_run_advance(run_id=run.pk)
+    clock.advance(dt.timedelta(seconds=31))
+    assert tick()["workflow-triggers"] == 1
+    # (watching what waits as each job starts, and which chunks are enrolled)
+    waiting_at_start, chunks = [], []
+    advance, chunk_enroll = tasks.trigger_run_advance, trigger_runs._chunk_enroll
+
+    def watched_advance(**kwargs):
+        waiting_at_start.append(_waiting_jobs(run))
+        return advance(**kwargs)
+
+    def watched_chunk_enroll(run, due, now):
+        chunks.append(due[0][0])
+        return chunk_enroll(run, due, now)
+
+    monkeypatch.setattr(tasks, "trigger_run_advance", watched_advance)
+    monkeypatch.setattr(trigger_runs, "_chunk_enroll", watched_chunk_enroll)
+
+    # when the workers run every job
+    run_jobs()
+
+    # then each remaining chunk was enrolled once, in order, and everyone once
+    assert chunks == [c.pk for c in contacts[10::10]]
+    run.refresh_from_db()
+    assert (run.status, run.enrolled) == ("done", 45)
+    assert _enrolled() == [c.pk for c in contacts]
+    # and one job at a time carried the run: none of its others waited while one
+    # ran, none ran for nothing, and none is left behind
+    assert waiting_at_start == [[]] * 4
+    assert _waiting_jobs(run) == []
+
+
+@pytest.mark.django_db
+def test_a_job_for_a_chunk_already_done_does_nothing_and_one_without_a_cursor_works(
+    make_workflow, small_chunks, run_jobs, frozen_clock
+):
+    # given a run whose first chunk is done
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+    assert tasks.advance_trigger_run(run.pk, 0) == 10
+    connection.run_on_commit.clear()
+
+    # when a job queued for that chunk runs (a hand-over's copy, taken by a worker
+    # before it could be withdrawn), then it enrolls nobody and queues nothing
+    assert tasks.advance_trigger_run(run.pk, 0) == 0
+    assert not connection.run_on_commit
+    run.refresh_from_db()
+    assert (run.cursor, run.enrolled) == (contacts[9].pk, 10)
+
+    # when a job queued before jobs carried a cursor runs (left in Redis by a
+    # deploy), then it takes the run where it is, and its chain finishes it
+    assert tasks.advance_trigger_run(run.pk) == 10
     run_jobs()
     run.refresh_from_db()
     assert run.status == "done"
