@@ -2,8 +2,10 @@
 contacts a chunk at a time after a stored cursor, so the tick stays small, nothing
 holds contacts for long, and a lost job loses nobody and enrolls nobody twice."""
 
+import contextlib
 import datetime as dt
 import threading
+from collections.abc import Iterator
 
 import django_rq
 import pytest
@@ -16,13 +18,19 @@ from apps.core import clock
 from apps.core.scheduler import tick
 from apps.workflows import tasks, trigger_runs
 from apps.workflows.models import Enrollment, TriggerRun
-from apps.workflows.services import workflow_archive, workflow_pause, workflow_resume
+from apps.workflows.services import (
+    workflow_archive,
+    workflow_pause,
+    workflow_resume,
+    workflow_status_held,
+)
 from apps.workflows.trigger_runs import trigger_run_advance
 
-from .conftest import START
+from .conftest import START, wait_for
 
 WAIT_A_DAY = [{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}]
 EVERY_MINUTE = {"type": "schedule", "cron": "* * * * *"}
+WAIT_SECONDS = 30
 
 
 @pytest.fixture
@@ -358,6 +366,144 @@ def test_neither_the_tick_nor_a_chunk_holds_a_contact_that_ingestion_updates(
     run = TriggerRun.objects.get()
     in_open_transaction(lambda: trigger_run_advance(run_id=run.pk))
     assert Enrollment.objects.count() == 10
+
+
+@contextlib.contextmanager
+def _held_open(work) -> Iterator[None]:
+    """Run ``work`` in a transaction of another connection, left open until the
+    block ends."""
+    ready, done, errors = threading.Event(), threading.Event(), []
+
+    def run() -> None:
+        try:
+            with transaction.atomic():
+                work()
+                ready.set()
+                done.wait(WAIT_SECONDS)
+        except BaseException as exc:  # the test reports it below
+            errors.append(exc)
+        finally:
+            ready.set()
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert ready.wait(WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    assert not errors
+
+
+def _in_background(work) -> tuple[threading.Thread, list]:
+    """Start ``work`` on another connection; its thread, and a list that gets its
+    result (or exception)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # the test reports it below
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _waiting_on_a_lock() -> int:
+    """How many other sessions of this database wait for a lock (a row's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@contextlib.contextmanager
+def _lock_timeout(seconds: int) -> Iterator[None]:
+    """This connection gives up on a lock after ``seconds`` (so the test fails, not
+    hangs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{seconds}s'")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_enrolls_while_an_enrollment_holds_its_workflow(
+    require_postgres, make_workflow, small_chunks, frozen_clock
+):
+    # given a run due over 25 contacts
+    workflow = make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+
+    # when its chunk runs while another transaction holds the workflow's row FOR
+    # SHARE, as every enrollment into it does until it commits
+    with (
+        _held_open(lambda: workflow_status_held(workflow_id=workflow.pk)),
+        _lock_timeout(2),
+    ):
+        enrolled = trigger_run_advance(run_id=run.pk, cursor=0)
+
+    # then the chunk was enrolled, not skipped
+    assert enrolled == 10
+    run.refresh_from_db()
+    assert run.cursor == contacts[9].pk
+    assert _enrolled() == [c.pk for c in contacts[:10]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_waits_for_another_job_holding_its_run_and_does_only_what_is_left(
+    require_postgres, make_workflow, small_chunks, frozen_clock
+):
+    # given a run due over 25 contacts, its first job lost
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+    django_rq.get_connection("default").flushdb()
+
+    # when a job for its first chunk holds the run, doing that chunk, as a copy of
+    # it starts: then the copy waits, and finds the chunk done, enrolls nobody and
+    # queues nothing (the first job queued the next)
+    with _held_open(lambda: trigger_run_advance(run_id=run.pk, cursor=0)):
+        copy, outcome = _in_background(
+            lambda: trigger_run_advance(run_id=run.pk, cursor=0)
+        )
+        wait_for(
+            lambda: _waiting_on_a_lock() == 1,
+            "the copy to wait for the run",
+            timeout=10,
+        )
+    copy.join()
+    assert outcome == [0]
+    assert _waiting_jobs(run) == [f"trigger-run-{run.pk}-{contacts[9].pk}"]
+
+    # when the second chunk's job starts while that copy holds the run again (a
+    # worker took it late): then it waits for it, and does the second chunk
+    django_rq.get_connection("default").flushdb()
+    with _held_open(lambda: trigger_run_advance(run_id=run.pk, cursor=0)):
+        job, outcome = _in_background(
+            lambda: trigger_run_advance(run_id=run.pk, cursor=contacts[9].pk)
+        )
+        wait_for(
+            lambda: _waiting_on_a_lock() == 1, "the job to wait for the run", timeout=10
+        )
+    job.join()
+    assert outcome == [10]
+    assert _enrolled() == [c.pk for c in contacts[:20]]
+    assert _waiting_jobs(run) == [f"trigger-run-{run.pk}-{contacts[19].pk}"]
 
 
 @pytest.mark.django_db
