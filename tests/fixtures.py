@@ -210,6 +210,13 @@ def run_jobs():
     from django.db import connection
     from rq import SimpleWorker
 
+    class BurstWorker(SimpleWorker):
+        # No pubsub channel (it carries admin commands to long-lived workers): with
+        # redis-py 8 stopping its listener thread waits out RQ's 60 s poll whenever
+        # the unsubscribe reply is read before the stop, so a test took a minute.
+        def subscribe(self) -> None:
+            pass
+
     def commit_pending() -> bool:
         # Inside a `db` test the transaction never commits, so on_commit callbacks
         # (our enqueues) would never run; run them as a commit would.
@@ -241,7 +248,7 @@ def run_jobs():
     def run(queues: list[str] | None = None) -> int:
         names = queues or settings.NUDGE_QUEUES
         move_scheduled(names)
-        worker = SimpleWorker(
+        worker = BurstWorker(
             [django_rq.get_queue(name) for name in names],
             connection=django_rq.get_connection("default"),
         )

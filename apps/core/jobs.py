@@ -71,6 +71,26 @@ def enqueue(
         _enqueue()
 
 
+def withdraw(job_id: str, *, queue: str) -> None:
+    """Take job ``job_id`` off ``queue`` once the current transaction commits, if it
+    is still waiting there; one a worker has taken already runs. Best effort: the
+    job must be harmless if it runs anyway."""
+
+    def _withdraw() -> None:
+        try:
+            rq_queue = get_queue(queue)
+            # Off the queue first: a worker popping it at the same moment gets it
+            # whole (and the removal finds nothing), never a job without its hash.
+            if rq_queue.remove(job_id):
+                Job.fetch(job_id, connection=rq_queue.connection).delete(
+                    remove_from_queue=False
+                )
+        except (RedisError, NoSuchJobError) as exc:
+            logger.debug("job %s not withdrawn from %s (%s)", job_id, queue, exc)
+
+    transaction.on_commit(_withdraw)
+
+
 _queues: dict[str, Any] = {}
 
 

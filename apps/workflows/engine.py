@@ -29,6 +29,7 @@ from apps.segments.conditions import describe, evaluate
 
 from .models import Enrollment, Step, StepRun, Workflow, WorkflowVersion
 from .services import enqueue_advance, enrollment_finish
+from .simulated import workflows_as_live_here
 from .steps import Outcome, StepContext, step_type
 from .steps.waits import event_satisfies, expected_key
 
@@ -148,7 +149,9 @@ def _claim(enrollment_ids: list[int]) -> list[Enrollment]:
     ]
     if not enrollments:
         return []
-    workflows = Workflow.objects.in_bulk({e.workflow_id for e in enrollments})
+    workflows = workflows_as_live_here(
+        Workflow.objects.in_bulk({e.workflow_id for e in enrollments})
+    )
     versions = WorkflowVersion.objects.in_bulk({e.version_id for e in enrollments})
     steps_by_id = {
         pk: {s.pk: s for s in version_steps(version).values()}

@@ -20,6 +20,7 @@ from .models import (
     Workflow,
     WorkflowVersion,
 )
+from .simulated import simulated_live
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,30 @@ def workflow_save_version(
     *, workflow: Workflow, definition: dict, user=None
 ) -> WorkflowVersion:
     """Store a new version and make it current. Running enrollments stay on theirs."""
+    previous = workflow.current_version
+    version = workflow_version_create(
+        workflow=workflow, definition=definition, user=user
+    )
+    if version is not previous:
+        workflow.save(
+            update_fields=[
+                "current_version",
+                "trigger_type",
+                "trigger_event",
+                "updated_at",
+            ]
+        )
+    return version
+
+
+@transaction.atomic
+def workflow_version_create(
+    *, workflow: Workflow, definition: dict, user=None
+) -> WorkflowVersion:
+    """Store ``definition`` as the workflow's next version (unless it is the current
+    one's) and point the instance at it, without writing the workflow's row: the
+    caller saves it (workflow_save_version), or keeps it in memory (the simulator,
+    as live work holds that row)."""
     errors = validate_definition(definition)
     if errors:
         raise DefinitionError(errors)
@@ -84,9 +109,6 @@ def workflow_save_version(
     workflow.trigger_type = trigger["type"]
     workflow.trigger_event = trigger_type.event_name(
         {k: v for k, v in trigger.items() if k != "type"}
-    )
-    workflow.save(
-        update_fields=["current_version", "trigger_type", "trigger_event", "updated_at"]
     )
     return version
 
@@ -304,7 +326,11 @@ def _live_refusal(workflow: Workflow, trigger_event, now) -> str:
 
 def workflow_status_held(*, workflow_id: int) -> tuple[str, dt.datetime | None]:
     """(status, live_since) as the database has them now; on PostgreSQL the row is
-    held FOR SHARE until the transaction ends, so a status change waits for it."""
+    held FOR SHARE until the transaction ends, so a status change waits for it.
+    The workflow this thread simulates has them in memory, its row not read."""
+    simulated = simulated_live(workflow_id)
+    if simulated is not None:
+        return simulated
     if connection.vendor != "postgresql":
         return Workflow.objects.values_list("status", "live_since").get(pk=workflow_id)
     table = connection.ops.quote_name(Workflow._meta.db_table)

@@ -3,7 +3,9 @@
 The real engine runs, on a virtual clock (this thread only), inside a transaction that
 is always rolled back: the path shown is the path the engine would take, and nothing
 is sent, enrolled or changed. Emails and webhooks are enqueued after commit, and the
-commit never comes.
+commit never comes. The workflow's own row is never written (it is live, or an edit
+of it is, in this thread's memory: apps.workflows.simulated), so live work
+enrolling into it does not wait for a simulation.
 
 Segment membership and lead scores are not recomputed during a simulation.
 """
@@ -24,7 +26,8 @@ from apps.events.services import internal_source
 from .engine import enrollment_advance
 from .handlers import _Index, react_to_events
 from .models import Enrollment, StepRun, TriggerDecision, Workflow
-from .services import enrollment_start, workflow_save_version
+from .services import enrollment_start, workflow_version_create
+from .simulated import workflow_simulated_live
 from .triggers import EVENT, trigger_of
 
 # A simulation follows waits at most this far past its last event.
@@ -72,7 +75,15 @@ def simulate(
     result = Simulation(lines=[], status="not enrolled")
     try:
         with transaction.atomic(), clock.virtual(start):
-            _run(workflow, timeline, contact, traits or {}, start, definition, result)
+            # Its own instance, at the simulated version, live from the start: in
+            # memory only, as workers enrolling into the workflow hold its row.
+            workflow = Workflow.objects.select_related("current_version").get(
+                pk=workflow.pk
+            )
+            if definition is not None:
+                workflow_version_create(workflow=workflow, definition=definition)
+            with workflow_simulated_live(workflow=workflow, since=start):
+                _run(workflow, timeline, contact, traits or {}, start, result)
             raise _Rollback
     except _Rollback:
         pass
@@ -80,16 +91,7 @@ def simulate(
     return result
 
 
-def _run(
-    workflow, timeline, contact, traits, start, definition, result: Simulation
-) -> None:
-    if definition is not None:
-        workflow_save_version(workflow=workflow, definition=definition)
-    # Live from the simulation's start (rolled back with the rest).
-    Workflow.objects.filter(pk=workflow.pk).update(
-        status=Workflow.Status.ACTIVE, live_since=start
-    )
-    workflow = Workflow.objects.select_related("current_version").get(pk=workflow.pk)
+def _run(workflow, timeline, contact, traits, start, result: Simulation) -> None:
     if contact is None:
         contact = Contact.objects.create(
             email=traits.get("email") or "simulated@example.com",

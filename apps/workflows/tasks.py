@@ -9,8 +9,9 @@ def advance_enrollments(enrollment_ids: list[int]) -> dict[str, int]:
     return enrollments_advance(enrollment_ids=enrollment_ids)
 
 
-def advance_trigger_run(run_id: int) -> int:
-    return trigger_run_advance(run_id=run_id)
+def advance_trigger_run(run_id: int, cursor: int | None = None) -> int:
+    # cursor None: a job queued by a release before jobs carried it.
+    return trigger_run_advance(run_id=run_id, cursor=cursor)
 
 
 def deliver_webhook(delivery_id: int) -> str:

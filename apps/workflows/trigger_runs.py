@@ -119,39 +119,45 @@ def trigger_runs_expire(*, now: dt.datetime) -> int:
 
 
 def _enqueue_chunk(run: TriggerRun, *, late: bool = False) -> None:
-    """The job of the run's next chunk. The cursor is in its id, so the tick's
+    """The job of the run's next chunk, carrying the run's cursor: it works only if
+    the run is still at that cursor (trigger_run_advance), so a run keeps one chain
+    of jobs whatever was handed over. The cursor is in its id too, so the tick's
     hand-over of a chunk whose job is still waiting is a no-op; a late one has an
-    id of its own (the waiting one, when its turn comes, finds the run moved on and
-    does the chunk after: the run's row lock lets one job at a time work on it)."""
+    id of its own, and takes the place of the one kept waiting on the default queue
+    (if a worker took that one meanwhile, the second of the two to run finds the run
+    moved on and does nothing)."""
     from .tasks import advance_trigger_run
 
+    job_id = f"trigger-run-{run.pk}-{run.cursor}"
+    if late:
+        jobs.withdraw(job_id, queue=QUEUE)
     jobs.enqueue(
         advance_trigger_run,
         run.pk,
+        run.cursor,
         queue=LATE_QUEUE if late else QUEUE,
-        job_id=f"trigger-run-{run.pk}-{run.cursor}" + ("-late" if late else ""),
+        job_id=job_id + ("-late" if late else ""),
     )
 
 
-def trigger_run_advance(*, run_id: int) -> int:
+def trigger_run_advance(*, run_id: int, cursor: int | None = None) -> int:
     """Enroll the run's next chunk of contacts, run their first steps, and queue
-    the chunk after (or finish the run); how many it enrolled.
+    the chunk after (or finish the run); how many it enrolled. ``cursor``: the one
+    the job was queued for; None (a job queued before jobs carried it) takes the
+    run where it is.
 
     All in this one job, one after the other: a run never has more than one job
     at a time, so it never holds more than one worker, and events always find
     another."""
     with transaction.atomic():
-        run = (
-            TriggerRun.objects.select_for_update(skip_locked=True)
-            .select_related("version", "workflow")
-            .filter(pk=run_id, status=TriggerRun.Status.RUNNING)
-            .first()
-        )
+        run, status = _run_held(run_id)
         if run is None:
-            return 0  # done, or a duplicate job while another worker has it
-        # Held until the chunk commits: a pause or an archive waits for it, and a
-        # chunk after them sees it.
-        status, _live_since = workflow_status_held(workflow_id=run.workflow_id)
+            return 0  # done or cancelled
+        if cursor is not None and run.cursor != cursor:
+            # Its chunk is done: this is the copy of a job the tick handed over,
+            # and the other one moved the run on and queued the next. Queueing
+            # one here too would give the run two jobs for the rest of its life.
+            return 0
         if status != Workflow.Status.ACTIVE:
             return _held_or_cancelled(run, status)
         now = clock.now()
@@ -167,6 +173,37 @@ def trigger_run_advance(*, run_id: int) -> int:
     if run.status == TriggerRun.Status.RUNNING:
         _enqueue_chunk(run)
     return len(ids)
+
+
+def _run_held(run_id: int) -> tuple[TriggerRun | None, str]:
+    """The run if it is still running, and its workflow's status: both held until
+    the chunk commits, so a pause or an archive waits for the chunk, and a chunk
+    after them sees it.
+
+    The workflow first, FOR SHARE as every enrollment into it holds it, then the
+    run's row alone: workflow_archive takes them in that order (so the two never
+    deadlock), and locking the workflow and version rows FOR UPDATE with the run
+    would wait for (or, skipping locked rows, give up on) any transaction enrolling
+    into the workflow, and block the foreign-key checks of enrollments into the
+    version. Another job holding the run is waited for, not skipped: it is doing
+    this chunk (the cursor has moved when it commits, and this job stops) or is a
+    copy whose chunk is done (and stops at once); skipping it would end the run's
+    chain whenever that copy held it."""
+    workflow_id = (
+        TriggerRun.objects.filter(pk=run_id)
+        .values_list("workflow_id", flat=True)
+        .first()
+    )
+    if workflow_id is None:
+        return None, ""
+    status, _live_since = workflow_status_held(workflow_id=workflow_id)
+    run = (
+        TriggerRun.objects.select_for_update(of=("self",))
+        .select_related("version", "workflow")
+        .filter(pk=run_id, status=TriggerRun.Status.RUNNING)
+        .first()
+    )
+    return run, status
 
 
 def _held_or_cancelled(run: TriggerRun, status: str) -> int:

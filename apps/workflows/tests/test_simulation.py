@@ -1,20 +1,44 @@
 """Simulation takes the real engine's path, on a virtual clock, and leaves no trace."""
 
 import datetime as dt
+import threading
 
 import django_rq
 import pytest
+from django.db import connection, transaction
 
 from apps.campaigns.models import Message
 from apps.contacts.models import Contact
 from apps.events.models import Event
+from apps.workflows import simulation
 from apps.workflows.models import Enrollment
+from apps.workflows.services import enrollment_start, workflow_activate
 from apps.workflows.simulation import SimulatedEvent, parse_events, simulate
 
 from .test_scenarios import CART_ABANDONMENT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
+# The cart workflow edited: a 5-minute wait, then the reminder.
+EDITED_CART = {
+    **CART_ABANDONMENT,
+    "steps": [
+        {
+            "key": "wait",
+            "type": "wait",
+            "config": {"duration": {"minutes": 5}},
+            "next": {"next": "remind"},
+        },
+        {
+            "key": "remind",
+            "type": "send_email",
+            "config": {"template": "Cart reminder"},
+        },
+    ],
+}
+WAIT_SECONDS = 30
 
 
 def at(minutes: float) -> dt.datetime:
@@ -120,31 +144,77 @@ def test_a_contact_kept_out_by_the_entry_condition_says_why(make_workflow, custo
 
 
 def test_an_unsaved_definition_can_be_simulated(cart, customer):
-    edited = {
-        **CART_ABANDONMENT,
-        "steps": [
-            {
-                "key": "wait",
-                "type": "wait",
-                "config": {"duration": {"minutes": 5}},
-                "next": {"next": "remind"},
-            },
-            {
-                "key": "remind",
-                "type": "send_email",
-                "config": {"template": "Cart reminder"},
-            },
-        ],
-    }
     result = simulate(
         workflow=cart,
         contact=customer("sim4"),
-        definition=edited,
+        definition=EDITED_CART,
         events=[SimulatedEvent(at(0), "add_to_cart", {"cart_id": "c9"})],
     )
     assert steps_of(result) == ["waiting", "waited", "sent"]
     cart.refresh_from_db()
     assert cart.current_version.number == 1  # the edit was not saved
+
+
+def test_a_live_enrollment_does_not_wait_for_a_simulation_of_its_workflow(
+    cart, customer, monkeypatch
+):
+    # given the cart workflow live, and a simulation of an edit of it held midway
+    # (after it has set the workflow up, before its first event)
+    workflow_activate(workflow=cart)
+    simulated, live = customer("sim5"), customer("live")
+    midway, go = threading.Event(), threading.Event()
+    advance_until = simulation._advance_until
+
+    def held_midway(*args) -> None:
+        if not midway.is_set():
+            midway.set()
+            go.wait(WAIT_SECONDS)
+        advance_until(*args)
+
+    monkeypatch.setattr(simulation, "_advance_until", held_midway)
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                simulate(
+                    workflow=cart,
+                    contact=simulated,
+                    definition=EDITED_CART,
+                    events=[SimulatedEvent(at(0), "add_to_cart", {"cart_id": "c5"})],
+                )
+            )
+        except BaseException as exc:  # the test reports it below
+            outcome.append(exc)
+        finally:
+            midway.set()
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert midway.wait(WAIT_SECONDS)
+
+    # when another contact enrolls into the workflow meanwhile, giving up on any
+    # lock after 2 s
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            enrollment, reason = enrollment_start(
+                workflow=cart, contact=live, advance=False
+            )
+    finally:
+        go.set()
+        thread.join()
+
+    # then it enrolled without waiting for the simulation
+    assert (enrollment.contact, reason) == (live, "")
+    # and the simulation took its path, leaving the workflow as it was
+    [result] = outcome
+    assert steps_of(result) == ["waiting", "waited", "sent"]
+    cart.refresh_from_db()
+    assert (cart.status, cart.current_version.number) == ("active", 1)
+    assert list(Enrollment.objects.all()) == [enrollment]
 
 
 def test_events_are_written_as_offsets_or_times():

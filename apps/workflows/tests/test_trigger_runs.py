@@ -2,26 +2,35 @@
 contacts a chunk at a time after a stored cursor, so the tick stays small, nothing
 holds contacts for long, and a lost job loses nobody and enrolls nobody twice."""
 
+import contextlib
 import datetime as dt
 import threading
+from collections.abc import Iterator
 
 import django_rq
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.contacts.models import Contact
 from apps.core import clock
 from apps.core.scheduler import tick
-from apps.workflows import trigger_runs
+from apps.workflows import tasks, trigger_runs
 from apps.workflows.models import Enrollment, TriggerRun
-from apps.workflows.services import workflow_archive, workflow_pause, workflow_resume
+from apps.workflows.services import (
+    workflow_archive,
+    workflow_pause,
+    workflow_resume,
+    workflow_status_held,
+)
 from apps.workflows.trigger_runs import trigger_run_advance
 
-from .conftest import START
+from .conftest import START, wait_for
 
 WAIT_A_DAY = [{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}]
 EVERY_MINUTE = {"type": "schedule", "cron": "* * * * *"}
+WAIT_SECONDS = 30
 
 
 @pytest.fixture
@@ -140,6 +149,88 @@ def test_a_run_kept_waiting_behind_events_takes_its_turn_with_them(
     run.refresh_from_db()
     assert run.cursor == contacts[19].pk
     # and the run goes on to the end, everyone enrolled once
+    run_jobs()
+    run.refresh_from_db()
+    assert run.status == "done"
+    assert _enrolled() == [c.pk for c in contacts]
+
+
+def _waiting_jobs(run: TriggerRun) -> list[str]:
+    """The run's jobs waiting in any queue."""
+    prefix = f"trigger-run-{run.pk}-"
+    return [
+        job_id
+        for name in settings.NUDGE_QUEUES
+        for job_id in django_rq.get_queue(name).job_ids
+        if job_id.startswith(prefix)
+    ]
+
+
+@pytest.mark.django_db
+def test_a_run_handed_over_while_its_job_still_waits_keeps_one_job(
+    make_workflow, small_chunks, run_jobs, frozen_clock, monkeypatch
+):
+    # given a run of five chunks whose first is done, the job of its second still
+    # waiting on the default queue when the tick hands the run over to events
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(45)
+    tick()
+    connection.run_on_commit.clear()  # its first job: the call below
+    run = TriggerRun.objects.get()
+    trigger_run_advance(run_id=run.pk)
+    clock.advance(dt.timedelta(seconds=31))
+    assert tick()["workflow-triggers"] == 1
+    # (watching what waits as each job starts, and which chunks are enrolled)
+    waiting_at_start, chunks = [], []
+    advance, chunk_enroll = tasks.trigger_run_advance, trigger_runs._chunk_enroll
+
+    def watched_advance(**kwargs):
+        waiting_at_start.append(_waiting_jobs(run))
+        return advance(**kwargs)
+
+    def watched_chunk_enroll(run, due, now):
+        chunks.append(due[0][0])
+        return chunk_enroll(run, due, now)
+
+    monkeypatch.setattr(tasks, "trigger_run_advance", watched_advance)
+    monkeypatch.setattr(trigger_runs, "_chunk_enroll", watched_chunk_enroll)
+
+    # when the workers run every job
+    run_jobs()
+
+    # then each remaining chunk was enrolled once, in order, and everyone once
+    assert chunks == [c.pk for c in contacts[10::10]]
+    run.refresh_from_db()
+    assert (run.status, run.enrolled) == ("done", 45)
+    assert _enrolled() == [c.pk for c in contacts]
+    # and one job at a time carried the run: none of its others waited while one
+    # ran, none ran for nothing, and none is left behind
+    assert waiting_at_start == [[]] * 4
+    assert _waiting_jobs(run) == []
+
+
+@pytest.mark.django_db
+def test_a_job_for_a_chunk_already_done_does_nothing_and_one_without_a_cursor_works(
+    make_workflow, small_chunks, run_jobs, frozen_clock
+):
+    # given a run whose first chunk is done
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+    assert tasks.advance_trigger_run(run.pk, 0) == 10
+    connection.run_on_commit.clear()
+
+    # when a job queued for that chunk runs (a hand-over's copy, taken by a worker
+    # before it could be withdrawn), then it enrolls nobody and queues nothing
+    assert tasks.advance_trigger_run(run.pk, 0) == 0
+    assert not connection.run_on_commit
+    run.refresh_from_db()
+    assert (run.cursor, run.enrolled) == (contacts[9].pk, 10)
+
+    # when a job queued before jobs carried a cursor runs (left in Redis by a
+    # deploy), then it takes the run where it is, and its chain finishes it
+    assert tasks.advance_trigger_run(run.pk) == 10
     run_jobs()
     run.refresh_from_db()
     assert run.status == "done"
@@ -275,6 +366,144 @@ def test_neither_the_tick_nor_a_chunk_holds_a_contact_that_ingestion_updates(
     run = TriggerRun.objects.get()
     in_open_transaction(lambda: trigger_run_advance(run_id=run.pk))
     assert Enrollment.objects.count() == 10
+
+
+@contextlib.contextmanager
+def _held_open(work) -> Iterator[None]:
+    """Run ``work`` in a transaction of another connection, left open until the
+    block ends."""
+    ready, done, errors = threading.Event(), threading.Event(), []
+
+    def run() -> None:
+        try:
+            with transaction.atomic():
+                work()
+                ready.set()
+                done.wait(WAIT_SECONDS)
+        except BaseException as exc:  # the test reports it below
+            errors.append(exc)
+        finally:
+            ready.set()
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert ready.wait(WAIT_SECONDS)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    assert not errors
+
+
+def _in_background(work) -> tuple[threading.Thread, list]:
+    """Start ``work`` on another connection; its thread, and a list that gets its
+    result (or exception)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # the test reports it below
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _waiting_on_a_lock() -> int:
+    """How many other sessions of this database wait for a lock (a row's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@contextlib.contextmanager
+def _lock_timeout(seconds: int) -> Iterator[None]:
+    """This connection gives up on a lock after ``seconds`` (so the test fails, not
+    hangs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{seconds}s'")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_enrolls_while_an_enrollment_holds_its_workflow(
+    require_postgres, make_workflow, small_chunks, frozen_clock
+):
+    # given a run due over 25 contacts
+    workflow = make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+
+    # when its chunk runs while another transaction holds the workflow's row FOR
+    # SHARE, as every enrollment into it does until it commits
+    with (
+        _held_open(lambda: workflow_status_held(workflow_id=workflow.pk)),
+        _lock_timeout(2),
+    ):
+        enrolled = trigger_run_advance(run_id=run.pk, cursor=0)
+
+    # then the chunk was enrolled, not skipped
+    assert enrolled == 10
+    run.refresh_from_db()
+    assert run.cursor == contacts[9].pk
+    assert _enrolled() == [c.pk for c in contacts[:10]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_waits_for_another_job_holding_its_run_and_does_only_what_is_left(
+    require_postgres, make_workflow, small_chunks, frozen_clock
+):
+    # given a run due over 25 contacts, its first job lost
+    make_workflow("Minutely", trigger=EVERY_MINUTE, steps=WAIT_A_DAY)
+    contacts = _contacts(25)
+    tick()
+    run = TriggerRun.objects.get()
+    django_rq.get_connection("default").flushdb()
+
+    # when a job for its first chunk holds the run, doing that chunk, as a copy of
+    # it starts: then the copy waits, and finds the chunk done, enrolls nobody and
+    # queues nothing (the first job queued the next)
+    with _held_open(lambda: trigger_run_advance(run_id=run.pk, cursor=0)):
+        copy, outcome = _in_background(
+            lambda: trigger_run_advance(run_id=run.pk, cursor=0)
+        )
+        wait_for(
+            lambda: _waiting_on_a_lock() == 1,
+            "the copy to wait for the run",
+            timeout=10,
+        )
+    copy.join()
+    assert outcome == [0]
+    assert _waiting_jobs(run) == [f"trigger-run-{run.pk}-{contacts[9].pk}"]
+
+    # when the second chunk's job starts while that copy holds the run again (a
+    # worker took it late): then it waits for it, and does the second chunk
+    django_rq.get_connection("default").flushdb()
+    with _held_open(lambda: trigger_run_advance(run_id=run.pk, cursor=0)):
+        job, outcome = _in_background(
+            lambda: trigger_run_advance(run_id=run.pk, cursor=contacts[9].pk)
+        )
+        wait_for(
+            lambda: _waiting_on_a_lock() == 1, "the job to wait for the run", timeout=10
+        )
+    job.join()
+    assert outcome == [10]
+    assert _enrolled() == [c.pk for c in contacts[:20]]
+    assert _waiting_jobs(run) == [f"trigger-run-{run.pk}-{contacts[19].pk}"]
 
 
 @pytest.mark.django_db
