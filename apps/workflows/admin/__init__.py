@@ -25,6 +25,7 @@ from ..models import (
 )
 from ..services import (
     DefinitionError,
+    StatusError,
     enroll_manually,
     workflow_activate,
     workflow_archive,
@@ -196,10 +197,15 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def _confirm(self, request, queryset, verb, run, affected):
         if request.POST.get("confirmed"):
-            total = sum(run(workflow=w) or 0 for w in queryset)
+            done, total = 0, 0
+            for workflow in queryset:
+                try:
+                    total += run(workflow=workflow) or 0
+                    done += 1
+                except StatusError as refused:
+                    self.message_user(request, f"Skipped: {refused}.", messages.WARNING)
             self.message_user(
-                request,
-                f"{queryset.count()} workflows: {verb} ({total} enrollments affected).",
+                request, f"{done} workflows: {verb} ({total} enrollments affected)."
             )
             return None
         context = {

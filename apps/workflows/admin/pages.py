@@ -353,7 +353,11 @@ class Pages:
             )
             return redirect("admin:workflows_workflow_change", workflow.pk)
         if request.method == "POST":
-            getattr(services, service)(workflow=workflow)
+            try:
+                getattr(services, service)(workflow=workflow)
+            except services.StatusError as refused:
+                messages.error(request, f"{refused}.")  # changed meanwhile
+                return redirect("admin:workflows_workflow_change", workflow.pk)
             messages.success(
                 request,
                 f"“{workflow.name}” is now {workflow.status}; {running} contacts were in it.",

@@ -153,3 +153,60 @@ def test_identifying_two_contacts_of_one_schedule_run_as_one_answers_2xx(
         (contact.pk, "waiting"),
     ]
     assert runs[0].exit_reason.startswith(f"contact merged into #{contact.pk}")
+
+
+HOLD = dict(
+    trigger={"type": "manual"},
+    steps=[{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}],
+)
+
+
+def test_a_stale_copy_cannot_bring_an_archived_workflow_back(make_workflow):
+    from apps.workflows.services import StatusError, workflow_activate, workflow_archive
+
+    # given a page's copy read while the workflow was paused, then archived elsewhere
+    workflow = make_workflow("Winback", **HOLD)
+    workflow_pause(workflow=workflow)
+    stale = Workflow.objects.get(pk=workflow.pk)
+    workflow_archive(workflow=workflow)
+    # when the stale copy is activated, then it is refused and stays archived
+    with pytest.raises(StatusError, match="is archived: it cannot be activated"):
+        workflow_activate(workflow=stale)
+    assert Workflow.objects.get(pk=workflow.pk).status == Workflow.Status.ARCHIVED
+    # and a copy that still says "active" resumes a workflow paused meanwhile,
+    # instead of doing nothing
+    live = make_workflow("Live", **HOLD)
+    stale_live = Workflow.objects.get(pk=live.pk)
+    workflow_pause(workflow=live)
+    workflow_activate(workflow=stale_live)
+    assert Workflow.objects.get(pk=live.pk).status == Workflow.Status.ACTIVE
+
+
+def test_activating_a_selection_with_an_archived_workflow_skips_it(
+    make_workflow, admin_client
+):
+    from django.urls import reverse
+
+    from apps.workflows.services import workflow_archive
+
+    paused = make_workflow("Paused", **HOLD)
+    archived = make_workflow("Gone", **HOLD)
+    workflow_pause(workflow=paused)
+    workflow_archive(workflow=archived)
+
+    page = admin_client.post(
+        reverse("admin:workflows_workflow_changelist"),
+        {
+            "action": "activate",
+            "_selected_action": [paused.pk, archived.pk],
+            "confirmed": "1",
+        },
+        follow=True,
+    )
+
+    assert page.status_code == 200
+    said = [str(m) for m in page.context["messages"]]
+    assert "Skipped: “Gone” is archived: it cannot be activated." in said
+    assert "1 workflows: activate (0 enrollments affected)." in said
+    assert Workflow.objects.get(pk=paused.pk).status == Workflow.Status.ACTIVE
+    assert Workflow.objects.get(pk=archived.pk).status == Workflow.Status.ARCHIVED

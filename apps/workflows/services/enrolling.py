@@ -1,212 +1,20 @@
-"""Writes for workflows: versions, status changes, enrolling, finishing."""
+"""Writes for workflows: enrolling contacts, queueing their runs, finishing them."""
 
 import datetime as dt
 import logging
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
 from apps.segments.conditions import describe, evaluate
 
-from .definition import validate_definition
-from .models import (
-    Enrollment,
-    Step,
-    TriggerDecision,
-    TriggerRun,
-    Workflow,
-    WorkflowVersion,
-)
-from .simulated import simulated_live
+from ..models import Enrollment, TriggerDecision, Workflow
+from ..simulated import simulated_live
 
 logger = logging.getLogger(__name__)
-
-
-class DefinitionError(ValueError):
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
-# -- versions -----------------------------------------------------------------------
-
-
-@transaction.atomic
-def workflow_create(
-    *, name: str, definition: dict, description: str = "", user=None
-) -> Workflow:
-    errors = validate_definition(definition)
-    if errors:
-        raise DefinitionError(errors)
-    workflow = Workflow.objects.create(name=name, description=description)
-    workflow_save_version(workflow=workflow, definition=definition, user=user)
-    return workflow
-
-
-@transaction.atomic
-def workflow_save_version(
-    *, workflow: Workflow, definition: dict, user=None
-) -> WorkflowVersion:
-    """Store a new version and make it current. Running enrollments stay on theirs."""
-    previous = workflow.current_version
-    version = workflow_version_create(
-        workflow=workflow, definition=definition, user=user
-    )
-    if version is not previous:
-        workflow.save(
-            update_fields=[
-                "current_version",
-                "trigger_type",
-                "trigger_event",
-                "updated_at",
-            ]
-        )
-    return version
-
-
-@transaction.atomic
-def workflow_version_create(
-    *, workflow: Workflow, definition: dict, user=None
-) -> WorkflowVersion:
-    """Store ``definition`` as the workflow's next version (unless it is the current
-    one's) and point the instance at it, without writing the workflow's row: the
-    caller saves it (workflow_save_version), or keeps it in memory (the simulator,
-    as live work holds that row)."""
-    errors = validate_definition(definition)
-    if errors:
-        raise DefinitionError(errors)
-    previous = workflow.current_version
-    if previous is not None and previous.definition == definition:
-        return previous
-    number = (workflow.versions.aggregate(n=Max("number"))["n"] or 0) + 1
-    version = WorkflowVersion.objects.create(
-        workflow=workflow,
-        number=number,
-        definition=definition,
-        created_at=clock.now(),
-        created_by=user if getattr(user, "pk", None) else None,
-        changes=diff_definitions(previous.definition if previous else None, definition),
-    )
-    Step.objects.bulk_create(
-        Step(
-            version=version,
-            key=s["key"],
-            type=s["type"],
-            config=s.get("config") or {},
-            outlets=s.get("next") or {},
-            position=i,
-        )
-        for i, s in enumerate(definition["steps"])
-    )
-    trigger = definition["trigger"]
-    from .triggers import TRIGGER_TYPES
-
-    trigger_type = TRIGGER_TYPES[trigger["type"]]
-    workflow.current_version = version
-    workflow.trigger_type = trigger["type"]
-    workflow.trigger_event = trigger_type.event_name(
-        {k: v for k, v in trigger.items() if k != "type"}
-    )
-    return version
-
-
-def diff_definitions(old: dict | None, new: dict) -> list[str]:
-    """What changed, in words: "step remind: config changed", "goal changed"."""
-    if old is None:
-        return ["created"]
-    changes = []
-    for key in (
-        "trigger",
-        "entry_condition",
-        "reentry",
-        "goal",
-        "exit_condition",
-        "frequency_cap",
-        "quiet_hours",
-    ):
-        if old.get(key) != new.get(key):
-            changes.append(f"{key.replace('_', ' ')} changed")
-    old_steps = {s["key"]: s for s in old.get("steps", [])}
-    new_steps = {s["key"]: s for s in new.get("steps", [])}
-    for key in new_steps.keys() - old_steps.keys():
-        changes.append(f"step {key} added")
-    for key in old_steps.keys() - new_steps.keys():
-        changes.append(f"step {key} removed")
-    for key in new_steps.keys() & old_steps.keys():
-        for part in ("type", "config", "next"):
-            if old_steps[key].get(part) != new_steps[key].get(part):
-                changes.append(
-                    f"step {key}: {'outlets' if part == 'next' else part} changed"
-                )
-    if [s["key"] for s in old.get("steps", [])] != [
-        s["key"] for s in new.get("steps", [])
-    ] and not any(c.endswith(("added", "removed")) for c in changes):
-        changes.append("steps reordered")
-    return changes
-
-
-# -- status -------------------------------------------------------------------------
-
-
-def _status_set(workflow: Workflow, status: str, **also) -> None:
-    """The one write of a workflow's status. Workers' trigger indexes notice it by
-    themselves (apps.core.cache); updated_at is kept true for people."""
-    Workflow.objects.filter(pk=workflow.pk).update(
-        status=status, updated_at=clock.now(), **also
-    )
-    workflow.status = status
-    for name, value in also.items():
-        setattr(workflow, name, value)
-
-
-def workflow_activate(*, workflow: Workflow) -> None:
-    """Go live (again, after a pause): from now on, events trigger it; events
-    timestamped before now never will (apps.workflows.triggers.event_refusal)."""
-    if workflow.status == Workflow.Status.ARCHIVED:
-        raise ValueError("an archived workflow cannot be activated")
-    if workflow.status != Workflow.Status.ACTIVE:
-        _status_set(workflow, Workflow.Status.ACTIVE, live_since=clock.now())
-
-
-def workflow_pause(*, workflow: Workflow) -> int:
-    """Stop advancing; running enrollments hold where they are. Returns how many."""
-    _status_set(workflow, Workflow.Status.PAUSED)
-    return workflow.enrollments.filter(status__in=Enrollment.RUNNING).count()
-
-
-def workflow_resume(*, workflow: Workflow) -> int:
-    """Continue: due enrollments are picked up by the next scheduler tick (or now)."""
-    workflow_activate(workflow=workflow)
-    ids = list(
-        workflow.enrollments.filter(status__in=Enrollment.RUNNING).values_list(
-            "pk", flat=True
-        )
-    )
-    enqueue_advance(ids)
-    return len(ids)
-
-
-@transaction.atomic
-def workflow_archive(*, workflow: Workflow) -> int:
-    """Retire the workflow: running enrollments exit with the reason."""
-    _status_set(workflow, Workflow.Status.ARCHIVED)
-    now = clock.now()
-    TriggerRun.objects.filter(
-        workflow=workflow, status=TriggerRun.Status.RUNNING
-    ).update(status=TriggerRun.Status.CANCELLED, updated_at=now, finished_at=now)
-    return workflow.enrollments.filter(status__in=Enrollment.RUNNING).update(
-        status=Enrollment.Status.EXITED,
-        finished_at=clock.now(),
-        exit_reason="workflow archived",
-        resume_at=None,
-        awaiting_event="",
-    )
-
-
-# -- enrolling ----------------------------------------------------------------------
 
 
 def reentry_blockers(workflow: Workflow, definition: dict, now) -> QuerySet | None:
@@ -313,7 +121,7 @@ def _live_refusal(workflow: Workflow, trigger_event, now) -> str:
     so a pause or an archive waits for an enrollment being decided, and one decided
     after it sees it: nobody enters a workflow after workflow_pause or
     workflow_archive has returned."""
-    from .triggers import event_refusal, trigger_of
+    from ..triggers import event_refusal, trigger_of
 
     status, live_since = workflow_status_held(workflow_id=workflow.pk)
     if status != Workflow.Status.ACTIVE:
@@ -411,7 +219,7 @@ def _record_decision(workflow, contact, event, reason: str, now) -> None:
 
 def enqueue_advance(enrollment_ids: list[int], *, at=None) -> None:
     """One job for many enrollments ("carry many ids per job")."""
-    from .tasks import advance_enrollments
+    from ..tasks import advance_enrollments
 
     # 200 ids per job: a few hundred milliseconds of work, so a stuck one delays few.
     for start in range(0, len(enrollment_ids), 200):
@@ -509,7 +317,7 @@ def enrollments_move_to_current_version(
 
 def why_not_enrolled(*, workflow: Workflow, contact: Contact) -> list[str]:
     """Why this contact did not (or would not now) get this workflow, in sentences."""
-    from .triggers import trigger_of
+    from ..triggers import trigger_of
 
     now = clock.now()
     lines = []
