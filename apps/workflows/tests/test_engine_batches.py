@@ -373,8 +373,10 @@ def test_claiming_a_batch_reads_its_runs_by_key_on_stale_statistics(
 
 
 def test_an_update_step_keeps_the_traits_an_identify_wrote_after_the_claim(
-    make_workflow, customer, monkeypatch
+    require_postgres, make_workflow, customer, monkeypatch
 ):
+    """PostgreSQL: SQLite lets no identify write while the engine's transaction is
+    open, so there the race cannot happen."""
     from apps.contacts.services import contact_update_traits
 
     # given a run that tags its contact, and an identify call that lands after the
@@ -391,6 +393,8 @@ def test_an_update_step_keeps_the_traits_an_identify_wrote_after_the_claim(
     def claim_then_identify(enrollment_ids):
         claimed = claim(enrollment_ids)
 
+        failed = []
+
         def identify():
             try:
                 contact_update_traits(
@@ -398,12 +402,15 @@ def test_an_update_step_keeps_the_traits_an_identify_wrote_after_the_claim(
                     traits={"plan": "pro", "shoe_size": 42},
                     trusted=True,
                 )
+            except Exception as exc:  # seen by the test, not lost in the thread
+                failed.append(exc)
             finally:
                 connection.close()
 
         thread = threading.Thread(target=identify)
         thread.start()
         thread.join()
+        assert failed == []
         return claimed
 
     monkeypatch.setattr(engine, "_claim", claim_then_identify)
