@@ -6,6 +6,7 @@ Where a test needs something absent here (PostgreSQL, Chromium) it skips with th
 reason, except under CI, where a missing requirement is a failure.
 """
 
+import contextlib
 import os
 import shutil
 import threading
@@ -76,46 +77,78 @@ def chromium_path():
 
 
 class InFlight:
-    """WSGI middleware counting the requests a live server is serving, so a test can
-    wait for them to finish before the database is flushed under them (a browser's
-    last beacon can arrive as its page closes)."""
+    """What a live server still has to serve, so a test can wait for all of it
+    before the database is flushed under it (a browser's last beacon can arrive as
+    its page closes): connections not yet accepted (the listening socket's queue,
+    read from /proc), connections open, and requests in the WSGI app."""
 
     def __init__(self, app) -> None:
         self.app = app
-        self.active = 0
-        self.last_change = time.monotonic()
+        self.active = 0  # requests in the app
+        self.connections = 0  # accepted, not yet closed
+        self.port: int | None = None
         self.changed = threading.Condition()
 
     def __call__(self, environ, start_response):
-        self._move(+1)
+        self._move(requests=+1)
         try:
             result = self.app(environ, start_response)
         except BaseException:
-            self._move(-1)
+            self._move(requests=-1)
             raise
-        return _Closing(result, lambda: self._move(-1))
+        return _Closing(result, lambda: self._move(requests=-1))
 
-    def _move(self, step: int) -> None:
+    def watch(self, httpd) -> None:
+        """Count the server's connections from accept to close."""
+        self.port = httpd.server_address[1]
+        process, shutdown = httpd.process_request, httpd.shutdown_request
+
+        def process_request(request, client_address):
+            self._move(connections=+1)
+            process(request, client_address)
+
+        def shutdown_request(request):
+            try:
+                shutdown(request)
+            finally:
+                self._move(connections=-1)
+
+        httpd.process_request, httpd.shutdown_request = (
+            process_request,
+            shutdown_request,
+        )
+
+    def _move(self, *, requests: int = 0, connections: int = 0) -> None:
         with self.changed:
-            self.active += step
-            self.last_change = time.monotonic()
+            self.active += requests
+            self.connections += connections
             self.changed.notify_all()
 
-    def wait_idle(self, *, quiet: float = 0.3, timeout: float = 15) -> None:
-        """Until nothing has been in flight for ``quiet`` seconds (a request that a
-        closing page sent is still on its way for a moment after it closes)."""
+    def _waiting_to_be_accepted(self) -> int:
+        """Connections in the listening socket's accept queue (Linux: a listening
+        socket's rx_queue in /proc/net/tcp*)."""
+        waiting = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as rows:
+                for row in list(rows)[1:]:
+                    fields = row.split()
+                    port = int(fields[1].rsplit(":", 1)[1], 16)
+                    if port == self.port and fields[3] == "0A":  # LISTEN
+                        waiting += int(fields[4].split(":")[1], 16)
+        return waiting
+
+    def wait_idle(self, *, timeout: float = 15) -> None:
+        """Until nothing is queued, connected or in flight (after a closed browser
+        context has closed its connections)."""
         deadline = time.monotonic() + timeout
         with self.changed:
-            while True:
-                now = time.monotonic()
-                idle_for = now - self.last_change
-                if self.active == 0 and idle_for >= quiet:
-                    return
-                if now > deadline:
+            while self.active or self.connections or self._waiting_to_be_accepted():
+                if time.monotonic() > deadline:
                     raise AssertionError(
-                        f"the live server still had {self.active} requests in flight"
+                        f"the live server still had {self.active} requests in "
+                        f"flight and {self.connections} connections open"
                     )
-                self.changed.wait(quiet - idle_for if self.active == 0 else 0.1)
+                self.changed.wait(0.05)
 
 
 class _Closing:
@@ -162,6 +195,7 @@ def _live_server(request, *, door: bool):
 
     server.thread.static_handler = counted
     server.start()
+    server.in_flight.watch(server.thread.httpd)
     return server
 
 
