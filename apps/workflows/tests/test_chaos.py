@@ -1,7 +1,8 @@
 """Chaos: real worker and scheduler processes, SIGKILLed and restarted, Redis flushed,
-and an ESP that sometimes takes a message and then does not answer in time. Every
-enrollment still finishes, no step's email goes out twice, and every send that was
-cut off is marked uncertain, never silently sent again."""
+and an ESP that sometimes takes a message and then does not answer in time, while a
+site sends events over HTTP and a schedule enrolls everyone. Every event is
+processed, every enrollment finishes, no step's email goes out twice, and every send
+that was cut off is marked uncertain, never silently sent again."""
 
 import random
 import signal
@@ -14,10 +15,14 @@ import django_rq
 import pytest
 
 from apps.campaigns.models import Message
-from apps.workflows.models import Enrollment
+from apps.contacts.models import Contact
+from apps.events.models import Event, EventFailure
+from apps.workflows.models import Enrollment, TriggerRun
 from apps.workflows.services import enrollment_start
 from tests.postmark_server import TOKEN, start_postmark
 from tests.processes import wait_for
+
+from .conftest import Shop
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,10 +46,22 @@ TWO_EMAILS = dict(
 )
 
 
+CART = dict(
+    trigger={"type": "event", "event": "add_to_cart"},
+    steps=[{"key": "remind", "type": "send_email", "config": {"template": "A"}}],
+)
+EVERY_MINUTE = dict(
+    trigger={"type": "schedule", "cron": "* * * * *"},
+    steps=[{"key": "hold", "type": "wait", "config": {"duration": {"seconds": 1}}}],
+)
+
+
 def settled() -> bool:
     running = Enrollment.objects.filter(status__in=Enrollment.RUNNING).exists()
     pending = Message.objects.filter(status__in=["queued", "sending"]).exists()
-    return not running and not pending
+    enrolling = TriggerRun.objects.filter(status=TriggerRun.Status.RUNNING).exists()
+    unprocessed = Event.objects.filter(processed_at__isnull=True).exists()
+    return not (running or pending or enrolling or unprocessed)
 
 
 def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice(
@@ -92,10 +109,11 @@ def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice
 # Chaos, an action each time this many more messages have left "queued".
 ACTION_EVERY = 6
 CONTACTS = 60
+SHOPPERS = 30
 
 
 def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
-    processes, redis_of_its_own, make_workflow, customer
+    processes, redis_of_its_own, make_workflow, customer, live_server, server_source
 ):
     # given an ESP (a Postmark stand-in over HTTP) that holds every 7th request past
     # the 1 s the senders wait: it took the message, the sender cannot know
@@ -111,6 +129,12 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
     contacts = [customer(f"k{i}") for i in range(CONTACTS)]
     for contact in contacts:
         enrollment_start(workflow=workflow, contact=contact)
+    # and a site whose shoppers' add_to_cart start a workflow, sent during the chaos
+    cart = make_workflow("Cart", **CART)
+    shoppers = [customer(f"s{i}").external_id for i in range(SHOPPERS)]
+    shop = Shop(live_server.url, server_source.key)
+    # and a schedule that enrolls everyone every minute (due at its first look)
+    schedule = make_workflow("Every minute", **EVERY_MINUTE)
     workers = [processes.worker("worker-a.log"), processes.worker("worker-b.log")]
     scheduler = processes.scheduler()
 
@@ -121,7 +145,9 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
     done = Counter()
     moved_at = 0
     started = time.monotonic()
-    while not settled():
+    while shoppers or not settled():
+        if shoppers:
+            shop.track(shoppers.pop(), "add_to_cart")
         moved = Message.objects.exclude(status=Message.Status.QUEUED).count()
         if moved - moved_at >= ACTION_EVERY:
             moved_at = moved
@@ -141,14 +167,28 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
         assert time.monotonic() - started < 300, "chaos never settled"
         poll.wait(0.05)  # real processes run in real time
     esp.stop()
+    shop.client.close()
 
-    # then no enrollment was lost: every one finished
+    # then every event arrived once and was processed, none set aside
+    assert Event.objects.filter(name="add_to_cart").count() == SHOPPERS
+    assert not EventFailure.objects.exists()
+    # and no enrollment was lost: every one finished, each shopper's once
     statuses = Counter(Enrollment.objects.values_list("status", flat=True))
-    assert statuses == {"completed": CONTACTS}
+    assert set(statuses) == {"completed"}
+    assert workflow.enrollments.count() == CONTACTS
+    assert cart.enrollments.count() == SHOPPERS
+    assert cart.enrollments.values("contact").distinct().count() == SHOPPERS
+    # and each schedule run enrolled every contact once (by its occurrence key)
+    runs = list(TriggerRun.objects.filter(workflow=schedule))
+    assert runs and {r.status for r in runs} == {TriggerRun.Status.DONE}
+    by_occurrence = Counter(
+        schedule.enrollments.values_list("occurrence_key", flat=True)
+    )
+    assert set(by_occurrence.values()) == {Contact.objects.count()}
     # and each step made one message, none left queued or failed
     messages = list(Message.objects.all())
-    assert len(messages) == 2 * CONTACTS
-    assert len({(m.enrollment_id, m.step_id) for m in messages}) == 2 * CONTACTS
+    assert len(messages) == 2 * CONTACTS + SHOPPERS
+    assert len({(m.enrollment_id, m.step_id) for m in messages}) == len(messages)
     by_status = Counter(m.status for m in messages)
     assert set(by_status) <= {Message.Status.SENT, Message.Status.UNCERTAIN}
     # and the ESP got no message twice
@@ -163,7 +203,9 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
         received
     )
     print(
-        f"\nchaos: {dict(done)}; {CONTACTS} enrollments completed; "
+        f"\nchaos: {dict(done)}; {SHOPPERS} events over HTTP processed; "
+        f"{len(runs)} schedule runs x {Contact.objects.count()} contacts; "
+        f"{Enrollment.objects.count()} enrollments completed; "
         f"messages {dict(by_status)}; ESP received {len(received)}, held {len(held)}; "
         f"{time.monotonic() - started:.0f} s"
     )
