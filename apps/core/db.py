@@ -17,11 +17,29 @@ from django.db import (
     models,
 )
 
-# The database's trouble, not the work's: a deadlock, a serialization failure, a lock
-# or statement timeout, a lost connection (psycopg's OperationalError family, which
-# Django re-raises as its own; InterfaceError for a connection already closed). The
-# same work tried again later succeeds, so it must not count against the work.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
+# The database's trouble, not the work's: the same work tried again later succeeds,
+# so it must not count against the work. By SQLSTATE: a serialization failure or a
+# deadlock (40001, 40P01), a lock timeout (55P03), a lost or refused connection
+# (class 08), too little disk, memory or connections (class 53), a server shutting
+# down (57P01-57P03). Not a statement timeout (57014) nor a program limit (class 54,
+# an index row too big): those come back with the same data every time.
+TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+TRANSIENT_SQLSTATE_CLASSES = {"08", "53"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's passing trouble (see TRANSIENT_SQLSTATES)."""
+    if isinstance(exc, InterfaceError | psycopg.InterfaceError):
+        return True  # the connection was already closed
+    if not isinstance(exc, OperationalError | psycopg.OperationalError):
+        return False
+    cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is None:
+        # no answer from a server: a connection that failed or broke, or SQLite's
+        # "database is locked" (its writers wait their turn)
+        return True
+    return sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
 
 
 @contextmanager

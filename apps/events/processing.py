@@ -12,7 +12,7 @@ from django.db.models import Exists, F, OuterRef
 
 from apps.contacts.services import contacts_touch_last_seen
 from apps.core import clock, hooks, jobs
-from apps.core.db import TRANSIENT_ERRORS
+from apps.core.db import is_transient
 
 from .models import Event, EventBatch, EventFailure
 
@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 # Not the event's failure: they end the job and count nothing against the event
 # themselves (an attempt already counted stays counted, see _attempt_claim).
-NOT_THE_EVENTS_FAULT = (*jobs.JOB_INTERRUPTIONS, *TRANSIENT_ERRORS)
 
 
 # -- processing ----------------------------------------------------------------------
@@ -62,8 +61,17 @@ def events_process(*, event_ids: list[int], handed_out_before: bool = False) -> 
             alone.update(together)
         else:
             processed = done
+    passing_trouble = None
     for event_id in sorted(alone):
-        processed += _process_alone(event_id)
+        try:
+            processed += _process_alone(event_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # the others still get their turn; the job fails after them
+            passing_trouble = passing_trouble or exc
+    if passing_trouble is not None:
+        raise passing_trouble
     return processed
 
 
@@ -101,12 +109,15 @@ def _process_together(event_ids: list[int], *, handed_out_before: bool) -> int |
             if batch is not None:
                 batch.delete()
         return len(events)
-    except NOT_THE_EVENTS_FAULT:
+    except jobs.JOB_INTERRUPTIONS:
         raise  # the batch row (if any) stays: the tick sends its events alone
-    except Exception:
+    except Exception as exc:
+        # A transient error (one event's lock wait, say) goes one at a time too, so
+        # the others are not held back by it; alone, it counts nothing.
         logger.warning(
-            "processing %s events together failed; one at a time now",
+            "processing %s events together failed%s; one at a time now",
             len(event_ids),
+            " (the database's passing trouble)" if is_transient(exc) else "",
             exc_info=True,
         )
         if batch is not None:
@@ -132,10 +143,10 @@ def _process_alone(event_id: int) -> int:
         return len(events)
     except jobs.JOB_INTERRUPTIONS:
         raise  # the attempt stays counted: it did not finish
-    except TRANSIENT_ERRORS:
-        _attempt_uncount(event_id)
-        raise
     except Exception as exc:
+        if is_transient(exc):
+            _attempt_uncount(event_id)
+            raise
         logger.warning(
             "processing event %s failed",
             event_id,

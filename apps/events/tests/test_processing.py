@@ -313,6 +313,58 @@ def test_a_lock_timeout_on_a_retry_does_not_count_either(
         assert events_process(event_ids=result.event_ids) == 1
 
 
+def test_an_events_lock_wait_does_not_hold_back_the_others_of_its_chunk(
+    browser_source, contended_for
+):
+    # given a chunk with an event whose handler waits for a row another connection
+    # holds, and two that can be processed
+    result = events_ingest(
+        source=browser_source,
+        messages=[
+            Track(anonymousId="a", event=name, messageId=str(uuid.uuid4()))
+            for name in ("fine", "contended", "also fine")
+        ],
+    )
+    # when the chunk is processed, the job fails for the one ...
+    with (
+        contended_for("contended"),
+        pytest.raises(OperationalError, match="lock timeout"),
+    ):
+        events_process(event_ids=result.event_ids)
+    # ... and the others were processed meanwhile; the one waits, uncounted
+    unprocessed = Event.objects.filter(processed_at__isnull=True)
+    assert list(unprocessed.values_list("name", flat=True)) == ["contended"]
+    assert not EventFailure.objects.filter(attempts__gt=0).exists()
+    assert events_process(event_ids=result.event_ids) == 1
+
+
+def test_a_statement_timeout_is_the_events_own_and_ends_in_a_dead_letter(
+    browser_source, settings, require_postgres
+):
+    from django.db import connection
+
+    from .conftest import _handler
+
+    def too_slow(*, events):
+        if any(event.name == "slow" for event in events):
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = '20ms'")
+                cursor.execute("SELECT pg_sleep(1)")
+
+    settings.NUDGE_EVENT_MAX_ATTEMPTS = 2
+    with clock.frozen(START), _handler(too_slow):
+        # given an event whose own work runs past the statement timeout every time
+        result = _ingest_named(browser_source, "slow")
+        # when it is processed as often as its attempts allow
+        for _ in range(2):
+            events_process(event_ids=result.event_ids)
+            clock.advance(dt.timedelta(hours=1))
+    # then each attempt counted, and it is set aside with the reason
+    failure = EventFailure.objects.get()
+    assert (failure.status, failure.attempts) == (EventFailure.Status.DEAD, 2)
+    assert "statement timeout" in failure.error
+
+
 TIMED_OUT = JobTimeoutException("Task exceeded maximum timeout value (180 seconds)")
 
 
