@@ -14,8 +14,8 @@ import logging
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import mailers
-from django.db.models import F, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from apps.contacts.models import Contact
@@ -26,7 +26,7 @@ from .context import build_context, link_urls
 from .handoff import Verdict, classify
 from .models import Message
 from .rendering import RenderedEmail, RenderError, render_email
-from .services import suppression_reason
+from .services import HELD, suppression_reason
 from .tokens import make_click_token
 
 logger = logging.getLogger(__name__)
@@ -88,18 +88,24 @@ def message_send(*, message_id: int) -> str:
 def _claim(message_id: int) -> Message | None:
     """queued -> sending if due; the message, or None if another run has it."""
     now = clock.now()
-    # The claim also records the address it goes to (the contact's, unless the
-    # message names one): a bounce reported for it later is about that address, even
-    # after the contact changed theirs.
+    # The claim also records the address this attempt goes to: a contact's email
+    # goes to their address as it is now (it may have changed while the message was
+    # held or waiting for a retry); a test send or a notification to the address it
+    # names. A bounce reported later is about the address recorded.
     contact_email = Contact.objects.filter(pk=OuterRef("contact_id")).values("email")
+    to_the_contact = Q(kind=Message.Kind.MARKETING, is_test=False)
     claimed = Message.objects.filter(
         pk=message_id, status=Message.Status.QUEUED, send_after__lte=now
     ).update(
         status=Message.Status.SENDING,
         claimed_at=now,
         attempts=F("attempts") + 1,
-        to_email=Coalesce(
-            NullIf(F("to_email"), Value("")), Subquery(contact_email[:1]), Value("")
+        to_email=Case(
+            When(
+                to_the_contact,
+                then=Coalesce(Subquery(contact_email[:1]), Value("")),
+            ),
+            default=F("to_email"),
         ),
     )
     if claimed != 1:
@@ -140,7 +146,7 @@ def _hold(message: Message, hold: hooks.MessageHold, log: dict) -> str:
         status=Message.Status.QUEUED,
         send_after=hold.until,
         attempts=F("attempts") - 1,
-        error=f"held: {hold.reason}",
+        error=f"{HELD}{hold.reason}",
     )
     message_enqueue_send(message)
     logger.info("message held", extra={**log, "why": hold.reason})

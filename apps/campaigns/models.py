@@ -126,8 +126,9 @@ class Message(models.Model):
     to_email = models.EmailField(
         blank=True,
         help_text=(
-            "The address it goes to: given for test sends and notifications, the "
-            "contact's recorded when it is sent (a later bounce is about that one)."
+            "The address it goes to: given for test sends and notifications; for "
+            "the contact's email, their address at the last attempt to send it (a "
+            "later bounce is about that one)."
         ),
     )
     body_text = models.TextField(

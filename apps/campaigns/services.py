@@ -33,7 +33,9 @@ SUPPRESSED_CONSENT = {
 }
 
 
-def message_enqueue_send(message: Message) -> None:
+def message_enqueue_send(message: Message, *, also: str = "") -> None:
+    """``also``: a second job for the same attempt (a held message released now,
+    while its job waits for a later look; whichever runs second finds it gone)."""
     from .tasks import send_message
 
     # A stable job id per attempt: a tick re-enqueue while the job waits is a no-op,
@@ -42,7 +44,7 @@ def message_enqueue_send(message: Message) -> None:
         send_message,
         message.pk,
         queue="email",
-        job_id=f"message-{message.pk}-{message.attempts}",
+        job_id=f"message-{message.pk}-{message.attempts}{also}",
         at=message.send_after if message.send_after > clock.now() else None,
     )
 
@@ -301,3 +303,34 @@ def messages_move_to_contact(*, source_id: int, target_id: int) -> dict[str, int
     """CONTACTS_MERGED hook: a merged contact's messages belong to the survivor."""
     moved = Message.objects.filter(contact_id=source_id).update(contact_id=target_id)
     return {"messages": moved}
+
+
+def messages_cancel_queued(*, enrollment_id: int, reason: str) -> int:
+    """A run ended for a reason outside its steps (its goal reached, its exit
+    condition met, set aside by a merge): the emails it queued that have not gone
+    yet (an ESP retry an hour away, a backlog) never will. How many."""
+    return Message.objects.filter(
+        enrollment_id=enrollment_id, status=Message.Status.QUEUED
+    ).update(status=Message.Status.CANCELLED, error=f"not sent: {reason}"[:2000])
+
+
+# How delivery marks a message its cause holds back (delivery._hold).
+HELD = "held: "
+
+
+def messages_release_held(*, enrollment_ids) -> int:
+    """The held emails of these runs (their workflow was paused) go now, not at
+    their next look: the workflow was resumed. How many."""
+    held = list(
+        Message.objects.filter(
+            enrollment_id__in=enrollment_ids,
+            status=Message.Status.QUEUED,
+            error__startswith=HELD,
+        ).only("pk", "send_after", "attempts")
+    )
+    now = clock.now()
+    Message.objects.filter(pk__in=[m.pk for m in held]).update(send_after=now)
+    for message in held:
+        message.send_after = now
+        message_enqueue_send(message, also="-released")
+    return len(held)

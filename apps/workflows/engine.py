@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 
+from apps.campaigns.services import messages_cancel_queued
 from apps.core import clock
 from apps.events.models import Event
 from apps.segments.conditions import describe, evaluate
@@ -377,6 +378,10 @@ def check_goal_and_exit(enrollment: Enrollment, settings: dict, now) -> str:
     # the ending's fields.
     if not enrollment_finish(enrollment, status, reason, now, save=save):
         return ""
+    # What the run queued and has not gone yet is no longer wanted.
+    messages_cancel_queued(
+        enrollment_id=enrollment.pk, reason=f"the run ended: {reason}"
+    )
     _log(enrollment, outcome, reason, now)
     return status
 

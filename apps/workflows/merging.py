@@ -11,6 +11,7 @@ occurrence key of its own.
 
 import logging
 
+from apps.campaigns.services import messages_cancel_queued
 from apps.core import clock
 
 from .models import Enrollment, StepRun, TriggerDecision
@@ -99,6 +100,9 @@ def _set_aside(enrollment: Enrollment, reason: str, now) -> int:
     if not enrollment.is_running:
         return 0
     enrollment_finish(enrollment, Enrollment.Status.EXITED, reason, now)
+    messages_cancel_queued(
+        enrollment_id=enrollment.pk, reason=f"the run ended: {reason}"
+    )
     step = enrollment.current_step
     StepRun.objects.create(
         enrollment=enrollment,

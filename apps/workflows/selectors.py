@@ -30,24 +30,24 @@ def trigger_runs_backlog(now: dt.datetime) -> tuple[int, dt.datetime | None]:
 
 def message_may_go(*, message) -> MessageHold | None:
     """MESSAGE_MAY_GO hook: a workflow's email queued before its workflow was paused
-    or archived, or its run converted or exited (an ESP retry, a backlog), waits
-    for the resume or is cancelled, as the run itself would be."""
+    waits for the resume; one whose workflow was archived or deleted meanwhile is
+    cancelled. (A run that ends by its goal or exit condition cancels its queued
+    emails itself: engine.check_goal_and_exit. One that ends by a step, an exit or
+    goal step after the send, meant the email to go.)"""
     if message.enrollment_id is None:
         return None
     row = (
         Enrollment.objects.filter(pk=message.enrollment_id)
-        .values_list("status", "is_test", "exit_reason", "workflow__status")
+        .values_list("is_test", "workflow__status")
         .first()
     )
     if row is None:
         return MessageHold("its workflow was deleted")
-    status, is_test, exit_reason, workflow_status = row
+    is_test, workflow_status = row
     if is_test:
         return None  # a test run goes on while its workflow is paused
     if workflow_status == Workflow.Status.ARCHIVED:
         return MessageHold("its workflow was archived")
-    if status in (Enrollment.Status.CONVERTED, Enrollment.Status.EXITED):
-        return MessageHold(f"its run ended first ({exit_reason})")
     if workflow_status == Workflow.Status.PAUSED:
         return MessageHold("its workflow is paused", until=clock.now() + PAUSED_RECHECK)
     return None

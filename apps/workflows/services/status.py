@@ -8,6 +8,7 @@ workflow whose runs were ended.
 
 from django.db import transaction
 
+from apps.campaigns.services import messages_release_held
 from apps.core import clock
 
 from ..models import Enrollment, TriggerRun, Workflow
@@ -64,7 +65,8 @@ def workflow_pause(*, workflow: Workflow) -> int:
 
 
 def workflow_resume(*, workflow: Workflow) -> int:
-    """Continue: due enrollments are picked up by the next scheduler tick (or now)."""
+    """Continue: due enrollments are picked up by the next scheduler tick (or now),
+    and the emails held while it was paused go. Returns how many runs go on."""
     workflow_activate(workflow=workflow)
     ids = list(
         workflow.enrollments.filter(status__in=Enrollment.RUNNING).values_list(
@@ -72,6 +74,7 @@ def workflow_resume(*, workflow: Workflow) -> int:
         )
     )
     enqueue_advance(ids)
+    messages_release_held(enrollment_ids=workflow.enrollments.values("pk"))
     return len(ids)
 
 

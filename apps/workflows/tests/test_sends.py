@@ -6,7 +6,7 @@ import django_rq
 import pytest
 
 from apps.campaigns.models import Message
-from apps.contacts.models import SuppressedAddress
+from apps.contacts.models import Contact, SuppressedAddress
 from apps.contacts.suppression import address_suppress
 from apps.core import clock
 from apps.events.models import Event
@@ -189,12 +189,16 @@ def test_an_email_queued_before_a_pause_waits_for_the_resume(
     assert (message.status, message.attempts) == ("queued", 0)
     assert message.error == "held: its workflow is paused"
     assert outbox == []
-    # and it goes out, once, after the resume
+    # and when the contact changes address meanwhile and the workflow resumes, it
+    # goes out at once, once, to the address they have now
+    Contact.objects.filter(external_id="p1").update(email="p1-new@example.com")
     workflow_resume(workflow=workflow)
-    later(minutes=6)
+    settle()
     message.refresh_from_db()
     assert message.status == Message.Status.SENT
-    assert [m.to for m in outbox] == [["p1@example.com"]]
+    assert [m.to for m in outbox] == [["p1-new@example.com"]]
+    later(minutes=6)
+    assert len(outbox) == 1
 
 
 def test_an_email_queued_before_its_workflow_was_archived_is_cancelled(
@@ -233,8 +237,37 @@ def test_an_email_still_queued_when_its_run_converts_is_cancelled(
     # then the reminder does not go out
     message.refresh_from_db()
     assert message.status == Message.Status.CANCELLED
-    assert message.error.startswith("not sent: its run ended first (goal: order_")
+    assert message.error.startswith("not sent: the run ended: goal: order_completed")
     assert outbox == []
+
+
+@pytest.mark.parametrize("last", ["exit", "goal"])
+def test_an_email_followed_by_an_exit_or_goal_step_goes_out(
+    make_workflow, customer, frozen_clock, settle, outbox, last
+):
+    # given a run that sends and then ends by a step (in the same job)
+    workflow = make_workflow(
+        f"Send then {last}",
+        trigger={"type": "manual"},
+        steps=[
+            {
+                "key": "offer",
+                "type": "send_email",
+                "config": {"template": "A"},
+                "next": {"next": "end"},
+            },
+            {"key": "end", "type": last, "config": {}},
+        ],
+    )
+    enrollment, _ = enrollment_start(workflow=workflow, contact=customer(last))
+    # when it runs
+    settle()
+    # then the run ended as its steps say, and the email it meant to send went
+    enrollment.refresh_from_db()
+    assert enrollment.status in (Enrollment.Status.EXITED, Enrollment.Status.CONVERTED)
+    message = Message.objects.get(enrollment_id=enrollment.pk)
+    assert message.status == Message.Status.SENT, message.error
+    assert [m.to for m in outbox] == [[f"{last}@example.com"]]
 
 
 def test_a_runs_trace_says_what_became_of_each_email_in_one_query(
