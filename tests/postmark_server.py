@@ -14,7 +14,7 @@ misbehaves on demand, by the recipient's address:
                   load balancer in front of the ESP does when the ESP is slow or
                   failing (the ESP behind it may have the message)
 - ``garble@...``  (over TLS) reads the whole request, then writes a broken TLS
-                  record instead of an answer
+                  record instead of an answer (``garble-plain@``: plain-text HTTP)
 
 ``start_postmark(tls=...)`` serves HTTPS with a certificate from ``trustme``.
 
@@ -127,7 +127,7 @@ def start_postmark(tls=None) -> PostmarkStandIn:
                 status = int(local.removeprefix("gateway-") or 502)
                 return self._answer(status, {"message": "upstream timed out"})
             if local.startswith("garble"):
-                return self._garble()
+                return self._garble(local)
             if hang:
                 standin.release.wait(standin.hang_seconds)  # the client gave up first
             return self._answer(
@@ -141,11 +141,15 @@ def start_postmark(tls=None) -> PostmarkStandIn:
                 },
             )
 
-        def _garble(self) -> None:
-            """A TLS record the client cannot decrypt, written past the TLS layer."""
+        def _garble(self, local: str) -> None:
+            """Past the TLS layer: a record the client cannot decrypt, or (plain@)
+            a plain-text answer, as a proxy speaking HTTP on a TLS port would."""
             self.close_connection = True
             with socket.socket(fileno=os.dup(self.connection.fileno())) as raw:
-                raw.sendall(b"\x17\x03\x03\x00\x10" + b"not-a-tls-record")
+                if local.startswith("garble-plain"):
+                    raw.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                else:
+                    raw.sendall(b"\x17\x03\x03\x00\x10" + b"not-a-tls-record")
 
         def _answer(self, status: int, payload: dict) -> None:
             content = json.dumps(payload).encode()

@@ -1,12 +1,11 @@
 """Did the ESP take the message? Every error of a send, sorted by what it proves.
 
-An error that proves the ESP never had the message (no connection, a failed TLS
-handshake, a refused login, an HTTP 4xx/5xx answer from the ESP itself, an SMTP error
-reply before the message was sent) is safe to retry.
-An error after the message may have reached it (a read timeout, a connection reset or
-a TLS error after the request went out, a 502/504 from a gateway in front of the ESP,
-a dropped SMTP connection after DATA) is not: the ESP may
-deliver it, and a retry would send it twice (a stable Message-ID does not stop ESPs from
+An error that proves the ESP never had the message (no connection, a certificate that
+failed verification, a refused login, an HTTP 4xx/5xx answer from the ESP itself, an
+SMTP error reply before the message was sent) is safe to retry. An error after the
+message may have reached it (a read timeout, a connection reset, any other TLS error,
+a 502/504 from a gateway in front of the ESP, a dropped SMTP connection after DATA) is
+not: the ESP may deliver it, and a retry would send it twice (a stable Message-ID does not stop ESPs from
 delivering both). Those are ``uncertain``, for a person to decide. Anything this module
 does not recognise is uncertain too: guessing "not sent" is how duplicates happen.
 """
@@ -65,18 +64,6 @@ def classify(exc: BaseException, email=None) -> Classified:
 
 # 502 Bad Gateway and 504 Gateway Timeout: said by a gateway about the ESP behind it.
 GATEWAY_STATUSES = (502, 504)
-# TLS errors that can only happen while the connection is being set up, before any
-# request is written: the certificate, the protocol version, the handshake. Any other
-# TLS error (a bad record while the answer is read, say) may come after the request.
-TLS_SETUP_REASONS = (
-    "CERTIFICATE",
-    "HANDSHAKE",
-    "WRONG_VERSION_NUMBER",
-    "UNSUPPORTED_PROTOCOL",
-    "PROTOCOL_VERSION",
-    "NO_PROTOCOLS_AVAILABLE",
-    "UNKNOWN_PROTOCOL",
-)
 
 
 def _by_status(status: int, text: str) -> Classified:
@@ -126,8 +113,13 @@ def _never_connected(exc: BaseException) -> bool:
     causes = list(_causes(exc))
     if any(isinstance(c, ssl.SSLError | req.SSLError) for c in causes):
         # requests, urllib3 and botocore raise the same errors for a TLS failure in
-        # the handshake and one while the answer is read: only the reason tells.
-        return any(_tls_setup_failed(c) for c in causes)
+        # the handshake and one after the request was written, and the same reasons
+        # (WRONG_VERSION_NUMBER, alerts) come in both. Only a certificate that
+        # failed verification is sure to be the handshake's.
+        return any(
+            isinstance(c, ssl.SSLCertVerificationError | ssl.CertificateError)
+            for c in causes
+        )
     for cause in causes:
         if isinstance(
             cause,
@@ -148,17 +140,6 @@ def _never_connected(exc: BaseException) -> bool:
         ):
             return True
     return False
-
-
-def _tls_setup_failed(exc: BaseException) -> bool:
-    if isinstance(exc, ssl.SSLCertVerificationError | ssl.CertificateError):
-        return True
-    reason = getattr(exc, "reason", None)
-    return (
-        isinstance(exc, ssl.SSLError)
-        and isinstance(reason, str)
-        and any(part in reason for part in TLS_SETUP_REASONS)
-    )
 
 
 def _smtp(exc: BaseException, phase: str | None) -> Classified | None:

@@ -164,13 +164,17 @@ def test_a_broken_tls_answer_after_the_esp_took_the_request_leaves_it_uncertain(
     bundle = tmp_path / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    message = queued_to(template, "garble@example.com")
-    # when the request gets through and the answer is a broken TLS record
-    outcome, message = outcome_of(message)
-    # then the ESP has it, and a TLS error then does not make it "not reached"
-    assert postmark_over_tls.message_ids() == [message.message_id_header]
-    assert (outcome, message.status) == (SendOutcome.UNCERTAIN, "uncertain")
-    assert "SSLError" in message.error
+    broken = queued_to(template, "garble@example.com")
+    plain = queued_to(template, "garble-plain@example.com")
+    # when the request gets through and the answer is a broken TLS record, or
+    # plain text (WRONG_VERSION_NUMBER, as a failed handshake can say too)
+    for message in (broken, plain):
+        outcome, message = outcome_of(message)
+        # then a TLS error after the request does not make it "not reached"
+        assert (outcome, message.status) == (SendOutcome.UNCERTAIN, "uncertain")
+        assert "SSLError" in message.error
+    assert "WRONG_VERSION_NUMBER" in message.error
+    assert len(postmark_over_tls.message_ids()) == 2
 
 
 def test_an_esp_whose_certificate_fails_verification_is_retried_later(
