@@ -55,6 +55,8 @@ FAST_TICKS = {
     "NUDGE_SENDING_TIMEOUT_SECONDS": "3",
     "NUDGE_REENQUEUE_AFTER_SECONDS": "1",
     "NUDGE_STALE_SECONDS": "2",
+    # an event whose attempt died with its worker is tried again this soon
+    "NUDGE_EVENT_RETRY_SECONDS": "1,2",
 }
 
 

@@ -4,6 +4,7 @@ site sends events over HTTP and a schedule enrolls everyone. Every event is
 processed, every enrollment finishes, no step's email goes out twice, and every send
 that was cut off is marked uncertain, never silently sent again."""
 
+import datetime as dt
 import random
 import signal
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 from apps.campaigns.models import Message
 from apps.contacts.models import Contact
+from apps.core import clock
 from apps.events.models import Event, EventFailure
 from apps.workflows.models import Enrollment, TriggerRun
 from apps.workflows.services import enrollment_start
@@ -50,18 +52,40 @@ CART = dict(
     trigger={"type": "event", "event": "add_to_cart"},
     steps=[{"key": "remind", "type": "send_email", "config": {"template": "A"}}],
 )
-EVERY_MINUTE = dict(
-    trigger={"type": "schedule", "cron": "* * * * *"},
-    steps=[{"key": "hold", "type": "wait", "config": {"duration": {"seconds": 1}}}],
-)
+
+
+def this_minute_once() -> dict:
+    """A schedule whose one occurrence is this minute (UTC, the contacts' zone):
+    due at the scheduler's first look, and not again while the test asserts."""
+    now = clock.now().astimezone(dt.UTC)
+    return dict(
+        trigger={
+            "type": "schedule",
+            "cron": f"{now.minute} {now.hour} {now.day} {now.month} *",
+        },
+        steps=[{"key": "hold", "type": "wait", "config": {"duration": {"seconds": 1}}}],
+    )
+
+
+def unsettled() -> dict[str, int]:
+    """What is still to finish (nothing, once settled)."""
+    counts = {
+        "running enrollments": Enrollment.objects.filter(
+            status__in=Enrollment.RUNNING
+        ).count(),
+        "messages to send": Message.objects.filter(
+            status__in=["queued", "sending"]
+        ).count(),
+        "trigger runs": TriggerRun.objects.filter(
+            status=TriggerRun.Status.RUNNING
+        ).count(),
+        "unprocessed events": Event.objects.filter(processed_at__isnull=True).count(),
+    }
+    return {what: n for what, n in counts.items() if n}
 
 
 def settled() -> bool:
-    running = Enrollment.objects.filter(status__in=Enrollment.RUNNING).exists()
-    pending = Message.objects.filter(status__in=["queued", "sending"]).exists()
-    enrolling = TriggerRun.objects.filter(status=TriggerRun.Status.RUNNING).exists()
-    unprocessed = Event.objects.filter(processed_at__isnull=True).exists()
-    return not (running or pending or enrolling or unprocessed)
+    return not unsettled()
 
 
 def test_a_killed_worker_and_a_flushed_redis_lose_nothing_and_send_nothing_twice(
@@ -120,6 +144,10 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
     esp = start_postmark()
     esp.hang_every, esp.hang_seconds = 7, 3
     processes.env.update(
+        # what is under test is kills and flushes losing nothing; an event killed
+        # with its worker three times over is dead-lettered by design (tested in
+        # apps/events), so here it gets more tries
+        NUDGE_EVENT_MAX_ATTEMPTS="10",
         EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
         ANYMAIL_POSTMARK_SERVER_TOKEN=TOKEN,
         ANYMAIL_POSTMARK_API_URL=esp.url,
@@ -133,8 +161,8 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
     cart = make_workflow("Cart", **CART)
     shoppers = [customer(f"s{i}").external_id for i in range(SHOPPERS)]
     shop = Shop(live_server.url, server_source.key)
-    # and a schedule that enrolls everyone every minute (due at its first look)
-    schedule = make_workflow("Every minute", **EVERY_MINUTE)
+    # and a schedule that enrolls everyone (due at the scheduler's first look)
+    schedule = make_workflow("This minute", **this_minute_once())
     workers = [processes.worker("worker-a.log"), processes.worker("worker-b.log")]
     scheduler = processes.scheduler()
 
@@ -164,7 +192,7 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
                 processes.kill(scheduler)
                 scheduler = processes.scheduler()
             done[action] += 1
-        assert time.monotonic() - started < 300, "chaos never settled"
+        assert time.monotonic() - started < 300, f"chaos never settled: {unsettled()}"
         poll.wait(0.05)  # real processes run in real time
     esp.stop()
     shop.client.close()
@@ -178,13 +206,13 @@ def test_chaos_of_kills_flushes_restarts_and_esp_timeouts_loses_nothing(
     assert workflow.enrollments.count() == CONTACTS
     assert cart.enrollments.count() == SHOPPERS
     assert cart.enrollments.values("contact").distinct().count() == SHOPPERS
-    # and each schedule run enrolled every contact once (by its occurrence key)
+    # and the schedule's one run enrolled every contact once
     runs = list(TriggerRun.objects.filter(workflow=schedule))
-    assert runs and {r.status for r in runs} == {TriggerRun.Status.DONE}
+    assert [r.status for r in runs] == [TriggerRun.Status.DONE]
     by_occurrence = Counter(
         schedule.enrollments.values_list("occurrence_key", flat=True)
     )
-    assert set(by_occurrence.values()) == {Contact.objects.count()}
+    assert list(by_occurrence.values()) == [Contact.objects.count()]
     # and each step made one message, none left queued or failed
     messages = list(Message.objects.all())
     assert len(messages) == 2 * CONTACTS + SHOPPERS
