@@ -179,7 +179,13 @@ class WorkflowAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        if change:
+            # Only what the form edits: the status and its times read at the start
+            # of the request must not be written back over a pause or an archive
+            # someone made meanwhile (status changes are the services' own).
+            obj.save(update_fields=["name", "description", "updated_at"])
+        else:
+            super().save_model(request, obj, form, change)
         try:
             version = workflow_save_version(
                 workflow=obj,

@@ -1,5 +1,6 @@
 """Writes for workflows: status changes, enrolling, merging."""
 
+import json
 import uuid
 
 import pytest
@@ -210,3 +211,37 @@ def test_activating_a_selection_with_an_archived_workflow_skips_it(
     assert "1 workflows: activate (0 enrollments affected)." in said
     assert Workflow.objects.get(pk=paused.pk).status == Workflow.Status.ACTIVE
     assert Workflow.objects.get(pk=archived.pk).status == Workflow.Status.ARCHIVED
+
+
+def test_saving_the_workflow_form_keeps_a_status_changed_meanwhile(
+    make_workflow, admin_client, monkeypatch
+):
+    from django.urls import reverse
+
+    from apps.workflows import admin as workflows_admin
+    from apps.workflows.services import workflow_archive
+
+    # given the change form of an active workflow
+    workflow = make_workflow("Winback", **HOLD)
+    url = reverse("admin:workflows_workflow_change", args=[workflow.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {
+        "name": "Winback (renamed)",
+        "description": "",
+        "definition": json.dumps(form.initial["definition"]),
+    }
+    # when a colleague archives it while the form is being validated (after the
+    # request read the workflow)
+    clean_definition = workflows_admin.WorkflowForm.clean_definition
+
+    def archived_meanwhile(form):
+        workflow_archive(workflow=Workflow.objects.get(pk=workflow.pk))
+        return clean_definition(form)
+
+    monkeypatch.setattr(
+        workflows_admin.WorkflowForm, "clean_definition", archived_meanwhile
+    )
+    admin_client.post(url, data)
+    # then the rename is saved and the archive stands
+    saved = Workflow.objects.get(pk=workflow.pk)
+    assert (saved.name, saved.status) == ("Winback (renamed)", "archived")
