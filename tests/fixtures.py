@@ -101,13 +101,17 @@ class InFlight:
         return _Closing(result, lambda: self._move(requests=-1))
 
     def watch(self, httpd) -> None:
-        """Count the server's connections from accept to close."""
+        """Count the server's connections from accept to close. The accept and the
+        count happen under the lock wait_idle looks under, so a connection is
+        always in the listening queue or counted, never between."""
         self.port = httpd.server_address[1]
-        process, shutdown = httpd.process_request, httpd.shutdown_request
+        accept, shutdown = httpd.get_request, httpd.shutdown_request
 
-        def process_request(request, client_address):
-            self._move(connections=+1)
-            process(request, client_address)
+        def get_request():
+            with self.changed:  # select() said one is waiting: accept returns at once
+                request = accept()
+                self.connections += 1
+                return request
 
         def shutdown_request(request):
             try:
@@ -115,10 +119,7 @@ class InFlight:
             finally:
                 self._move(connections=-1)
 
-        httpd.process_request, httpd.shutdown_request = (
-            process_request,
-            shutdown_request,
-        )
+        httpd.get_request, httpd.shutdown_request = get_request, shutdown_request
 
     def _move(self, *, requests: int = 0, connections: int = 0) -> None:
         with self.changed:
