@@ -5,7 +5,7 @@ from django.db.models import Max
 
 from apps.core import clock
 
-from ..definition import validate_definition
+from ..definition import SETTINGS, validate_definition
 from ..models import Step, Workflow, WorkflowVersion
 
 
@@ -99,15 +99,7 @@ def diff_definitions(old: dict | None, new: dict) -> list[str]:
     if old is None:
         return ["created"]
     changes = []
-    for key in (
-        "trigger",
-        "entry_condition",
-        "reentry",
-        "goal",
-        "exit_condition",
-        "frequency_cap",
-        "quiet_hours",
-    ):
+    for key in SETTINGS:
         if old.get(key) != new.get(key):
             changes.append(f"{key.replace('_', ' ')} changed")
     old_steps = {s["key"]: s for s in old.get("steps", [])}
