@@ -57,6 +57,8 @@ FAST_TICKS = {
     "NUDGE_STALE_SECONDS": "2",
     # an event whose attempt died with its worker is tried again this soon
     "NUDGE_EVENT_RETRY_SECONDS": "1,2",
+    # a job whose worker was killed counts as dead this soon (plus 10 s)
+    "RQ_JOB_TIMEOUT": "10",
 }
 
 

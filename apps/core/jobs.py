@@ -16,12 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
+from rq.utils import now as rq_now
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,9 @@ DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
 JOB_INTERRUPTIONS = (JobTimeoutException,)
 
 # A job still waiting (or running) with the same id means the work is already in hand.
+# After its timeout, how long a started job is given to be ended by RQ's death
+# penalty before it counts as dead.
+DEATH_MARGIN_SECONDS = 10
 _LIVE_STATUSES = {
     JobStatus.QUEUED,
     JobStatus.STARTED,
@@ -197,12 +202,30 @@ def _enqueue_now(
 
 
 def _discard_dead_job(job_id: str | None, connection: Any) -> bool:
-    """Delete a finished or failed job that still holds ``job_id``; True if it did."""
+    """Delete a job that holds ``job_id`` but will never run again: finished,
+    failed, or started longer ago than its timeout (its worker was killed: a live
+    one would have ended it by then, and RQ notices only at its next registry
+    clean-up, minutes later); True if it did. Until then a message or an event
+    whose worker died before it claimed the work could not be enqueued again."""
     try:
         job = Job.fetch(job_id, connection=connection)
     except NoSuchJobError:
         return True
-    if job.get_status(refresh=False) in _LIVE_STATUSES:
+    status = job.get_status(refresh=False)
+    if status in _LIVE_STATUSES and not (
+        status == JobStatus.STARTED and _outlived_its_timeout(job)
+    ):
         return False
     job.delete()
     return True
+
+
+def _outlived_its_timeout(job: Job) -> bool:
+    started = job.started_at
+    if started is None:
+        return False
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=dt.UTC)
+    timeout = job.timeout or settings.RQ_QUEUES["default"]["DEFAULT_TIMEOUT"]
+    # RQ's clock (the real one), as RQ stamped started_at with it
+    return rq_now() - started > dt.timedelta(seconds=timeout + DEATH_MARGIN_SECONDS)
