@@ -28,7 +28,7 @@ def _shift_clock_everywhere() -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if folder not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([folder, *paths])
-    from tests.clockshift.sitecustomize import shift_clock
+    from tests.clockshift.sitecustomize import shift_clock  # shifts, once
 
     shift_clock()
 

@@ -47,3 +47,26 @@ def _running_for(job_id) -> float:
     job = Job.fetch(job_id, connection=jobs.get_queue("default").connection)
     started = job.started_at.replace(tzinfo=dt.UTC)
     return (now() - started).total_seconds()
+
+
+def test_the_processes_tests_start_share_the_tests_clock(processes):
+    """Under NUDGE_TEST_CLOCK_SHIFT_DAYS the workers a test starts must see the
+    test's date, not a year off (a shift started twice in one of them)."""
+    import subprocess
+    import sys
+
+    from apps.core import clock
+
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import datetime; print(datetime.datetime.now(datetime.UTC).isoformat())",
+        ],
+        env=processes.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    theirs = dt.datetime.fromisoformat(shown)
+    assert abs(theirs - clock.now()) < dt.timedelta(minutes=5)
