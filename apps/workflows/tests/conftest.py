@@ -2,6 +2,7 @@
 through Anymail's test backend, and the clock moved instead of waited for."""
 
 import datetime as dt
+import re
 import uuid
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from apps.campaigns.models import EmailTemplate
 from apps.contacts.models import Contact
 from apps.core import clock
-from apps.workflows.models import Workflow
+from apps.workflows.models import Enrollment, Workflow
 from apps.workflows.services import workflow_activate, workflow_create
 from tests.processes import own_redis, wait_for
 
@@ -137,3 +138,52 @@ def redis_of_its_own(processes, settings):
         processes.env["REDIS_URL"] = url
         yield url
         processes.stop_all()  # before its Redis goes
+
+
+# -- plans on stale statistics --------------------------------------------------------
+
+
+def enrolled_on_stale_statistics(make_workflow, count: int = 20_000):
+    """A workflow whose runs table was ANALYZEd while empty (autovacuum may be off),
+    and then ``count`` contacts waiting in it, as a schedule would leave them: the
+    statistics a hot query must not depend on. The contacts and their runs."""
+    from django.db import connection
+
+    from apps.core import clock
+
+    workflow = make_workflow(
+        "Weekly",
+        trigger={"type": "manual"},
+        steps=[{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE workflows_enrollment")
+    contacts = Contact.objects.bulk_create(
+        Contact(email=f"c{i}@example.com") for i in range(count)
+    )
+    enrollments = Enrollment.objects.bulk_create(
+        Enrollment(
+            workflow=workflow,
+            version=workflow.current_version,
+            contact=contact,
+            status="waiting",
+            entered_at=clock.now(),
+            occurrence_key="cron:1",
+        )
+        for contact in contacts
+    )
+    return contacts, enrollments
+
+
+def assert_read_by_key(queries) -> None:
+    """Every captured statement, as PostgreSQL runs it now, reads the rows it needs
+    by index: no scan of the runs table, fewer than 100 rows read and dropped."""
+    from django.db import connection
+
+    for query in queries.captured_queries:
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN ANALYZE {query['sql']}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        removed = [int(n) for n in re.findall(r"Rows Removed by \w+: (\d+)", plan)]
+        assert "Seq Scan on workflows_enrollment" not in plan, plan
+        assert sum(removed) < 100, plan
