@@ -241,12 +241,9 @@ def _fresh_source_cache():
     forget_cached_sources()
 
 
-@pytest.fixture
-def run_jobs():
-    """Run every queued job in this process with a real RQ SimpleWorker, until empty."""
+def burst_worker(queues: list[str]):
+    """A real RQ SimpleWorker over ``queues`` for this process (``work(burst=True)``)."""
     import django_rq
-    from django.conf import settings
-    from django.db import connection
     from rq import SimpleWorker
 
     class BurstWorker(SimpleWorker):
@@ -255,6 +252,19 @@ def run_jobs():
         # the unsubscribe reply is read before the stop, so a test took a minute.
         def subscribe(self) -> None:
             pass
+
+    return BurstWorker(
+        [django_rq.get_queue(name) for name in queues],
+        connection=django_rq.get_connection("default"),
+    )
+
+
+@pytest.fixture
+def run_jobs():
+    """Run every queued job in this process with a real RQ SimpleWorker, until empty."""
+    import django_rq
+    from django.conf import settings
+    from django.db import connection
 
     def commit_pending() -> bool:
         # Inside a `db` test the transaction never commits, so on_commit callbacks
@@ -287,10 +297,7 @@ def run_jobs():
     def run(queues: list[str] | None = None) -> int:
         names = queues or settings.NUDGE_QUEUES
         move_scheduled(names)
-        worker = BurstWorker(
-            [django_rq.get_queue(name) for name in names],
-            connection=django_rq.get_connection("default"),
-        )
+        worker = burst_worker(names)
         rounds = 0
         while (
             commit_pending()
