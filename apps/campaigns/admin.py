@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from liquid.exceptions import LiquidError
 
 from apps.contacts.models import Contact
+from apps.core.permissions import guarded, require
 
 from .consent_admin import consent_urls
 from .context import build_context
@@ -145,16 +146,15 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             messages.warning(request, warning)
 
     def get_urls(self):
-        view = self.admin_site.admin_view
         return [
             path(
                 "preview/",
-                view(self.preview_view),
+                guarded(self, self.preview_view, ("add", "change")),
                 name="campaigns_emailtemplate_preview",
             ),
             path(
                 "<int:pk>/test-send/",
-                view(self.test_send_view),
+                guarded(self, self.test_send_view, "change"),
                 name="campaigns_emailtemplate_test_send",
             ),
             *super().get_urls(),
@@ -169,7 +169,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         """The live preview: render the posted fields (saved or not) for a contact."""
         if request.method != "POST":
             return JsonResponse({"error": "POST the template fields"}, status=405)
-        contact = Contact.objects.filter(pk=request.POST.get("contact") or 0).first()
+        contact = None
+        if request.POST.get("contact"):
+            # a real contact's data: only for those who may see contacts
+            require(request, self, "contacts.view_contact")
+            contact = Contact.objects.filter(pk=request.POST["contact"]).first()
         layout = EmailLayout.objects.filter(pk=request.POST.get("layout") or 0).first()
         layout = layout or EmailLayout.objects.filter(is_default=True).first()
         context = build_context(
@@ -196,6 +200,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = TestSendForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
+            if form.cleaned_data["contact"]:
+                require(request, self, "contacts.view_contact")
             contact = form.cleaned_data["contact"] or Contact(
                 first_name="Sample", email=form.cleaned_data["to_email"]
             )
@@ -224,7 +230,9 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             request, "admin/campaigns/emailtemplate/test_send.html", context
         )
 
-    @admin.action(description="Send a test email of the selected template")
+    @admin.action(
+        permissions=["change"], description="Send a test email of the selected template"
+    )
     def send_test(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(
@@ -272,10 +280,20 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.method != "POST" or obj is None
+        # Nothing on a message is edited by hand: the change permission is for the
+        # list's actions (requeue, mark sent), a message's page is read-only.
+        return obj is None and super().has_change_permission(request, obj)
 
     def get_urls(self):
         return [*consent_urls(self), *super().get_urls()]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not request.user.has_perm("campaigns.change_message"):
+            # The email as rendered (its links inert all the same) only for those
+            # who may send it again anyway.
+            fields = [name for name in fields if name != "rendered"]
+        return fields
 
     @admin.display(description="email", ordering="template")
     def what(self, obj: Message) -> str:
@@ -286,7 +304,7 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="email as rendered now")
     def rendered(self, obj: Message):
         try:
-            rendered = message_render(obj)
+            rendered = message_render(obj, inert=True)
         except RenderError as exc:
             return f"does not render: {exc}"
         if not rendered.html:  # a team notification: plain text

@@ -210,7 +210,10 @@ def _record_sent(
     logger.info("message sent", extra={**log, "esp_message_id": esp_id})
 
 
-def message_render(message: Message) -> RenderedEmail:
+def message_render(message: Message, *, inert: bool = False) -> RenderedEmail:
+    """The message as it goes out; ``inert``: as staff see it in admin, its links
+    changing nothing (test unsubscribe links, no click tracking), so a page that
+    shows it hands out no live signed link."""
     if message.kind == Message.Kind.NOTIFICATION:
         # Rendered when it was created (apps/workflows/steps/messaging.py): plain text.
         return RenderedEmail(subject=message.subject, html="", text=message.body_text)
@@ -220,10 +223,10 @@ def message_render(message: Message) -> RenderedEmail:
         contact=message.contact,
         message_id=message.pk,
         extra=message.render_context,
-        is_test=message.is_test,
+        is_test=message.is_test or inert,
     )
     rewriter = None
-    if template.track_clicks and message.pk:
+    if template.track_clicks and message.pk and not inert:
 
         def rewriter(url: str) -> str:
             token = make_click_token(message_id=message.pk, url=url)

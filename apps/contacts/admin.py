@@ -137,6 +137,13 @@ class ContactAdmin(admin.ModelAdmin):
         # Other apps add actions ("add to a static list", "enroll in a workflow").
         return contact_actions()
 
+    def get_actions(self, request):
+        return {
+            name: entry
+            for name, entry in super().get_actions(request).items()
+            if request.user.has_perms(getattr(entry[0], "needs", ()))
+        }
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         contact = self.get_object(request, object_id)

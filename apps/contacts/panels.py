@@ -36,7 +36,11 @@ def contact_panels() -> list[Panel]:
 _contact_actions: list[Callable] = []
 
 
-def register_contact_action(action: Callable) -> None:
+def register_contact_action(action: Callable, *, needs: tuple[str, ...] = ()) -> None:
+    """An action of the contact list from another app; ``needs``: the permissions
+    of that app it needs too (beyond its ``permissions`` on contacts): without them
+    a user is not offered it."""
+    action.needs = needs
     if action not in _contact_actions:
         _contact_actions.append(action)
 

@@ -7,8 +7,21 @@ class CoreConfig(AppConfig):
     verbose_name = "Nudge core"
 
     def ready(self):
+        from django.db.models.signals import post_migrate
         from django.test.signals import setting_changed
 
         from .jobs import forget_connections
 
         setting_changed.connect(forget_connections)
+        post_migrate.connect(_roles_sync, dispatch_uid="nudge-roles")
+
+
+def _roles_sync(sender, apps=None, **kwargs) -> None:
+    # After every app's permissions exist (post_migrate runs once per app: the
+    # last one sees them all); also after a flush (tests), which sends no apps.
+    if sender.label == "workflows":
+        from django.apps import apps as installed
+
+        from .roles import roles_sync
+
+        roles_sync(apps or installed)

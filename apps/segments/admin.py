@@ -11,6 +11,7 @@ from django.urls import path, reverse
 
 from apps.contacts.models import Contact
 from apps.contacts.panels import register_contact_action
+from apps.core.permissions import guarded
 
 from .conditions import (
     ConditionError,
@@ -122,22 +123,28 @@ class SegmentAdmin(admin.ModelAdmin):
             )
 
     def get_urls(self):
-        view = self.admin_site.admin_view
+        editing = ("add", "change")
         return [
             path(
                 "vocabulary/",
-                view(self.vocabulary_view),
+                guarded(self, self.vocabulary_view, editing),
                 name="segments_segment_vocabulary",
             ),
-            path("preview/", view(self.preview_view), name="segments_segment_preview"),
+            # Its sample names contacts.
+            path(
+                "preview/",
+                guarded(self, self.preview_view, editing, "contacts.view_contact"),
+                name="segments_segment_preview",
+            ),
+            # The members' emails and names.
             path(
                 "<int:pk>/export/",
-                view(self.export_view),
+                guarded(self, self.export_view, "view", "contacts.view_contact"),
                 name="segments_segment_export",
             ),
             path(
                 "<int:pk>/upload/",
-                view(self.upload_view),
+                guarded(self, self.upload_view, "change", "contacts.view_contact"),
                 name="segments_segment_upload",
             ),
             *super().get_urls(),
@@ -364,7 +371,9 @@ class StaticListForm(forms.Form):
     )
 
 
-@admin.action(permissions=["change"], description="Add to / remove from a static list…")
+# Changes the list (or the run), not the contacts: seeing them is enough here,
+# with the other app's change permission (register_contact_action's needs).
+@admin.action(permissions=["view"], description="Add to / remove from a static list…")
 def add_to_static_list(modeladmin, request, queryset):
     form = StaticListForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
@@ -390,4 +399,4 @@ def add_to_static_list(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/segments/static_list_action.html", context)
 
 
-register_contact_action(add_to_static_list)
+register_contact_action(add_to_static_list, needs=("segments.change_segment",))

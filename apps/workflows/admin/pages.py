@@ -14,6 +14,7 @@ from django.utils.text import slugify
 
 from apps.contacts.models import Contact
 from apps.core import clock
+from apps.core.permissions import guarded, require
 
 from ..diagram import render_svg, step_counts
 from ..library import LIBRARY, workflow_from_library
@@ -110,37 +111,46 @@ class ImportForm(forms.Form):
 
 
 def page_urls(model_admin) -> list:
-    view = model_admin.admin_site.admin_view
     pages = Pages(model_admin)
+    # Pages that show or pick real contacts need to be allowed to see contacts.
+    contacts = "contacts.view_contact"
+
+    def url(route: str, page, name: str, *needs):
+        return path(route, guarded(model_admin, page, *needs), name=name)
+
     return [
-        path(
-            "<int:pk>/diagram.svg",
-            view(pages.diagram),
-            name="workflows_workflow_diagram",
+        url(
+            "<int:pk>/diagram.svg", pages.diagram, "workflows_workflow_diagram", "view"
         ),
-        path(
+        url(
             "<int:pk>/simulate/",
-            view(pages.simulate),
-            name="workflows_workflow_simulate",
+            pages.simulate,
+            "workflows_workflow_simulate",
+            "change",
+            contacts,
         ),
-        path(
+        url(
             "<int:pk>/test-enroll/",
-            view(pages.test_enroll),
-            name="workflows_workflow_test_enroll",
+            pages.test_enroll,
+            "workflows_workflow_test_enroll",
+            "change",
+            contacts,
         ),
-        path("<int:pk>/why/", view(pages.why), name="workflows_workflow_why"),
-        path("<int:pk>/export/", view(pages.export), name="workflows_workflow_export"),
-        path(
+        url("<int:pk>/why/", pages.why, "workflows_workflow_why", "view", contacts),
+        url("<int:pk>/export/", pages.export, "workflows_workflow_export", "view"),
+        url(
             "<int:pk>/move-enrollments/",
-            view(pages.move),
-            name="workflows_workflow_move",
+            pages.move,
+            "workflows_workflow_move",
+            "change",
         ),
-        path("import/", view(pages.import_), name="workflows_workflow_import"),
-        path("library/", view(pages.library), name="workflows_workflow_library"),
-        path(
+        url("import/", pages.import_, "workflows_workflow_import", "add"),
+        url("library/", pages.library, "workflows_workflow_library", "add"),
+        url(
             "<int:pk>/status/<str:verb>/",
-            view(pages.status),
-            name="workflows_workflow_status",
+            pages.status,
+            "workflows_workflow_status",
+            "change",
         ),
     ]
 
@@ -288,6 +298,8 @@ class Pages:
     def import_(self, request: HttpRequest):
         form = ImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            if form.cleaned_data["replace"]:
+                require(request, self.model_admin, "change")
             try:
                 data = json.loads(form.cleaned_data["file"].read().decode("utf-8"))
                 workflow = workflow_import(

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from apps.core import clock
+from apps.core.permissions import guarded
 
 from ..models import Workflow
 from ..reports import Report, workflow_report
@@ -25,7 +26,7 @@ PERIODS = [
 
 
 def report_urls(model_admin) -> list:
-    view = model_admin.admin_site.admin_view(partial(workflow_report_view, model_admin))
+    view = guarded(model_admin, partial(workflow_report_view, model_admin), "view")
     return [path("<int:pk>/report/", view, name="workflows_workflow_report")]
 
 
