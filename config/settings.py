@@ -258,6 +258,12 @@ NUDGE_WEBHOOK_SECRET = (
 )
 # "Why wasn't this contact enrolled?" records are kept this many days.
 NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
+# Webhook destinations (issue 13, item 10): steps post to public addresses only.
+# Internal receivers are listed here: host names (".corp.example" for every
+# subdomain), addresses or CIDR ranges, e.g. "10.0.0.0/8,hooks.internal".
+NUDGE_WEBHOOK_ALLOWED_HOSTS = envlist("NUDGE_WEBHOOK_ALLOWED_HOSTS")
+# Seconds one webhook POST may take in all: connecting, sending, reading the answer.
+NUDGE_WEBHOOK_TIMEOUT_SECONDS = envint("NUDGE_WEBHOOK_TIMEOUT_SECONDS", 10)
 
 # --- CORS: allowed origins come from the Sources (see apps.events.cors) --------------
 CORS_URLS_REGEX = r"^/api/v1/.*$"

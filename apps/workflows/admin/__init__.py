@@ -328,6 +328,20 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def get_fields(self, request, obj=None):
+        # What a receiver answered is shown only to those who may point the step at
+        # another URL anyway; to anyone else it would be a window into whatever the
+        # URL reaches.
+        fields = super().get_fields(request, obj)
+        if self._may_edit_workflow(request, obj):
+            return fields
+        return [name for name in fields if name != "response_body"]
+
+    def _may_edit_workflow(self, request, obj) -> bool:
+        workflow = obj.enrollment.workflow if obj is not None else None
+        workflow_admin = self.admin_site.get_model_admin(Workflow)
+        return workflow_admin.has_change_permission(request, workflow)
+
 
 @admin.register(WorkflowVersion)
 class WorkflowVersionAdmin(admin.ModelAdmin):

@@ -1,4 +1,15 @@
-"""Webhook: POST JSON, signed, retried with backoff, the response recorded."""
+"""Webhook: POST JSON, signed, retried with backoff, the response recorded.
+
+Delivery is at least once: an attempt is claimed (a short transaction), sent with no
+transaction or row lock held, then recorded. A worker that dies mid-POST leaves the
+claim to run out, and the tick hands the delivery to another worker; the receiver
+may then see it twice, and ``X-Nudge-Delivery`` is the key it deduplicates on.
+
+Destinations go through :mod:`apps.core.outbound`: public addresses only (plus
+``NUDGE_WEBHOOK_ALLOWED_HOSTS``), no redirects, a capped answer and one deadline. A
+refused destination fails the delivery at once with the reason; retrying would not
+change what the name resolves to often enough to be worth five more tries.
+"""
 
 import datetime as dt
 import hashlib
@@ -7,11 +18,10 @@ import json
 import logging
 from urllib.parse import urlsplit
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 
-from apps.core import clock, jobs
+from apps.core import clock, jobs, outbound
 
 from ..models import WebhookDelivery
 from .base import Outcome, StepContext, StepType, register_step
@@ -21,8 +31,13 @@ logger = logging.getLogger(__name__)
 # 30 s, 2 min, 10 min, 1 h, 6 h: a receiver down for a deploy or an afternoon still
 # gets the call; then it is marked failed.
 RETRY_DELAYS = [30, 120, 600, 3600, 21600]
-TIMEOUT_SECONDS = 10
+# What is read of an answer: receivers say "ok" or an error, not megabytes; a larger
+# answer is cut (and the connection closed) rather than held in a worker's memory.
+RESPONSE_READ_LIMIT = 64 * 1024
 RESPONSE_KEEP = 2000
+# How long a claimed attempt stays claimed past its deadline: a worker killed
+# mid-POST leaves it, and the tick hands it on once this has passed.
+CLAIM_MARGIN_SECONDS = 30
 
 
 def signature(body: bytes, timestamp: int) -> str:
@@ -38,11 +53,18 @@ class Webhook(StepType):
     label = "Webhook"
 
     def validate(self, config, where):
-        url = config.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if not parts or parts.scheme not in {"http", "https"} or not parts.netloc:
-            return [f"{where}.url: an http(s) URL"]
-        return []
+        refusal = outbound.url_refusal(
+            config.get("url"), allowed=allowed_destinations()
+        )
+        if refusal is None:
+            return []
+        if refusal == "an http(s) URL":
+            return [f"{where}.url: {refusal}"]
+        # Names are resolved when sending; an address typed here is judged now.
+        return [
+            f"{where}.url: {refusal}; webhooks go to public addresses only "
+            "(NUDGE_WEBHOOK_ALLOWED_HOSTS lists internal receivers)"
+        ]
 
     def run(self, ctx: StepContext) -> Outcome:
         contact = ctx.contact
@@ -94,60 +116,113 @@ def enqueue_delivery(delivery: WebhookDelivery) -> None:
     )
 
 
+def allowed_destinations() -> outbound.AllowList:
+    return outbound.AllowList.parse(settings.NUDGE_WEBHOOK_ALLOWED_HOSTS)
+
+
 def webhook_deliver(*, delivery_id: int) -> str:
-    """POST once; on failure schedule the next attempt. The row lock makes two workers
-    wait for each other instead of posting twice."""
+    """POST once; on failure schedule the next attempt. Claim, then call, then record:
+    no row lock or transaction is held while the receiver takes its time."""
+    delivery = _claim(delivery_id)
+    if delivery is None:
+        return "not due"
+    body = json.dumps(delivery.payload, sort_keys=True, default=str).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Nudge-Webhook/1",
+        "X-Nudge-Delivery": str(delivery.pk),
+        "X-Nudge-Signature": signature(body, int(clock.now().timestamp())),
+    }
+    try:
+        response = outbound.post(
+            delivery.url,
+            body=body,
+            headers=headers,
+            allowed=allowed_destinations(),
+            timeout=settings.NUDGE_WEBHOOK_TIMEOUT_SECONDS,
+            max_bytes=RESPONSE_READ_LIMIT,
+        )
+    except outbound.Refused as exc:
+        logger.warning(
+            "webhook refused", extra={"delivery_id": delivery.pk, "error": str(exc)}
+        )
+        delivery.status = WebhookDelivery.Status.FAILED
+        return _record(delivery, error=f"refused: {exc}", outcome="refused")
+    except outbound.OutboundError as exc:
+        return _failed(delivery, error=str(exc))
+    delivery.response_status = response.status
+    delivery.response_body = response.body.decode("utf-8", "replace")[:RESPONSE_KEEP]
+    if 200 <= response.status < 300:
+        delivery.status = WebhookDelivery.Status.DELIVERED
+        return _record(delivery, error="", outcome="delivered")
+    if 300 <= response.status < 400:
+        return _failed(
+            delivery, error=f"HTTP {response.status}: redirects are not followed"
+        )
+    return _failed(delivery, error=f"HTTP {response.status}")
+
+
+def _claim(delivery_id: int) -> WebhookDelivery | None:
+    """Take the due attempt: count it and move ``next_attempt_at`` past its deadline,
+    so neither another worker nor the tick starts it again while it is in flight."""
+    now = clock.now()
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(skip_locked=True)
             .filter(
                 pk=delivery_id,
                 status=WebhookDelivery.Status.PENDING,
-                next_attempt_at__lte=clock.now(),
+                next_attempt_at__lte=now,
             )
             .first()
         )
         if delivery is None:
-            return "not due"
-        body = json.dumps(delivery.payload, sort_keys=True, default=str).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Nudge-Webhook/1",
-            "X-Nudge-Delivery": str(delivery.pk),
-            "X-Nudge-Signature": signature(body, int(clock.now().timestamp())),
-        }
+            return None
         delivery.attempts += 1
-        try:
-            response = httpx.post(
-                delivery.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS
-            )
-        except httpx.HTTPError as exc:
-            return _failed(delivery, error=f"{type(exc).__name__}: {exc}")
-        delivery.response_status = response.status_code
-        delivery.response_body = response.text[:RESPONSE_KEEP]
-        if 200 <= response.status_code < 300:
-            delivery.status = WebhookDelivery.Status.DELIVERED
-            delivery.error = ""
-            delivery.save()
-            return "delivered"
-        return _failed(delivery, error=f"HTTP {response.status_code}")
+        delivery.next_attempt_at = now + dt.timedelta(
+            seconds=settings.NUDGE_WEBHOOK_TIMEOUT_SECONDS + CLAIM_MARGIN_SECONDS
+        )
+        delivery.save(update_fields=["attempts", "next_attempt_at"])
+    return delivery
+
+
+def _record(delivery: WebhookDelivery, *, error: str, outcome: str) -> str:
+    """Write the attempt's result, if the delivery is still the one this attempt
+    claimed (an admin may have changed it meanwhile)."""
+    delivery.error = error
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk,
+        status=WebhookDelivery.Status.PENDING,
+        attempts=delivery.attempts,
+    ).update(
+        status=delivery.status,
+        error=delivery.error,
+        next_attempt_at=delivery.next_attempt_at,
+        response_status=delivery.response_status,
+        response_body=delivery.response_body,
+    )
+    if updated != 1:
+        logger.warning(
+            "webhook changed while sending", extra={"delivery_id": delivery.pk}
+        )
+        return "superseded"
+    return outcome
 
 
 def _failed(delivery: WebhookDelivery, *, error: str) -> str:
-    delivery.error = error
     if delivery.attempts > len(RETRY_DELAYS):
         delivery.status = WebhookDelivery.Status.FAILED
-        delivery.save()
         logger.warning(
             "webhook gave up", extra={"delivery_id": delivery.pk, "error": error}
         )
-        return "failed"
+        return _record(delivery, error=error, outcome="failed")
     delivery.next_attempt_at = clock.now() + dt.timedelta(
         seconds=RETRY_DELAYS[delivery.attempts - 1]
     )
-    delivery.save()
-    enqueue_delivery(delivery)
-    return "retry"
+    outcome = _record(delivery, error=error, outcome="retry")
+    if outcome == "retry":
+        enqueue_delivery(delivery)
+    return outcome
 
 
 register_step(Webhook())

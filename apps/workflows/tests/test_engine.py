@@ -146,6 +146,7 @@ def test_a_webhook_is_signed_retried_and_its_response_recorded(
     make_workflow, customer, settle, later, receiver, settings, frozen_clock
 ):
     settings.NUDGE_WEBHOOK_SECRET = "s3cret"
+    settings.NUDGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # the receiver is local
     _Receiver.statuses = [500]
     workflow = make_workflow(
         "Hook",
