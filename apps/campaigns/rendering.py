@@ -49,6 +49,8 @@ class RenderNotAllowed(NotAllowedTag):
 
 
 class SafeEnvironment(Environment):
+    # python-liquid ignores a limit attribute it does not know: pyproject.toml pins
+    # the versions that honour all of these, tests/test_sandbox_limits.py proves it.
     # A "recently viewed" loop needs tens of iterations, not millions.
     loop_iteration_limit = 10_000
     # 2 MB is ten times the size Gmail clips at (102 KB); anything bigger is a bug.
