@@ -226,6 +226,12 @@ def anymail_settings(environ) -> dict:
 
 
 ANYMAIL = anymail_settings(os.environ)
+# Issue 13 item 11: with DEBUG off, ESP webhooks are refused (403) until
+# ANYMAIL_WEBHOOK_SECRET is set. Mailgun signatures older (or further ahead) than
+# this are refused as replays; Mailgun's docs warn its delivery can lag.
+NUDGE_MAILGUN_WEBHOOK_MAX_AGE_SECONDS = envint(
+    "NUDGE_MAILGUN_WEBHOOK_MAX_AGE_SECONDS", 300
+)
 
 # --- Ingestion -----------------------------------------------------------------------
 # Segment's own limits: 32 KB per call, 500 KB per batch.

@@ -18,6 +18,6 @@ urlpatterns = [
     path("demo/", include("apps.events.demo_urls")),
     path("e/", include("apps.campaigns.urls")),
     # ESP tracking webhooks, e.g. /webhooks/anymail/postmark/tracking/ (Basic auth:
-    # ANYMAIL_WEBHOOK_SECRET; Mailgun: its signing key).
-    path("webhooks/anymail/", include("anymail.urls")),
+    # ANYMAIL_WEBHOOK_SECRET, required with DEBUG off; Mailgun: its signing key).
+    path("webhooks/anymail/", include("apps.campaigns.webhook_urls")),
 ]

@@ -8,6 +8,7 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         from anymail.signals import tracking
+        from django.core import checks
 
         from apps.contacts.panels import Panel, register_panel
         from apps.core import hooks
@@ -20,8 +21,10 @@ class CampaignsConfig(AppConfig):
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
         from .tracking import on_tracking
+        from .webhooks import check_webhook_secret
 
         tracking.connect(on_tracking, dispatch_uid="nudge-email-tracking")
+        checks.register(check_webhook_secret, checks.Tags.security)
         hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)

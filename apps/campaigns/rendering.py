@@ -20,10 +20,37 @@ from django.conf import settings
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from liquid import Environment, Markup
-from liquid.exceptions import LiquidError
+from liquid.exceptions import LiquidError, LiquidSyntaxError
+from liquid.tag import Tag
+
+
+class NotAllowedTag(Tag):
+    """``{% include %}`` and ``{% render %}`` read other templates by name: there are
+    none to read (each email template stands alone), and a name read from the
+    context would let a template reach wherever a loader could. A parse error says
+    so on the field, instead of a "template not found" at every render."""
+
+    block = False
+
+    def parse(self, stream):
+        raise LiquidSyntaxError(
+            f"includes are not allowed ({{% {self.name} %}}): each email template "
+            "stands alone",
+            token=stream.current,
+        )
+
+
+class IncludeNotAllowed(NotAllowedTag):
+    name = "include"
+
+
+class RenderNotAllowed(NotAllowedTag):
+    name = "render"
 
 
 class SafeEnvironment(Environment):
+    # python-liquid ignores a limit attribute it does not know: pyproject.toml pins
+    # the versions that honour all of these, tests/test_sandbox_limits.py proves it.
     # A "recently viewed" loop needs tens of iterations, not millions.
     loop_iteration_limit = 10_000
     # 2 MB is ten times the size Gmail clips at (102 KB); anything bigger is a bug.
@@ -31,6 +58,11 @@ class SafeEnvironment(Environment):
     local_namespace_limit = 200_000
     context_depth_limit = 20
     block_nesting_limit = 20
+
+    def setup_tags_and_filters(self, *, extra: bool = False) -> None:
+        super().setup_tags_and_filters(extra=extra)
+        self.add_tag(IncludeNotAllowed)
+        self.add_tag(RenderNotAllowed)
 
 
 def _money(value: Any, currency: str = "USD") -> str:

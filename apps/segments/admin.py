@@ -163,9 +163,11 @@ class SegmentAdmin(admin.ModelAdmin):
         """Live count, sample and English sentence for an unsaved condition."""
         try:
             condition = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             return JsonResponse({"valid": False, "errors": ["not JSON"]}, status=400)
-        if not condition or condition.get("all") == []:
+        if not condition or (
+            isinstance(condition, dict) and condition.get("all") == []
+        ):
             return JsonResponse(
                 {
                     "valid": True,

@@ -79,6 +79,51 @@ def test_a_template_that_cannot_render_is_refused(admin_client, contact):
     assert not EmailTemplate.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "field,source",
+    [
+        ("html_body", "<p>Hi</p>{% include 'footer' %}"),
+        ("html_body", "{% render 'footer', contact: contact %}"),
+        (
+            "subject",
+            "{% if contact.email %}{% include contact.first_name %}{% endif %}",
+        ),
+        ("text_body", "{% liquid\n  render 'footer'\n%}"),
+    ],
+)
+def test_a_template_that_includes_another_is_refused_on_the_field(
+    admin_client, contact, field, source
+):
+    # given a marketer's template that reads another template by name
+    # when it is saved
+    response = admin_client.post(
+        "/admin/campaigns/emailtemplate/add/", _form(**{field: source})
+    )
+    # then the form says why, on that field, and nothing is saved
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "includes are not allowed" in errors[field][0]
+    assert not EmailTemplate.objects.exists()
+
+
+def test_the_preview_of_a_template_with_an_include_reports_it(admin_client, contact):
+    response = admin_client.post(
+        "/admin/campaigns/emailtemplate/preview/",
+        {"subject": "x", "html_body": "{% include 'x' %}", "contact": contact.pk},
+    )
+    assert response.status_code == 200
+    assert "includes are not allowed" in response.json()["error"]
+
+
+def test_a_layout_that_includes_another_template_is_refused(admin_client):
+    html = "<html>{{ content }}{% include 'footer' %}{{ unsubscribe_url }}</html>"
+    response = admin_client.post(
+        "/admin/campaigns/emaillayout/add/", {"name": "Inc", "html": html}
+    )
+    errors = response.context["adminform"].form.errors
+    assert "includes are not allowed" in errors["html"][0]
+
+
 def test_a_layout_without_an_unsubscribe_link_is_refused(admin_client):
     response = admin_client.post(
         "/admin/campaigns/emaillayout/add/",

@@ -119,6 +119,10 @@ def validate(condition: Any) -> list[str]:
             known = ", ".join(["all", "any", "not", *LEAVES])
             errors.append(f"{here}: unknown condition (expected one of: {known})")
             return
+        if _holds_nul(node):
+            # PostgreSQL text cannot hold one: comparing with it is an error, not false.
+            errors.append(f"{here}: text may not contain a NUL character (\\u0000)")
+            return
         errors.extend(leaf.validate(node, here))
 
     if isinstance(condition, dict) and not isinstance(condition.get("version", 1), int):
@@ -127,6 +131,21 @@ def validate(condition: Any) -> list[str]:
     if count[0] > MAX_NODES:
         errors.append(f"condition: more than {MAX_NODES} parts")
     return errors
+
+
+def _holds_nul(node: dict) -> bool:
+    """Whether any key or text in a leaf, however deep, has a NUL character."""
+    pending: list[Any] = [node]
+    while pending:  # a loop, not recursion: a value may be nested deep
+        value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def check(condition: Any) -> Any:

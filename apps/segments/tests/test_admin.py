@@ -44,6 +44,72 @@ def test_the_preview_points_at_errors(admin_client):
     }
 
 
+def _preview(admin_client, body: str):
+    return admin_client.post(
+        "/admin/segments/segment/preview/", body, content_type="application/json"
+    )
+
+
+@pytest.mark.parametrize(
+    "condition,error",
+    [
+        ({"segment": "text"}, "condition.segment: a segment id is required"),
+        ({"not": {"segment": "text"}}, "not.segment: a segment id is required"),
+        ({"segment": 2**70}, "condition.segment: a segment id is required"),
+        (
+            {"all": [{"attribute": "plan", "op": "eq", "value": "pro\x00"}]},
+            "all[0]: text may not contain a NUL character",
+        ),
+        (
+            {"all": [{"attribute": "plan", "op": "in", "value": ["a", "\x00"]}]},
+            "all[0]: text may not contain a NUL character",
+        ),
+        (
+            {"any": [{"event": "cart\x00", "op": "performed"}]},
+            "any[0]: text may not contain a NUL character",
+        ),
+        ([1], "condition: a condition is a JSON object"),
+        ("text", "condition: a condition is a JSON object"),
+    ],
+)
+def test_the_preview_points_at_a_bad_value_instead_of_failing(
+    admin_client, make_contact, condition, error
+):
+    # given a contact to count, and a condition a hand or a fuzzer wrote
+    make_contact(email="ada@example.com", attributes={"plan": "pro"})
+    # when
+    response = _preview(admin_client, json.dumps(condition))
+    # then
+    assert response.status_code == 200
+    data = response.json()
+    assert data["valid"] is False
+    assert any(e.startswith(error) for e in data["errors"]), data["errors"]
+
+
+def test_the_preview_refuses_json_nested_too_deep_to_read(admin_client):
+    response = _preview(admin_client, "[" * 100_000 + "]" * 100_000)
+    assert response.status_code == 400
+    assert response.json()["errors"] == ["not JSON"]
+
+
+def test_saving_a_condition_with_a_nul_character_is_refused(admin_client):
+    condition = {"all": [{"attribute": "plan", "op": "eq", "value": "pro\x00"}]}
+    response = admin_client.post(
+        "/admin/segments/segment/add/",
+        {
+            "name": "Nul",
+            "kind": "dynamic",
+            "refresh_minutes": 15,
+            "condition": json.dumps(condition),
+            "refreshes-TOTAL_FORMS": 0,
+            "refreshes-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert "text may not contain a NUL character" in response.content.decode()
+    assert not Segment.objects.exists()
+
+
 def test_saving_an_invalid_condition_is_refused_with_the_path(admin_client):
     response = admin_client.post(
         "/admin/segments/segment/add/",

@@ -5,6 +5,8 @@ import hmac
 import json
 import uuid
 
+from apps.core import clock
+
 from .common import CLICK_URL, CONTACT_EMAIL, MAILGUN_SIGNING_KEY, Hook, nudge_metadata
 
 # -- Mailgun ---------------------------------------------------------------------------
@@ -130,8 +132,9 @@ def mailgun(
     to: str,
     token: str | None = None,
     signing_key: str = MAILGUN_SIGNING_KEY,
+    signed_at: int | None = None,
 ) -> Hook:
-    timestamp = 1529006854.329574
+    timestamp = 1529006854.329574  # when the event happened, as Mailgun's samples
     # Mailgun's token: 50 random hex characters, new for every webhook post.
     token = token or (uuid.uuid4().hex + uuid.uuid4().hex)[:50]
     event_data = {
@@ -155,7 +158,8 @@ def mailgun(
         "tags": ["welcome"],
         "user-variables": nudge_metadata(message_id),
     }
-    signed_at = str(int(timestamp))
+    # Mailgun signs when it posts: a signature is only good for a few minutes.
+    signed_at = str(int(clock.now().timestamp()) if signed_at is None else signed_at)
     body = {
         "signature": {
             "timestamp": signed_at,

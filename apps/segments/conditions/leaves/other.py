@@ -25,14 +25,18 @@ from .events import DEFAULT_COUNT, EVENTS_LEAF
 # -- segment, email engagement, score, consent ----------------------------------------
 
 
+def _is_segment_id(value) -> bool:
+    # Segment ids are PostgreSQL bigints.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 class SegmentLeaf(Leaf):
     """{"segment": 12}: a member of that segment now."""
 
     key = "segment"
 
     def validate(self, node: dict, where: str) -> list[str]:
-        value = node.get("segment")
-        if not isinstance(value, int) or isinstance(value, bool):
+        if not _is_segment_id(node.get("segment")):
             return [f"{where}.segment: a segment id is required"]
         return []
 
@@ -50,8 +54,13 @@ class SegmentLeaf(Leaf):
     def describe(self, node: dict) -> str:
         from apps.segments.models import Segment
 
-        segment = Segment.objects.filter(pk=node.get("segment")).first()
-        return f"is in the segment “{segment.name if segment else node.get('segment')}”"
+        value = node.get("segment")
+        # Described even when invalid (the preview says what it could not check):
+        # only an id is looked up.
+        segment = (
+            Segment.objects.filter(pk=value).first() if _is_segment_id(value) else None
+        )
+        return f"is in the segment “{segment.name if segment else value}”"
 
     def collect(self, node: dict, refs: Refs) -> None:
         refs.segment_ids.add(node["segment"])
