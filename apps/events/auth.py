@@ -22,6 +22,7 @@ from ninja.parser import Parser
 
 from apps.core.redis import redis_connection
 
+from .clients import client_ip, client_within_limit
 from .models import PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX, Source, hash_key
 
 
@@ -204,14 +205,20 @@ def authenticate_write_key(request: HttpRequest) -> Source:
         body=read_json_body(request),
         authorization=request.headers.get("Authorization", ""),
         origin=request.headers.get("Origin"),
+        client_ip=client_ip(request.META),
     )
 
 
 def authenticate(
-    *, body: dict[str, Any], authorization: str, origin: str | None
+    *,
+    body: dict[str, Any],
+    authorization: str,
+    origin: str | None,
+    client_ip: str | None = None,
 ) -> Source:
     """The enabled Source behind a call's write key, allowed from this Origin and
-    within its rate limit; else 401, 403 or 429."""
+    within its rate limits (a browser key's: this client's first, then the key's);
+    else 401, 403 or 429."""
     key = _write_key(authorization, body)
     if not key:
         raise Unauthorized(
@@ -228,6 +235,11 @@ def authenticate(
         and origin.rstrip("/") not in {o.rstrip("/") for o in source.allowed_origins}
     ):
         raise Forbidden(f"origin {origin} is not allowed for this write key")
+    if not source.is_server:
+        # First: a call refused here must not count against the whole site's key.
+        over = client_within_limit(source_id=source.pk, ip=client_ip)
+        if over:
+            raise RateLimited(f"over {over} from this address for this key")
     _check_rate(source)
     return source
 
