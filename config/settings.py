@@ -239,6 +239,13 @@ NUDGE_MAX_EVENT_BYTES = envint("NUDGE_MAX_EVENT_BYTES", 32 * 1024)
 NUDGE_MAX_BATCH_BYTES = envint("NUDGE_MAX_BATCH_BYTES", 500 * 1024)
 # Requests per second per write key before 429; a Source can override it.
 NUDGE_RATE_LIMIT_PER_SECOND = envint("NUDGE_RATE_LIMIT_PER_SECOND", 2000)
+# Issue 13, item 6: a browser key's calls per client address (a `limits` string,
+# "30/second;600/minute"; empty: no such limit), and where that address comes from:
+# a header trusted proxies set (X-Forwarded-For) and how many of them there are.
+# Unset, the header is not trusted and REMOTE_ADDR is the client.
+NUDGE_RATE_LIMIT_PER_IP = os.environ.get("NUDGE_RATE_LIMIT_PER_IP", "30/second")
+NUDGE_TRUSTED_PROXY_HEADER = os.environ.get("NUDGE_TRUSTED_PROXY_HEADER", "")
+NUDGE_TRUSTED_PROXY_COUNT = envint("NUDGE_TRUSTED_PROXY_COUNT", 1)
 # Consent given to a contact created by ingestion. "subscribed" suits sites whose
 # sign-up forms collect consent; "pending" holds marketing mail until it is confirmed.
 NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")

@@ -19,6 +19,7 @@ from .identity import (
     lookup_identities,
     resolve_identities,
 )
+from .identity.refusals import Refusal, log_refusals
 from .models import CONSENT_STRICTNESS, Contact, ContactMerge, Identity
 
 logger = logging.getLogger(__name__)
@@ -42,12 +43,17 @@ def contacts_lookup(*, sightings: list[Sighting], trusted: bool) -> Lookup:
     Needs no transaction and takes no lock. Pass the result to ``contacts_resolve``
     to write what it found missing.
     """
-    return lookup_identities(
+    lookup = lookup_identities(
         sightings,
         trusted=trusted,
         default_consent=settings.NUDGE_DEFAULT_CONSENT,
         merge=contact_merge,
     )
+    # Decided for good when it needs no write (else contacts_resolve decides).
+    resolver = lookup.resolver
+    if resolver is not None and resolver.refusals and lookup.contact_ids is not None:
+        log_refusals(resolver.refusals)
+    return lookup
 
 
 def contacts_resolve(
@@ -62,13 +68,15 @@ def contacts_resolve(
     key (public, so anyone can use it) may still fold an anonymous visitor into the
     contact they identify as, which is the point of ``identify``.
     """
-    return resolve_identities(
+    resolution = resolve_identities(
         sightings,
         trusted=trusted,
         default_consent=settings.NUDGE_DEFAULT_CONSENT,
         merge=contact_merge,
         lookup=lookup,
     )
+    log_refusals(resolution.refusals)
+    return resolution
 
 
 @transaction.atomic
@@ -211,9 +219,14 @@ def contact_update_traits(
     stored attributes."""
     from .identity import apply_traits, save_traits
 
-    changed, attributes_set = apply_traits(contact, traits, trusted=trusted)
+    changes = apply_traits(contact, traits, trusted=trusted)
+    changed, attributes_set = changes.changed, changes.attributes_set
     if changed or attributes_set:
         save_traits(contact, fields=changed, attributes=attributes_set)
+    log_refusals(
+        Refusal(contact, name, "a protected trait needs a server key")
+        for name in changes.refused
+    )
     if attributes_set:
         contact.refresh_from_db(fields=["attributes"])
 

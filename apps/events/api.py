@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from . import schemas
 from .auth import authenticate_write_key, check_event_size, read_json_body
+from .clients import client_ip
 from .ingestion import events_ingest
 from .models import Source
 
@@ -90,7 +91,7 @@ def _accept(
         request.auth,
         payload,
         body=read_json_body(request),
-        remote_addr=request.META.get("REMOTE_ADDR"),
+        remote_addr=client_ip(request.META),
     )
     # The body ninja's JSON renderer would make, without first validating our own
     # three numbers against the response model (~5% of a track call's CPU).

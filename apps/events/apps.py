@@ -7,6 +7,7 @@ class EventsConfig(AppConfig):
 
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
+        from django.core import checks
 
         from apps.contacts.panels import Panel, register_panel
         from apps.core import hooks
@@ -14,6 +15,7 @@ class EventsConfig(AppConfig):
         from apps.core.scheduler import register_tick_task
 
         from .admin import timeline_panel
+        from .clients import check_client_limits
         from .cors import origin_allowed_by_a_source
         from .processing import dead_lettered_count, events_reenqueue_unprocessed
         from .selectors import unprocessed_backlog
@@ -26,6 +28,7 @@ class EventsConfig(AppConfig):
         register_tick_task("events", events_reenqueue_unprocessed)
         register_backlog("events", unprocessed_backlog)
         register_dead_letters("events", dead_lettered_count)
+        checks.register(check_client_limits)
         check_request_enabled.connect(
             origin_allowed_by_a_source, dispatch_uid="nudge-cors"
         )

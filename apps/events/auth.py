@@ -22,6 +22,7 @@ from ninja.parser import Parser
 
 from apps.core.redis import redis_connection
 
+from .clients import client_ip, client_within_limit
 from .models import PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX, Source, hash_key
 
 
@@ -122,16 +123,22 @@ def check_event_size(item: Any, *, where: str) -> None:
 
 # Sources are read on every request; a few seconds of caching per process saves a
 # query each time. A disabled or rotated key stops working within this many seconds
-# in other processes (at once in the one that changed it).
+# in other processes (at once in the one that changed it). The keys' cache holds
+# write keys only, whatever they are: anything else cached (the origins) lives
+# apart, so that no key a caller makes up can read or overwrite it.
 SOURCE_CACHE_SECONDS = 5.0
 _source_cache: dict[str, tuple[float, Source | None]] = {}
 _source_cache_lock = threading.Lock()
+# (until when, every allowed origin), or None
+_origins_cache: tuple[float, frozenset[str]] | None = None
 
 
 def forget_cached_sources() -> None:
-    """Drop what this process keeps of sources: keys and their rate windows."""
+    """Drop what this process keeps of sources: keys, origins and rate windows."""
+    global _origins_cache
     with _source_cache_lock:
         _source_cache.clear()
+        _origins_cache = None
     with _windows_lock:
         _windows.clear()
 
@@ -175,20 +182,21 @@ def origin_allowed(origin: str | None) -> bool:
     return bool(origin) and origin in allowed_origins()
 
 
-def allowed_origins() -> set[str]:
+def allowed_origins() -> frozenset[str]:
     """Every origin some enabled source allows (CORS preflights carry no key)."""
+    global _origins_cache
     now = time.monotonic()
-    hit = _source_cache.get("__origins__")
+    hit = _origins_cache
     if hit and hit[0] > now:
-        return hit[1]  # type: ignore[return-value]
+        return hit[1]
     origins: set[str] = set()
     for listed in Source.objects.filter(enabled=True).values_list(
         "allowed_origins", flat=True
     ):
         origins.update(o.rstrip("/") for o in listed or [])
     with _source_cache_lock:
-        _source_cache["__origins__"] = (now + SOURCE_CACHE_SECONDS, origins)  # type: ignore[assignment]
-    return origins
+        _origins_cache = (now + SOURCE_CACHE_SECONDS, frozenset(origins))
+    return _origins_cache[1]
 
 
 def authenticate_write_key(request: HttpRequest) -> Source:
@@ -197,14 +205,20 @@ def authenticate_write_key(request: HttpRequest) -> Source:
         body=read_json_body(request),
         authorization=request.headers.get("Authorization", ""),
         origin=request.headers.get("Origin"),
+        client_ip=client_ip(request.META),
     )
 
 
 def authenticate(
-    *, body: dict[str, Any], authorization: str, origin: str | None
+    *,
+    body: dict[str, Any],
+    authorization: str,
+    origin: str | None,
+    client_ip: str | None = None,
 ) -> Source:
     """The enabled Source behind a call's write key, allowed from this Origin and
-    within its rate limit; else 401, 403 or 429."""
+    within its rate limits (a browser key's: this client's first, then the key's);
+    else 401, 403 or 429."""
     key = _write_key(authorization, body)
     if not key:
         raise Unauthorized(
@@ -221,6 +235,11 @@ def authenticate(
         and origin.rstrip("/") not in {o.rstrip("/") for o in source.allowed_origins}
     ):
         raise Forbidden(f"origin {origin} is not allowed for this write key")
+    if not source.is_server:
+        # First: a call refused here must not count against the whole site's key.
+        over = client_within_limit(source_id=source.pk, ip=client_ip)
+        if over:
+            raise RateLimited(f"over {over} from this address for this key")
     _check_rate(source)
     return source
 

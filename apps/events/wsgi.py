@@ -46,6 +46,7 @@ from .auth import (
     origin_allowed,
     parse_body,
 )
+from .clients import client_ip
 from .problems import api_error, invalid_payload
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ def _call(
         body=body,
         authorization=environ.get("HTTP_AUTHORIZATION", ""),
         origin=environ.get("HTTP_ORIGIN"),
+        client_ip=client_ip(environ),
     )
     try:
         payload = model.model_validate(body)
@@ -154,7 +156,7 @@ def _call(
         source,
         payload,
         body=body,
-        remote_addr=environ.get("REMOTE_ADDR"),
+        remote_addr=client_ip(environ),
         received_at=received_at,
     )
 

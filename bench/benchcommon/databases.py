@@ -162,6 +162,7 @@ def app_env(cfg: Target, log_level: str) -> dict[str, str]:
         # The limiter still runs (a Redis round trip per request); it just never says
         # 429 at the rates a benchmark reaches.
         NUDGE_RATE_LIMIT_PER_SECOND="1000000000",
+        NUDGE_RATE_LIMIT_PER_IP="1000000000/second",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -22,6 +22,7 @@ from django.db import connection
 from apps.core.db import insert_rows
 
 from ..models import Contact, Identity
+from .refusals import Refusal
 from .rows import Keys, contacts_from_rows, load_rows, load_visitors, lock_identities
 from .traits import (
     CONSENT_TRAIT,
@@ -78,6 +79,8 @@ class Resolution:
     # False when the call changed nothing: every key was known and nothing about the
     # people it names is new. Ingestion relies on it to skip work for duplicates.
     wrote: bool
+    # What a browser key asked for and did not get (contacts_resolve logs them).
+    refusals: tuple[Refusal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,12 +185,17 @@ def resolve_identities(
             sightings, trusted=trusted, default_consent=default_consent, merge=merge
         )
     if lookup.contact_ids is not None:
-        return Resolution(lookup.contact_ids, wrote=False)
+        refusals = lookup.resolver.refusals if lookup.resolver is not None else []
+        return Resolution(lookup.contact_ids, wrote=False, refusals=tuple(refusals))
     lock_identities(lookup.keys.all)
     fresh = load_rows(lookup.keys)
     if lookup.resolver is not None and fresh == lookup.rows:
         lookup.resolver.write()
-        return Resolution(lookup.resolver.final_ids(), wrote=True)
+        return Resolution(
+            lookup.resolver.final_ids(),
+            wrote=True,
+            refusals=tuple(lookup.resolver.refusals),
+        )
     return resolver().run(sightings, fresh)
 
 
@@ -204,6 +212,8 @@ class IdentityResolver:
     identity_writes: dict[str, _Person] = field(default_factory=dict)
     existing_identities: set[str] = field(default_factory=set)
     resolved: list[_Person] = field(default_factory=list)
+    # What a browser key asked for and did not get, as decided (see refusals.py).
+    refusals: list[Refusal] = field(default_factory=list)
     # A dry pass decides without writing; it stops (_WriteNeeded) at a merge.
     dry: bool = False
 
@@ -214,11 +224,12 @@ class IdentityResolver:
         self.decide(sightings, rows, dry=False)
         wrote = self.merged or self.has_writes()
         self.write()
-        return Resolution(self.final_ids(), wrote=wrote)
+        return Resolution(self.final_ids(), wrote=wrote, refusals=tuple(self.refusals))
 
     def decide(self, sightings: list[Sighting], rows: set[tuple], *, dry: bool) -> None:
         """Work out each sighting's person (``resolved``, in order)."""
         self.dry = dry
+        self.refusals = []
         self._load(rows)
         if not all(s.anonymous_only for s in sightings):
             self.resolved = [self._resolve_one(s) for s in sightings]
@@ -344,13 +355,32 @@ class IdentityResolver:
             owner = self._lookup(self.by_email, email)
             if owner is not None and owner is not person:
                 return  # the address belongs to another contact; never steal it
-            # Setting a first email is identifying; changing one needs a server key.
-            if not contact.email or self.trusted:
-                if contact.email:
-                    self.by_email.pop(contact.email.lower(), None)
-                contact.email = email
-                person.changed.add("email")
-                self.by_email[email] = person
+            refused = self._email_refusal(person)
+            if refused:
+                self.refusals.append(Refusal(contact, "email", refused))
+                return
+            if contact.email:
+                self.by_email.pop(contact.email.lower(), None)
+            contact.email = email
+            person.changed.add("email")
+            self.by_email[email] = person
+
+    def _email_refusal(self, person: _Person) -> str:
+        """Why this call may not give ``person`` the email it names, or "".
+
+        Giving a visitor their first email is identifying, and a browser may do it:
+        for a contact this call creates, or one that was anonymous before it (a
+        user id this call gave counts as this call's). Any other change needs a
+        server key: a browser that names a known person's user id (which may be
+        guessed) must not route their email to an address of its choosing."""
+        if self.trusted or person.is_new:
+            return ""
+        contact = person.contact
+        if contact.email:
+            return "a browser key may not change an email"
+        if contact.external_id and "external_id" not in person.changed:
+            return "a browser key may not give an email to a contact known by user id"
+        return ""
 
     def _point(self, anonymous_id: str, person: _Person) -> None:
         current = self._lookup(self.by_anonymous_id, anonymous_id)
@@ -361,11 +391,13 @@ class IdentityResolver:
     def _apply(self, person: _Person, s: Sighting) -> None:
         contact = person.contact
         if s.traits:
-            changed, attributes_set = apply_traits(
-                contact, s.traits, trusted=self.trusted
+            changes = apply_traits(contact, s.traits, trusted=self.trusted)
+            person.changed |= changes.changed
+            person.attributes_set.update(changes.attributes_set)
+            self.refusals.extend(
+                Refusal(contact, name, "a protected trait needs a server key")
+                for name in changes.refused
             )
-            person.changed |= changed
-            person.attributes_set.update(attributes_set)
         if timezone := s.timezone_for(contact.timezone):
             contact.timezone = timezone
             person.changed.add("timezone")

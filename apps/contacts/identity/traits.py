@@ -26,6 +26,42 @@ TRAIT_FIELDS = {
 # Traits only a server key may set: a public key must not opt anyone in or out.
 CONSENT_TRAIT = "email_consent"
 
+# Protected traits (issue 13, item 5): a browser key is public, so anyone can send
+# them for anyone. They say where messages go (addresses), who is told about a
+# person (owner), or what the person agreed to (consent, subscriptions): only a
+# server key may set them. From a browser key they are kept in the event, not
+# applied, and logged (refusals.py). Matched on the name folded to lower case
+# without "_" or "-" (ownerEmail is owner_email): these names, and names starting
+# with PROTECTED_PREFIXES or ending with PROTECTED_SUFFIXES (owner_id, work_email,
+# mobile_phone, sms_consent, newsletter_subscribed...). The email itself is the
+# resolver's: a browser may give a first email to a visitor it identifies only.
+PROTECTED_TRAITS = frozenset(
+    {
+        "email",
+        "phone",
+        "emailconsent",
+        "consent",
+        "subscribed",
+        "subscriptions",
+        "subscriptionstatus",
+        "topics",
+        "externalid",
+        "userid",
+    }
+)
+PROTECTED_PREFIXES = ("owner", "unsubscri", "optin", "optout", "doubleoptin")
+PROTECTED_SUFFIXES = ("email", "phone", "consent", "subscribed", "optin", "optout")
+
+
+def is_protected_trait(name: str) -> bool:
+    """Whether only a server key may set this trait (see PROTECTED_TRAITS)."""
+    folded = name.lower().replace("_", "").replace("-", "")
+    return (
+        folded in PROTECTED_TRAITS
+        or folded.startswith(PROTECTED_PREFIXES)
+        or folded.endswith(PROTECTED_SUFFIXES)
+    )
+
 
 @dataclass
 class Sighting:
@@ -66,18 +102,33 @@ def normalize_email(email: str | None) -> str | None:
     return email or None
 
 
+@dataclass(frozen=True)
+class TraitChanges:
+    """What ``apply_traits`` did, as ``save_traits`` takes it: the names of changed
+    fields other than attributes and the attributes set (key -> value); and the
+    protected traits it refused (from a browser key), for the log."""
+
+    changed: set[str]
+    attributes_set: dict[str, Any]
+    refused: list[str]
+
+
 def apply_traits(
     contact: Contact, traits: dict[str, Any], *, trusted: bool
-) -> tuple[set[str], dict[str, Any]]:
-    """Set traits on ``contact`` (unsaved). Returns what changed, as ``save_traits``
-    takes it: the names of changed fields other than attributes, and the attributes
-    this call sets (key -> value)."""
+) -> TraitChanges:
+    """Set traits on ``contact`` (unsaved): all of them from a server key, the
+    ordinary ones only from a browser key (is_protected_trait)."""
     changed: set[str] = set()
     attributes = dict(contact.attributes or {})
     attributes_set: dict[str, Any] = {}
+    refused: list[str] = []
     for key, value in traits.items():
         if key == "email":
             continue  # identity, handled by the resolver
+        if not trusted and is_protected_trait(key):
+            if _differs(contact, attributes, key, value):
+                refused.append(key)
+            continue
         if key == CONSENT_TRAIT:
             # A server key may tighten consent, or record the person's own
             # resubscribe; never lift a bounce or a complaint (staff do that, in
@@ -103,10 +154,21 @@ def apply_traits(
             attributes_set[key] = value
     if attributes_set:
         contact.attributes = attributes
-    return changed, attributes_set
+    return TraitChanges(changed, attributes_set, refused)
 
 
 _MISSING = object()
+
+
+def _differs(contact: Contact, attributes: dict, key: str, value: Any) -> bool:
+    """Whether a trait would change something: a browser repeating what the contact
+    already has is not worth a log line."""
+    if key == CONSENT_TRAIT:
+        return contact.email_consent != value
+    if model_field := TRAIT_FIELDS.get(key):
+        return getattr(contact, model_field) != ("" if value is None else str(value))
+    return attributes.get(key, _MISSING) != value
+
 
 # The stored attributes with these keys set (jsonb ||: top-level keys, as
 # dict.update) and those removed.

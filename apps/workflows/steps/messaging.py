@@ -172,10 +172,21 @@ def frequency_cap(ctx: StepContext) -> Outcome | None:
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+NOT_CONTACT_DATA = (
+    "'owner' (the contact's owner_email) is no longer a recipient: a notification "
+    "goes to a staff user or an address chosen here, never to an address taken "
+    "from the contact's data (which a browser could set); choose one"
+)
 
 
 class Notify(StepType):
-    """An internal email to the team (an address, or the contact's owner attribute)."""
+    """An internal email to the team: to a staff user (by username, their email
+    read when the step runs) or an address the workflow names.
+
+    Never to an address read from the contact: a notification carries the
+    contact's data, and whoever could set such an attribute (a public browser key,
+    an import) could have any contact's data mailed to themselves.
+    """
 
     name = "notify"
     label = "Notify the team"
@@ -183,9 +194,11 @@ class Notify(StepType):
     def validate(self, config, where):
         errors = []
         to = config.get("to")
-        if not (isinstance(to, str) and (EMAIL.match(to) or to == "owner")):
+        if to == "owner":
+            errors.append(f"{where}.to: {NOT_CONTACT_DATA}")
+        elif not (isinstance(to, str) and (EMAIL.match(to) or _staff_user(to))):
             errors.append(
-                f"{where}.to: an email address, or 'owner' (the contact's owner_email)"
+                f"{where}.to: an email address, or the username of an active staff user"
             )
         if not config.get("subject"):
             errors.append(f"{where}.subject: a subject")
@@ -200,11 +213,10 @@ class Notify(StepType):
                 detail={"message_id": existing.pk, "to": existing.to_email},
             )
         config = ctx.step.config
-        to = config["to"]
-        if to == "owner":
-            to = (ctx.contact.attributes or {}).get("owner_email") or ""
-            if not EMAIL.match(str(to)):
-                return Outcome("skipped", reason="the contact has no owner_email")
+        to, refusal = _recipient(config.get("to"))
+        if refusal:
+            # A definition saved before this rule, or a staff user gone since.
+            return Outcome("failed", reason=refusal)
         if ctx.enrollment.is_test:
             to = ctx.enrollment.test_email or to
         data = {
@@ -245,6 +257,32 @@ class Notify(StepType):
 
     def describe(self, config):
         return f"Notify {config.get('to')}"
+
+
+def _staff_user(username: str):
+    from django.contrib.auth import get_user_model
+
+    return (
+        get_user_model()
+        .objects.filter(username=username, is_staff=True, is_active=True)
+        .first()
+    )
+
+
+def _recipient(to) -> tuple[str, str]:
+    """The address a notify step's ``to`` names and "", or "" and why not."""
+    if to == "owner":
+        return "", f"to: {NOT_CONTACT_DATA}"
+    if not isinstance(to, str) or not to:
+        return "", "to: no recipient"
+    if EMAIL.match(to):
+        return to, ""
+    user = _staff_user(to)
+    if user is None:
+        return "", f"to: {to!r} is not an active staff user"
+    if not EMAIL.match(user.email or ""):
+        return "", f"to: staff user {to!r} has no email address"
+    return user.email, ""
 
 
 register_step(SendEmail())

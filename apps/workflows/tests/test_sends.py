@@ -12,8 +12,9 @@ from apps.core import clock
 from apps.events.models import Event
 from apps.events.services import internal_source
 from apps.workflows import handlers
+from apps.workflows.definition import validate_definition
 from apps.workflows.engine import enrollments_advance
-from apps.workflows.models import Enrollment, StepRun
+from apps.workflows.models import Enrollment, Step, StepRun
 from apps.workflows.services import (
     enqueue_advance,
     enrollment_start,
@@ -305,3 +306,70 @@ def test_a_runs_trace_says_what_became_of_each_email_in_one_query(
     # and a longer trace costs no more queries (the first page also looked up
     # content types, cached since)
     assert long_queries <= short_queries
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user(
+        "ops", email="ops@shop.example", is_staff=True
+    )
+
+
+def _notify(to: str) -> dict:
+    return {
+        "trigger": {"type": "manual"},
+        "steps": [
+            {
+                "key": "tell",
+                "type": "notify",
+                "config": {"to": to, "subject": "About {{ contact.email }}"},
+            }
+        ],
+    }
+
+
+def test_a_notification_goes_to_a_staff_user_by_username(
+    make_workflow, customer, staff, settle, outbox
+):
+    # given a workflow that tells a staff user, by username
+    workflow = make_workflow("Tell ops", **_notify("ops"))
+    # when a contact runs through it
+    enrollment_start(workflow=workflow, contact=customer("lead"))
+    settle()
+    # then the staff user's address gets it
+    assert [m.to for m in outbox] == [["ops@shop.example"]]
+
+
+@pytest.mark.parametrize(
+    ("to", "error"),
+    [
+        ("owner", "never to an address taken from the contact's data"),
+        ("nobody", "an email address, or the username of an active staff user"),
+        ("{{ contact.attributes.owner_email }}", "an email address, or the username"),
+    ],
+)
+def test_a_notify_recipient_from_contact_data_fails_validation(to, error, staff):
+    errors = validate_definition(_notify(to))
+    assert any(
+        e.startswith("steps[0] (tell).config.to:") and error in e for e in errors
+    ), errors
+
+
+def test_an_old_notify_to_the_owner_fails_its_step_and_sends_nothing(
+    make_workflow, customer, settle, outbox
+):
+    # given a workflow saved when "owner" meant the contact's owner_email
+    workflow = make_workflow("Tell the owner", **_notify("sales@example.com"))
+    Step.objects.filter(version__workflow=workflow, key="tell").update(
+        config={"to": "owner", "subject": "About {{ contact.email }}"}
+    )
+    contact = customer("lead", attributes={"owner_email": "mallory@evil.example"})
+    # when a contact runs through it
+    enrollment_start(workflow=workflow, contact=contact)
+    settle()
+    # then nothing is sent, and the trace says why
+    assert outbox == []
+    assert not Message.objects.exists()
+    run = StepRun.objects.get(step_key="tell")
+    assert run.outcome == "failed"
+    assert "never to an address taken from the contact's data" in run.detail["reason"]

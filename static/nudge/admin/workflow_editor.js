@@ -803,7 +803,8 @@
         f.json("payload", "Extra payload", { help: "Sent as “extra”, as JSON (optional)." }),
       ],
       notify: (f) => [
-        f.text("to", "To", { placeholder: "team@example.com or owner", help: "An address, or “owner” (the contact's owner_email)." }),
+        f.text("to", "To", { placeholder: "team@example.com or a staff username",
+          help: "An address, or a staff user's username (their email). Never the contact's data." }),
         f.text("subject", "Subject", { raw: true, wide: true }),
         f.textarea("body", "Body", { help: "Liquid: {{ contact.email }}, {{ event.properties.… }}" }),
       ],
