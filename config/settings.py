@@ -35,14 +35,41 @@ def envlist(name: str, default: str = "") -> list[str]:
     ]
 
 
+def postgres_options(options: str, **parameters: str) -> str:
+    """libpq's ``options`` with ``-c name=value`` added for each non-empty value
+    (spaces escaped, as libpq wants)."""
+    words = [options.strip()] if options.strip() else []
+    for name, value in parameters.items():
+        if value.strip():
+            words.append("-c " + name + "=" + value.strip().replace(" ", "\\ "))
+    return " ".join(words)
+
+
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "nudge-insecure-development-key-change-me")
+# Public (it is in this file): fine for the demo, which runs with DEBUG on; with DEBUG
+# off a system check (apps/core/checks.py) refuses to start on it.
+DEVELOPMENT_SECRET_KEY = "nudge-insecure-development-key-change-me"  # noqa: S105
+SECRET_KEY = os.environ.get("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 # Old keys keep signed links (unsubscribe, click tracking) valid after a rotation.
 SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 # Absolute links in email (unsubscribe, view in browser, tracking) start with this.
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- HTTPS (issue 13, item 2): apps/core/checks.py warns when SITE_URL is https and
+# these are missing. NUDGE_PROXY_SSL_HEADER names the header a TLS-terminating proxy
+# sets to "https" (X-Forwarded-Proto); trust it only if the proxy always overwrites it.
+_proxy_ssl_header = os.environ.get("NUDGE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+    if _proxy_ssl_header
+    else None
+)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", SITE_URL.startswith("https:"))
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", SITE_URL.startswith("https:"))
+# Off by default: once a browser has seen it, it refuses plain http for this long.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -122,6 +149,19 @@ else:
     prepare_threshold = envint("DB_PREPARE_THRESHOLD", 5)
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         prepare_threshold or None
+    )
+    # Issue 13, item 2: one stuck statement, lock wait or forgotten transaction
+    # cannot hold the system. PostgreSQL units ("120s", "500ms", "2min"); "0" turns
+    # one off. Sent as startup options, which PgBouncer refuses unless "options" is
+    # in its ignore_startup_parameters (then set them with ALTER ROLE instead).
+    # migrate runs without the statement and idle timeouts (apps/core migrate).
+    DATABASES["default"]["OPTIONS"]["options"] = postgres_options(
+        DATABASES["default"]["OPTIONS"].get("options", ""),
+        statement_timeout=os.environ.get("DB_STATEMENT_TIMEOUT", "120s"),
+        lock_timeout=os.environ.get("DB_LOCK_TIMEOUT", "30s"),
+        idle_in_transaction_session_timeout=os.environ.get(
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT", "120s"
+        ),
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -9,6 +9,8 @@ class CoreConfig(AppConfig):
     def ready(self):
         from django.test.signals import setting_changed
 
+        from . import checks
         from .jobs import forget_connections
 
         setting_changed.connect(forget_connections)
+        checks.register()
