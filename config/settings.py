@@ -292,10 +292,11 @@ NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
 # A running enrollment (or webhook) untouched this long lost its job (a killed
 # worker, a flushed Redis): the tick hands it to a worker again.
 NUDGE_STALE_SECONDS = envint("NUDGE_STALE_SECONDS", 30)
-# Signs webhook steps' POSTs (X-Nudge-Signature); give receivers this secret.
-NUDGE_WEBHOOK_SECRET = (
-    os.environ.get("NUDGE_WEBHOOK_SECRET", "") or f"whsec-{SECRET_KEY}"
-)
+# Signs webhook steps' POSTs (X-Nudge-Signature); receivers are given it. Issue 13,
+# item 1: never derived from SECRET_KEY. Empty: one is generated and stored in the
+# database on first use (apps/core/secrets.py); `manage.py nudge_webhook_secret`
+# prints it, and admin shows it to those allowed to view signing secrets.
+NUDGE_WEBHOOK_SECRET = os.environ.get("NUDGE_WEBHOOK_SECRET", "")
 # "Why wasn't this contact enrolled?" records are kept this many days.
 NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 
