@@ -282,6 +282,10 @@ NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 # listed in admin (Failed events) to retry once the cause is fixed, and counted in
 # /healthz.
 NUDGE_EVENT_MAX_ATTEMPTS = envint("NUDGE_EVENT_MAX_ATTEMPTS", 3)
+# Issue 13, item 3: /healthz gives its details (queues, backlog, dead letters,
+# warnings) to staff and to "Authorization: Bearer <this>"; to others only ok / not
+# ok. Empty: no token opens them.
+NUDGE_HEALTH_TOKEN = os.environ.get("NUDGE_HEALTH_TOKEN", "")
 # Seconds before a failed event is tried again (the last for every later attempt):
 # long enough for a deploy or a failover to pass, short enough that what the event
 # triggers is still timely.
