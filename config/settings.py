@@ -35,14 +35,41 @@ def envlist(name: str, default: str = "") -> list[str]:
     ]
 
 
+def postgres_options(options: str, **parameters: str) -> str:
+    """libpq's ``options`` with ``-c name=value`` added for each non-empty value
+    (spaces escaped, as libpq wants)."""
+    words = [options.strip()] if options.strip() else []
+    for name, value in parameters.items():
+        if value.strip():
+            words.append("-c " + name + "=" + value.strip().replace(" ", "\\ "))
+    return " ".join(words)
+
+
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "nudge-insecure-development-key-change-me")
+# Public (it is in this file): fine for the demo, which runs with DEBUG on; with DEBUG
+# off a system check (apps/core/checks.py) refuses to start on it.
+DEVELOPMENT_SECRET_KEY = "nudge-insecure-development-key-change-me"  # noqa: S105
+SECRET_KEY = os.environ.get("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 # Old keys keep signed links (unsubscribe, click tracking) valid after a rotation.
 SECRET_KEY_FALLBACKS = envlist("SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 # Absolute links in email (unsubscribe, view in browser, tracking) start with this.
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- HTTPS (issue 13, item 2): apps/core/checks.py warns when SITE_URL is https and
+# these are missing. NUDGE_PROXY_SSL_HEADER names the header a TLS-terminating proxy
+# sets to "https" (X-Forwarded-Proto); trust it only if the proxy always overwrites it.
+_proxy_ssl_header = os.environ.get("NUDGE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https")
+    if _proxy_ssl_header
+    else None
+)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", SITE_URL.startswith("https:"))
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", SITE_URL.startswith("https:"))
+# Off by default: once a browser has seen it, it refuses plain http for this long.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -122,6 +149,19 @@ else:
     prepare_threshold = envint("DB_PREPARE_THRESHOLD", 5)
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         prepare_threshold or None
+    )
+    # Issue 13, item 2: one stuck statement, lock wait or forgotten transaction
+    # cannot hold the system. PostgreSQL units ("120s", "500ms", "2min"); "0" turns
+    # one off. Sent as startup options, which PgBouncer refuses unless "options" is
+    # in its ignore_startup_parameters (then set them with ALTER ROLE instead).
+    # migrate runs without the statement and idle timeouts (apps/core migrate).
+    DATABASES["default"]["OPTIONS"]["options"] = postgres_options(
+        DATABASES["default"]["OPTIONS"].get("options", ""),
+        statement_timeout=os.environ.get("DB_STATEMENT_TIMEOUT", "120s"),
+        lock_timeout=os.environ.get("DB_LOCK_TIMEOUT", "30s"),
+        idle_in_transaction_session_timeout=os.environ.get(
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT", "120s"
+        ),
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -255,6 +295,10 @@ NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 # listed in admin (Failed events) to retry once the cause is fixed, and counted in
 # /healthz.
 NUDGE_EVENT_MAX_ATTEMPTS = envint("NUDGE_EVENT_MAX_ATTEMPTS", 3)
+# Issue 13, item 3: /healthz gives its details (queues, backlog, dead letters,
+# warnings) to staff and to "Authorization: Bearer <this>"; to others only ok / not
+# ok. Empty: no token opens them.
+NUDGE_HEALTH_TOKEN = os.environ.get("NUDGE_HEALTH_TOKEN", "")
 # Seconds before a failed event is tried again (the last for every later attempt):
 # long enough for a deploy or a failover to pass, short enough that what the event
 # triggers is still timely.
@@ -265,10 +309,11 @@ NUDGE_TICK_SECONDS = envint("NUDGE_TICK_SECONDS", 5)
 # A running enrollment (or webhook) untouched this long lost its job (a killed
 # worker, a flushed Redis): the tick hands it to a worker again.
 NUDGE_STALE_SECONDS = envint("NUDGE_STALE_SECONDS", 30)
-# Signs webhook steps' POSTs (X-Nudge-Signature); give receivers this secret.
-NUDGE_WEBHOOK_SECRET = (
-    os.environ.get("NUDGE_WEBHOOK_SECRET", "") or f"whsec-{SECRET_KEY}"
-)
+# Signs webhook steps' POSTs (X-Nudge-Signature); receivers are given it. Issue 13,
+# item 1: never derived from SECRET_KEY. Empty: one is generated and stored in the
+# database on first use (apps/core/secrets.py); `manage.py nudge_webhook_secret`
+# prints it, and admin shows it to those allowed to view signing secrets.
+NUDGE_WEBHOOK_SECRET = os.environ.get("NUDGE_WEBHOOK_SECRET", "")
 # "Why wasn't this contact enrolled?" records are kept this many days.
 NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 # Webhook destinations (issue 13, item 10): steps post to public addresses only.

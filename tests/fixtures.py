@@ -35,6 +35,11 @@ def _shift_clock_everywhere() -> None:
 
 _shift_clock_everywhere()
 
+# The suite runs with DEBUG off, as production does, so the processes it starts
+# (workers, the scheduler) would refuse the built-in development key (nudge.E001).
+# Set before Django reads its settings; they inherit it, and sign as the tests do.
+os.environ.setdefault("SECRET_KEY", "nudge-test-suite-key-not-a-secret-" + "x" * 20)
+
 
 def _missing(reason: str) -> None:
     if IN_CI:

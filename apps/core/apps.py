@@ -10,9 +10,11 @@ class CoreConfig(AppConfig):
         from django.db.models.signals import post_migrate
         from django.test.signals import setting_changed
 
+        from . import checks
         from .jobs import forget_connections
 
         setting_changed.connect(forget_connections)
+        checks.register()
         post_migrate.connect(_roles_sync, dispatch_uid="nudge-roles")
 
 

@@ -158,6 +158,8 @@ def app_env(cfg: Target, log_level: str) -> dict[str, str]:
         DATABASE_URL=cfg.database_url,
         REDIS_URL=cfg.redis_url,
         DEBUG="0",
+        # with DEBUG off the app refuses its built-in development key (nudge.E001)
+        SECRET_KEY=os.environ.get("SECRET_KEY") or "nudge-bench-key-not-a-secret",
         LOG_LEVEL=log_level,
         # The limiter still runs (a Redis round trip per request); it just never says
         # 429 at the rates a benchmark reaches.

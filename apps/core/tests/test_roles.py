@@ -160,6 +160,7 @@ def _fill_the_rest() -> None:
         WebhookDelivery,
         Workflow,
     )
+    from apps.workflows.steps.webhook import webhook_signing_secret
 
     now = clock.now()
     contact = Contact.objects.order_by("pk").first()
@@ -177,6 +178,7 @@ def _fill_the_rest() -> None:
         last_failed_at=now,
     )
     Segment.objects.create(name="Everyone", condition={})
+    webhook_signing_secret()  # (generated on first use)
     ScoringRule.objects.create(name="Views", event_name="Product Viewed", points=1)
     enrollment = Enrollment.objects.filter(workflow=workflow).first()
     if enrollment is None:

@@ -197,9 +197,9 @@ def test_the_tick_re_enqueues_events_that_redis_lost(browser_source, run_jobs):
     )
 
 
-def test_healthz_reports_the_backlog_and_queues(client, browser_source):
+def test_healthz_reports_the_backlog_and_queues(admin_client, browser_source):
     _ingest(browser_source)
-    report = client.get("/healthz").json()
+    report = admin_client.get("/healthz").json()  # details for staff only
     assert report["database"]["ok"] and report["redis"]["ok"]
     assert report["redis"]["queues"]["events"] == 1
     assert report["backlog"]["events"]["due"] == 3
@@ -207,7 +207,7 @@ def test_healthz_reports_the_backlog_and_queues(client, browser_source):
 
 
 def test_healthz_counts_dead_lettered_events_and_warns(
-    client, browser_source, settings, failing_for
+    admin_client, browser_source, settings, failing_for
 ):
     # given one event dead-lettered
     settings.NUDGE_EVENT_MAX_ATTEMPTS = 1
@@ -215,7 +215,7 @@ def test_healthz_counts_dead_lettered_events_and_warns(
         result = _ingest_named(browser_source, "poison")
         events_process(event_ids=result.event_ids)
     # then
-    response = client.get("/healthz")
+    response = admin_client.get("/healthz")
     report = response.json()
     assert response.status_code == 200
     assert report["dead_letters"]["events"] == 1

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core import clock, jobs, outbound
+from apps.core.secrets import stored_secret
 
 from ..models import WebhookDelivery
 from .base import Outcome, StepContext, StepType, register_step
@@ -40,10 +41,25 @@ RESPONSE_KEEP = 2000
 CLAIM_MARGIN_SECONDS = 30
 
 
+# The name of the stored secret, when NUDGE_WEBHOOK_SECRET is not set.
+SECRET_NAME = "webhook"  # noqa: S105 - a name, not a secret
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+
+
+def webhook_signing_secret() -> str:
+    """The secret receivers are given: NUDGE_WEBHOOK_SECRET, or one generated and
+    stored on first use. Never derived from SECRET_KEY, which receivers could then
+    use to forge sessions, signed links and unsubscribe tokens. Read on every
+    delivery (one indexed row), so a rotation reaches every worker at once."""
+    return settings.NUDGE_WEBHOOK_SECRET or stored_secret(
+        name=SECRET_NAME, prefix=SECRET_PREFIX
+    )
+
+
 def signature(body: bytes, timestamp: int) -> str:
     """``t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">``: receivers recompute it with
     the shared secret and reject old timestamps (replays)."""
-    secret = settings.NUDGE_WEBHOOK_SECRET.encode()
+    secret = webhook_signing_secret().encode()
     mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 

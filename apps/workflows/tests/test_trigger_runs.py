@@ -357,7 +357,7 @@ def test_neither_the_tick_nor_a_chunk_holds_a_contact_that_ingestion_updates(
                 Contact.objects.filter(pk=contact.pk).update(last_seen_at=clock.now())
         finally:
             with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = 0")
+                cursor.execute("RESET lock_timeout")  # the configured one
             done.set()
             thread.join()
 
@@ -435,7 +435,7 @@ def _lock_timeout(seconds: int) -> Iterator[None]:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = 0")
+            cursor.execute("RESET lock_timeout")  # the configured one
 
 
 @pytest.mark.django_db(transaction=True)

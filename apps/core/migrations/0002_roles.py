@@ -18,6 +18,7 @@ def create_roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
+        ("core", "0001_signing_secret"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("contacts", "0002_suppressed_addresses"),
