@@ -41,4 +41,7 @@ def invalid_payload(errors: list[dict[str, Any]]) -> dict[str, Any]:
 def api_error(exc: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, body and extra headers for a refused call (400, 401, 403, 413, 429)."""
     headers = {"Retry-After": "1"} if exc.status == 429 else {}
-    return exc.status, {"error": exc.message}, headers
+    body: dict[str, Any] = {"error": exc.message}
+    if detail := getattr(exc, "detail", None):
+        body["detail"] = detail
+    return exc.status, body, headers

@@ -14,7 +14,13 @@ from typing import Annotated, Any, Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    model_validator,
+)
 
 from apps.contacts.identity import CONSENT_TRAIT
 from apps.contacts.models import ConsentStatus
@@ -40,13 +46,39 @@ RequiredId = Annotated[
 ]
 
 
+# Client times (timestamp, originalTimestamp, sentAt) are taken within these bounds.
+# The clock-skew correction (ingestion.event_timestamp) adds one client time's
+# distance from another to the arrival time: within the range that stays a valid
+# datetime. PostgreSQL's timestamptz refuses UTC offsets beyond 15:59; Python's go
+# to 23:59.
+EARLIEST_CLIENT_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST_CLIENT_TIME = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+MAX_UTC_OFFSET = dt.timedelta(hours=15, minutes=59)
+
+
+def _storable_time(value: dt.datetime) -> dt.datetime:
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError("the UTC offset must be within -15:59 and +15:59")
+    aware = value if offset is not None else value.replace(tzinfo=dt.UTC)
+    if not EARLIEST_CLIENT_TIME <= aware < LATEST_CLIENT_TIME:
+        raise ValueError(
+            f"must be from {EARLIEST_CLIENT_TIME:%Y-%m-%d} and before "
+            f"{LATEST_CLIENT_TIME:%Y-%m-%d} (UTC)"
+        )
+    return value
+
+
+ClientTime = Annotated[dt.datetime, AfterValidator(_storable_time)]
+
+
 class Message(BaseModel):
     messageId: Annotated[str, Field(max_length=100)] | None = None
     anonymousId: Id = None
     userId: Id = None
-    timestamp: dt.datetime | None = None
-    originalTimestamp: dt.datetime | None = None
-    sentAt: dt.datetime | None = None
+    timestamp: ClientTime | None = None
+    originalTimestamp: ClientTime | None = None
+    sentAt: ClientTime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
 
@@ -132,7 +164,7 @@ class Batch(BaseModel):
     batch: Annotated[list[AnyMessage], Field(min_length=1)]
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
-    sentAt: dt.datetime | None = None
+    sentAt: ClientTime | None = None
 
 
 class Accepted(BaseModel):
