@@ -4,6 +4,13 @@ and the tracking calls' WSGI door (apps/events/wsgi.py), so both say the same th
 from typing import Any
 
 from .auth import ApiError
+from .schemas import Problem
+
+# What an authenticated call may answer besides its success, for the OpenAPI
+# schema: a bad body (400, also for a body that is not JSON or not an object), no or
+# an unknown key (401), a key not allowed here (403), a body or event too large
+# (413), the key's rate limit (429, with Retry-After).
+ERROR_RESPONSES = {400: Problem, 401: Problem, 403: Problem, 413: Problem, 429: Problem}
 
 _MESSAGE_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
 

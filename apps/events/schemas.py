@@ -18,7 +18,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -38,12 +40,50 @@ def _id_to_str(value: Any) -> Any:
     return value
 
 
+# What the schema says of ids is what _id_to_str takes: a string or a number (kept
+# as its decimal text); a blank string is no id. Pydantic would describe the
+# string they become, not what a client may send.
+_ID_DESCRIPTION = (
+    "A string, or a number (stored as its decimal text). A blank string is no id."
+)
+_ID_STRING = {"type": "string", "maxLength": 255}
 Id = Annotated[
-    Annotated[str, Field(max_length=255)] | None, BeforeValidator(_id_to_str)
+    Annotated[str, Field(max_length=255)] | None,
+    BeforeValidator(_id_to_str),
+    WithJsonSchema(
+        {
+            "anyOf": [_ID_STRING, {"type": "number"}, {"type": "null"}],
+            "description": _ID_DESCRIPTION,
+        }
+    ),
 ]
 RequiredId = Annotated[
-    str, BeforeValidator(_id_to_str), Field(min_length=1, max_length=255)
+    str,
+    BeforeValidator(_id_to_str),
+    Field(min_length=1, max_length=255),
+    WithJsonSchema(
+        {
+            "anyOf": [{**_ID_STRING, "pattern": "\\S"}, {"type": "number"}],
+            "description": _ID_DESCRIPTION,
+        }
+    ),
 ]
+
+
+def _sender_required(schema: dict[str, Any]) -> None:
+    """The schema of _someone_sent_it: userId or anonymousId, not null, not blank."""
+    schema["anyOf"] = [
+        {
+            "required": [name],
+            "properties": {
+                name: {
+                    "anyOf": [{"type": "string", "pattern": "\\S"}, {"type": "number"}]
+                }
+            },
+        }
+        for name in ("userId", "anonymousId")
+    ]
+    schema["description"] = "Either userId or anonymousId is required."
 
 
 # Client times (timestamp, originalTimestamp, sentAt) are taken within these bounds.
@@ -73,6 +113,8 @@ ClientTime = Annotated[dt.datetime, AfterValidator(_storable_time)]
 
 
 class Message(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_sender_required)
+
     messageId: Annotated[str, Field(max_length=100)] | None = None
     anonymousId: Id = None
     userId: Id = None
@@ -150,6 +192,9 @@ class Group(Message):
 
 
 class Alias(Message):
+    # userId and previousId are required by their own types.
+    model_config = ConfigDict(json_schema_extra=None)
+
     type: Literal["alias"] = "alias"
     previousId: RequiredId
     userId: RequiredId
@@ -173,6 +218,15 @@ class Accepted(BaseModel):
     duplicates: int
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="where, e.g. batch[2].properties.price")
+    message: str
+
+
 class Problem(BaseModel):
-    error: str
-    detail: list[dict[str, Any]] | str | None = None
+    """The body of every refused call (4xx)."""
+
+    error: str = Field(description="what is wrong, in a sentence")
+    detail: list[FieldProblem] | None = Field(
+        default=None, description="each wrong field (400 only)"
+    )
