@@ -109,7 +109,21 @@ def _storable_time(value: dt.datetime) -> dt.datetime:
     return value
 
 
-ClientTime = Annotated[dt.datetime, AfterValidator(_storable_time)]
+ClientTime = Annotated[
+    dt.datetime,
+    AfterValidator(_storable_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^(19[7-9][0-9]|2[01][0-9][0-9])-",
+            "description": (
+                "ISO 8601, from 1970-01-01 and before 2200-01-01 (UTC), with a UTC "
+                "offset within -15:59 and +15:59 (none is UTC)."
+            ),
+        }
+    ),
+]
 
 
 class Message(BaseModel):

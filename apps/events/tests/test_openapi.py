@@ -85,3 +85,12 @@ def test_every_operation_documents_its_refusals_and_their_body(openapi):
             assert openapi["components"]["securitySchemes"][scheme]["scheme"] == (
                 "basic"
             )
+
+
+def test_the_schema_bounds_client_times_as_the_api_does(openapi):
+    call = {"event": "x", "anonymousId": "a"}
+    assert valid(openapi, "Track", {**call, "timestamp": "2026-03-01T12:00:00Z"})
+    assert not valid(openapi, "Track", {**call, "timestamp": "1969-12-31T23:59:59Z"})
+    assert not valid(openapi, "Track", {**call, "sentAt": "2200-01-01T00:00:00Z"})
+    description = openapi["components"]["schemas"]["Track"]["properties"]["sentAt"]
+    assert "+15:59" in str(description)
