@@ -277,6 +277,9 @@ NUDGE_MAILGUN_WEBHOOK_MAX_AGE_SECONDS = envint(
 # Segment's own limits: 32 KB per call, 500 KB per batch.
 NUDGE_MAX_EVENT_BYTES = envint("NUDGE_MAX_EVENT_BYTES", 32 * 1024)
 NUDGE_MAX_BATCH_BYTES = envint("NUDGE_MAX_BATCH_BYTES", 500 * 1024)
+# Issue 13, item 14: how deep an API body may nest objects and arrays (the body is
+# level 1); deeper is refused with a 400 naming the field (apps/core/json_input.py).
+NUDGE_MAX_JSON_DEPTH = envint("NUDGE_MAX_JSON_DEPTH", 32)
 # Requests per second per write key before 429; a Source can override it.
 NUDGE_RATE_LIMIT_PER_SECOND = envint("NUDGE_RATE_LIMIT_PER_SECOND", 2000)
 # Issue 13, item 6: a browser key's calls per client address (a `limits` string,

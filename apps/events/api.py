@@ -3,6 +3,7 @@ batch, and the one-letter paths analytics.js uses."""
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -14,17 +15,38 @@ from .auth import authenticate_write_key, check_event_size, read_json_body
 from .clients import client_ip
 from .ingestion import events_ingest
 from .models import Source
+from .problems import ERROR_RESPONSES
 
-router = Router(tags=["tracking"], auth=authenticate_write_key)
 
-ERRORS = {
-    400: schemas.Problem,
-    401: schemas.Problem,
-    403: schemas.Problem,
-    413: schemas.Problem,
-    429: schemas.Problem,
-}
-RESPONSES = {200: schemas.Accepted, **ERRORS}
+class KeyAuth:
+    """A ninja auth callable the OpenAPI schema describes (ninja describes only
+    those with an ``openapi_security_schema``, by their class name): the write key
+    as the HTTP Basic user name, or ``writeKey`` in the body."""
+
+    description = ""
+
+    def __init__(self, check: Callable[[HttpRequest], Source]) -> None:
+        self.check = check
+        self.openapi_security_schema = {
+            "type": "http",
+            "scheme": "basic",
+            "description": self.description,
+        }
+
+    def __call__(self, request: HttpRequest) -> Source:
+        return self.check(request)
+
+
+class WriteKey(KeyAuth):
+    description = (
+        "A source's write key as the user name, with an empty password; browsers' "
+        "beacons, which cannot set headers, send it as `writeKey` in the body."
+    )
+
+
+router = Router(tags=["tracking"], auth=WriteKey(authenticate_write_key))
+
+RESPONSES = {200: schemas.Accepted, **ERROR_RESPONSES}
 
 
 # Each call's path under /api/v1/ (Segment's names and analytics.js's short ones) and

@@ -20,6 +20,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from ninja.parser import Parser
 
+from apps.core.json_input import JsonInputError, check_json_input
 from apps.core.redis import redis_connection
 
 from .clients import client_ip, client_within_limit
@@ -36,6 +37,14 @@ class ApiError(Exception):
 
 class BadRequest(ApiError):
     status = 400
+
+
+class InvalidField(BadRequest):
+    """A 400 that names the wrong field, as a validation error's does."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"invalid payload: {field}: {message}")
+        self.detail = [{"field": field, "message": message}]
 
 
 class Unauthorized(ApiError):
@@ -102,6 +111,11 @@ def parse_body(raw: bytes, *, gzipped: bool) -> dict[str, Any]:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
+    try:
+        # No NUL characters and no deep nesting, whatever the call (issue 13).
+        check_json_input(data, raw=raw, max_depth=settings.NUDGE_MAX_JSON_DEPTH)
+    except JsonInputError as exc:
+        raise InvalidField(exc.field, exc.message) from None
     return data
 
 

@@ -4,6 +4,13 @@ and the tracking calls' WSGI door (apps/events/wsgi.py), so both say the same th
 from typing import Any
 
 from .auth import ApiError
+from .schemas import Problem
+
+# What an authenticated call may answer besides its success, for the OpenAPI
+# schema: a bad body (400, also for a body that is not JSON or not an object), no or
+# an unknown key (401), a key not allowed here (403), a body or event too large
+# (413), the key's rate limit (429, with Retry-After).
+ERROR_RESPONSES = {400: Problem, 401: Problem, 403: Problem, 413: Problem, 429: Problem}
 
 _MESSAGE_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
 
@@ -41,4 +48,7 @@ def invalid_payload(errors: list[dict[str, Any]]) -> dict[str, Any]:
 def api_error(exc: ApiError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, body and extra headers for a refused call (400, 401, 403, 413, 429)."""
     headers = {"Retry-After": "1"} if exc.status == 429 else {}
-    return exc.status, {"error": exc.message}, headers
+    body: dict[str, Any] = {"error": exc.message}
+    if detail := getattr(exc, "detail", None):
+        body["detail"] = detail
+    return exc.status, body, headers

@@ -5,7 +5,10 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
+from apps.events.api import KeyAuth
 from apps.events.auth import authenticate_write_key
+from apps.events.problems import ERROR_RESPONSES
+from apps.events.schemas import Problem
 
 from .models import Segment
 from .services import contacts_by_keys, segment_add_contacts, segment_remove_contacts
@@ -23,6 +26,13 @@ def authenticate_server_key(request: HttpRequest):
     return source
 
 
+class ServerKey(KeyAuth):
+    description = "A server source's secret write key as the user name (a browser's public key gets 403), with an empty password."
+
+
+server_key = ServerKey(authenticate_server_key)
+
+
 class MembersIn(Schema):
     add: list[str] = Field(default_factory=list, max_length=MAX_KEYS)
     remove: list[str] = Field(default_factory=list, max_length=MAX_KEYS)
@@ -37,8 +47,13 @@ class MembersOut(Schema):
 
 @router.post(
     "/segments/{segment_id}/members",
-    auth=authenticate_server_key,
-    response={200: MembersOut},
+    auth=server_key,
+    response={
+        200: MembersOut,
+        **ERROR_RESPONSES,
+        404: Problem,  # no such segment
+        409: Problem,  # a dynamic segment: its condition decides its members
+    },
     summary="Add or remove contacts (by email or user id) in a static list",
 )
 def change_members(request: HttpRequest, segment_id: int, payload: MembersIn):

@@ -6,7 +6,9 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from apps.contacts.models import Contact
-from apps.segments.api import authenticate_server_key
+from apps.events.problems import ERROR_RESPONSES
+from apps.events.schemas import Problem
+from apps.segments.api import server_key
 from apps.segments.services import contacts_by_keys
 
 from .models import Workflow
@@ -29,8 +31,13 @@ class EnrollOut(Schema):
 
 @router.post(
     "/workflows/{workflow_id}/enroll",
-    auth=authenticate_server_key,
-    response={200: EnrollOut},
+    auth=server_key,
+    response={
+        200: EnrollOut,
+        **ERROR_RESPONSES,
+        404: Problem,  # no such workflow
+        409: Problem,  # the workflow is not active
+    },
     summary="Enroll contacts (by email or user id) in a workflow",
 )
 def enroll(request: HttpRequest, workflow_id: int, payload: EnrollIn):

@@ -1,5 +1,6 @@
 import contextlib
 
+import httpx
 import psycopg
 import pytest
 from django.db import connection
@@ -68,3 +69,17 @@ def contended_for(require_postgres):
     PostgreSQL's lock_timeout gives up (LockNotAvailable, an OperationalError):
     what a deadlock or a statement timeout looks like to the handler."""
     return _contended_for
+
+
+@pytest.fixture(params=["door", "django"])
+def api(request):
+    """Each test runs against both doors: config/wsgi.py's (the tracking calls served
+    by apps/events/wsgi.py) and Django's alone (ninja, as under ASGI)."""
+    server = request.getfixturevalue(
+        "live_server" if request.param == "door" else "django_live_server"
+    )
+    # what pytest-django's helper does for a test that names live_server itself
+    settings = request.getfixturevalue("settings")
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
+    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=10) as client:
+        yield client

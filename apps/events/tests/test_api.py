@@ -6,27 +6,12 @@ import json
 import uuid
 
 import django_rq
-import httpx
 import pytest
 
 from apps.contacts.models import Contact
 from apps.events.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(params=["door", "django"])
-def api(request):
-    """Each test runs against both doors: config/wsgi.py's (the tracking calls served
-    by apps/events/wsgi.py) and Django's alone (ninja, as under ASGI)."""
-    server = request.getfixturevalue(
-        "live_server" if request.param == "door" else "django_live_server"
-    )
-    # what pytest-django's helper does for a test that names live_server itself
-    settings = request.getfixturevalue("settings")
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
-    with httpx.Client(base_url=f"{server.url}/api/v1", timeout=10) as client:
-        yield client
 
 
 def track(event="product_viewed", anonymous_id="anon-1", **extra):

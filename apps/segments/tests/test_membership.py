@@ -220,3 +220,17 @@ def test_static_lists_over_the_api(
         auth=(server_source.key, ""),
     )
     assert response.status_code == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_static_list_keys_with_a_nul_character_get_400_naming_it(
+    live_server, server_source
+):
+    static = Segment.objects.create(name="Beta", kind=Segment.Kind.STATIC)
+    response = httpx.post(
+        f"{live_server.url}/api/v1/segments/{static.pk}/members",
+        json={"remove": ["\x00"]},
+        auth=(server_source.key, ""),
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["field"] == "remove[0]"

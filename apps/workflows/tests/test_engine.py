@@ -358,6 +358,32 @@ def test_enrolling_over_the_api(
     )
 
 
+def test_enrolling_over_the_api_with_a_nul_character_gets_400_naming_it(
+    live_server, server_source, make_workflow
+):
+    # given an active workflow
+    workflow = make_workflow(
+        "Manual",
+        trigger={"type": "manual"},
+        steps=[{"key": "hold", "type": "wait", "config": {"duration": {"days": 1}}}],
+    )
+    # when a key holds a NUL, which PostgreSQL cannot compare
+    response = httpx.post(
+        f"{live_server.url}/api/v1/workflows/{workflow.pk}/enroll",
+        json={"contacts": ["ada@example.com", "ada\x00@example.com"]},
+        auth=(server_source.key, ""),
+    )
+    # then
+    assert response.status_code == 400
+    assert response.json()["detail"] == [
+        {
+            "field": "contacts[1]",
+            "message": "contains a NUL character (\\u0000), which cannot be stored",
+        }
+    ]
+    assert not Enrollment.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("steps", "error"),
     [
