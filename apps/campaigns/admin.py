@@ -161,7 +161,12 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         ]
 
     def render_change_form(self, request, context, *args, **kwargs):
-        context["sample_contacts"] = sample_contacts()
+        # Real contacts to render for: only for those who may see contacts.
+        context["sample_contacts"] = (
+            sample_contacts()
+            if request.user.has_perm("contacts.view_contact")
+            else Contact.objects.none()
+        )
         context["preview_url"] = reverse("admin:campaigns_emailtemplate_preview")
         return super().render_change_form(request, context, *args, **kwargs)
 

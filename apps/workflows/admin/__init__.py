@@ -171,9 +171,12 @@ class WorkflowAdmin(admin.ModelAdmin):
             older = workflow.enrollments.filter(status__in=Enrollment.RUNNING).exclude(
                 version=workflow.current_version
             )
+            # The runs name their contacts: only for those who may see contacts.
+            sees_contacts = request.user.has_perm("contacts.view_contact")
             extra_context = {
                 **(extra_context or {}),
-                "recent_runs": runs,
+                "sees_contacts": sees_contacts,
+                "recent_runs": runs if sees_contacts else [],
                 "older_version_runs": older.count(),
             }
         return super().change_view(request, object_id, form_url, extra_context)
