@@ -20,14 +20,13 @@ own engine) takes a network backend, which is exactly the place to resolve, chec
 and connect in one step, so this module is that backend and little else.
 """
 
-import base64
 import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpcore
 import httpx
@@ -37,6 +36,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 CONNECT_TIMEOUT_SECONDS = 5
+# What stays as typed in a path or query; the rest (non-ASCII, spaces) is
+# percent-encoded.
+URL_SAFE = "/%:@!$&'()*+,;=-._~?"
 
 # NAT64 (RFC 6052) carries an IPv4 address in its last 32 bits, and a DNS64 resolver
 # answers with such addresses on IPv6-only networks: judge the IPv4 address inside.
@@ -146,6 +148,9 @@ def url_refusal(url: str, *, allowed: AllowList) -> str | None:
         port = 0
     if port == 0:
         return "the port must be a number from 1 to 65535"
+    if parts.username is not None or parts.password is not None:
+        # It would be shown wherever the URL is (the diagram, runs, deliveries).
+        return "a URL without user:password@ (receivers verify the signature)"
     host = parts.hostname
     try:
         _idna(host)
@@ -207,22 +212,21 @@ def post(
         resolve=resolve or resolve_host,
         deadline=time.monotonic() + timeout,
     )
+    host = _idna(parts.hostname)
+    # A path or query typed with non-ASCII characters goes percent-encoded.
+    path = quote(parts.path or "/", safe=URL_SAFE)
+    query = quote(parts.query, safe=URL_SAFE)
     target = httpcore.URL(
         scheme=parts.scheme.encode(),
-        host=_idna(parts.hostname),
+        host=host,
         port=parts.port,
-        target=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        target=path + (f"?{query}" if query else ""),
     )
     sent_headers = {
-        "Host": parts.netloc.rpartition("@")[2],
+        "Host": _host_header(host.decode("ascii"), parts.port),
         "Content-Length": str(len(body)),
         **headers,
     }
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        sent_headers["Authorization"] = "Basic " + base64.b64encode(
-            credentials.encode()
-        ).decode("ascii")
     timeouts = {
         "connect": min(CONNECT_TIMEOUT_SECONDS, timeout),
         "read": timeout,
@@ -247,6 +251,10 @@ def post(
             answer, truncated = _read(response, max_bytes)
             return Response(response.status, answer, truncated)
     except _TRANSPORT_ERRORS as exc:
+        raise OutboundError(f"{type(exc).__name__}: {exc}") from exc
+    except Refused:
+        raise
+    except Exception as exc:  # anything else about this call: a failed attempt
         raise OutboundError(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -373,6 +381,11 @@ def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
     if address in NAT64:
         return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
     return []
+
+
+def _host_header(host: str, port: int | None) -> str:
+    name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+    return name + (f":{port}" if port else "")
 
 
 def _idna(host: str) -> bytes:

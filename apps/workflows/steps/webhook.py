@@ -194,6 +194,13 @@ def _claim(delivery_id: int) -> WebhookDelivery | None:
         )
         if delivery is None:
             return None
+        if delivery.attempts > len(RETRY_DELAYS):
+            # Its attempts are spent, yet it is pending: the worker of its last one
+            # died before recording it (or kept crashing). Never a call more.
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.error = delivery.error or "attempts spent without an answer"
+            delivery.save(update_fields=["status", "error"])
+            return None
         delivery.attempts += 1
         delivery.next_attempt_at = now + dt.timedelta(
             seconds=settings.NUDGE_WEBHOOK_TIMEOUT_SECONDS + CLAIM_MARGIN_SECONDS

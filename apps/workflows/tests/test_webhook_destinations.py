@@ -300,6 +300,10 @@ def test_no_row_lock_is_held_while_the_receiver_answers(
         ),
         ("http://[::1]/hook", "::1 is a loopback address"),
         ("http://2130706433/hook", "2130706433 is a loopback address"),
+        (
+            "https://crm:s3cret@hooks.example.com/hook",
+            "a URL without user:password@",
+        ),
     ],
 )
 def test_saving_a_webhook_to_a_non_public_address_says_why(url, error, settings):
@@ -349,3 +353,44 @@ def test_the_answer_is_shown_only_to_those_who_may_edit_the_workflow(
     # when one who may edit workflows looks, then it is
     client.force_login(staff("editor", "view_webhookdelivery", "change_workflow"))
     assert b"internal-data" in client.get(page).content
+
+
+def test_a_path_with_non_ascii_characters_is_delivered_percent_encoded(
+    receivers, post_to, settings, frozen_clock
+):
+    # given an allow-listed receiver, and a URL typed with an accented path
+    receiver = receivers(answer=_ok_with_path)
+    settings.NUDGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    # when the step posts to it, then it is delivered, once, to the encoded path
+    delivery = post_to(f"http://127.0.0.1:{receiver.port}/café?q=thé")
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert receiver.paths == ["/caf%C3%A9?q=th%C3%A9"]
+
+
+def test_a_delivery_whose_attempts_are_spent_is_failed_not_sent_again(
+    receivers, post_to, settings, frozen_clock
+):
+    # given a delivery still pending with every attempt spent (its last worker died
+    # before it could record the answer)
+    from apps.workflows.steps.webhook import RETRY_DELAYS, webhook_deliver
+
+    receiver = receivers()
+    settings.NUDGE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    delivery = post_to(f"http://127.0.0.1:{receiver.port}/hook")
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status=WebhookDelivery.Status.PENDING,
+        attempts=len(RETRY_DELAYS) + 1,
+        next_attempt_at=delivery.created_at,
+    )
+    calls = len(receiver.calls)
+    # when a worker takes it again
+    webhook_deliver(delivery_id=delivery.pk)
+    # then it is failed with why, and the receiver got no further call
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.FAILED
+    assert len(receiver.calls) == calls
+
+
+def _ok_with_path(handler):
+    handler.server.paths = [*getattr(handler.server, "paths", []), handler.path]
+    _ok(handler)
