@@ -142,7 +142,9 @@ def view_in_browser(request: HttpRequest, token: str) -> HttpResponse:
     link = _resolve(token, VIEW_SALT)
     if link is None or link.message is None:
         return _invalid_link()
-    rendered = message_render(link.message)
+    # A test's link (a test send, or admin's view of a message) shows the email
+    # with links that change nothing, as the copy it came from had.
+    rendered = message_render(link.message, inert=link.is_test)
     response = HttpResponse(rendered.html)
     # Marketer HTML on our origin: no scripts, no forms, no plugins.
     response["Content-Security-Policy"] = "sandbox; script-src 'none'"

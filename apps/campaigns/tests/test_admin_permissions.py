@@ -40,6 +40,8 @@ def _tokens(html: str) -> list:
 def test_the_message_page_hands_out_no_live_link_and_only_to_who_may_send(
     template, contact
 ):
+    template.layout = None  # the default layout: it has a "view in browser" link
+    template.save()
     message, _ = message_create(contact=contact, template=template)
     page_url = f"/admin/campaigns/message/{message.pk}/change/"
     # (the email as it goes out carries a live unsubscribe link)
@@ -58,6 +60,12 @@ def test_the_message_page_hands_out_no_live_link_and_only_to_who_may_send(
     assert "your cart is waiting" in shown
     tokens = _tokens(shown)
     assert tokens and all(token.is_test for token in tokens)
+    # and its "view in browser" link shows the email with inert links as well
+    view_link = re.search(r"/e/m/[^/\"'&<\s]+/", shown).group(0)
+    in_browser = Client().get(view_link).content.decode()
+    assert "Hello Ada" in in_browser
+    shown_there = _tokens(in_browser)
+    assert shown_there and all(token.is_test for token in shown_there)
 
 
 def test_only_who_may_change_messages_can_send_an_uncertain_one_again(
