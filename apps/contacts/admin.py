@@ -137,11 +137,11 @@ class ContactAdmin(admin.ModelAdmin):
         # Other apps add actions ("add to a static list", "enroll in a workflow").
         return contact_actions()
 
-    def get_actions(self, request):
+    def get_actions(self, request, action_location=ActionLocation.CHANGE_LIST):
         return {
-            name: entry
-            for name, entry in super().get_actions(request).items()
-            if request.user.has_perms(getattr(entry[0], "needs", ()))
+            name: action
+            for name, action in super().get_actions(request, action_location).items()
+            if request.user.has_perms(getattr(action.func, "needs", ()))
         }
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

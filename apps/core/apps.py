@@ -19,11 +19,13 @@ class CoreConfig(AppConfig):
 
 
 def _roles_sync(sender, apps=None, **kwargs) -> None:
-    # After every app's permissions exist (post_migrate runs once per app: the
-    # last one sees them all); also after a flush (tests), which sends no apps.
-    if sender.label == "workflows":
-        from django.apps import apps as installed
+    # After every app's permissions exist: post_migrate is sent once per installed
+    # app, in order, after their permissions are made, so at the last app's they
+    # all are. Also after a flush (tests), which sends no apps.
+    from django.apps import apps as installed
 
-        from .roles import roles_sync
+    if sender.name != list(installed.get_app_configs())[-1].name:
+        return
+    from .roles import roles_sync
 
-        roles_sync(apps or installed)
+    roles_sync(apps or installed)

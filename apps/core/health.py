@@ -49,27 +49,44 @@ def dead_letter_probes() -> dict[str, DeadLetterProbe]:
 # -- the report -----------------------------------------------------------------------
 
 
-def health_report() -> dict:
-    """Whether PostgreSQL and Redis answer, queue depths, the oldest due work and the
-    dead letters. "error" when either store does not answer; "warning" when work needs
-    someone's attention. Failures are logged in full; the report names only their
-    type and message."""
+def health_report(*, details: bool = True) -> dict:
+    """Whether PostgreSQL and Redis answer, and with ``details`` queue depths, the
+    oldest due work and the dead letters. "error" when either store does not answer;
+    "warning" when work needs someone's attention. Failures are logged in full; the
+    report names only their type and message. Without details (anyone's /healthz)
+    only the two stores are asked: one SELECT and one PING, nothing an outsider can
+    make expensive."""
     report: dict = {"status": "ok", "warnings": []}
     report["database"] = _database()
-    report["redis"] = _redis(report["warnings"])
+    report["redis"] = _redis(report["warnings"], details=details)
     if not (report["database"]["ok"] and report["redis"]["ok"]):
         report["status"] = "error"
-    if report["database"]["ok"]:
+    if details and report["database"]["ok"]:
         now = clock.now()
-        backlog = {}
-        for name, probe in backlog_probes().items():
-            count, oldest = probe(now)
-            backlog[name] = {"due": count, "oldest_due_seconds": _age(now, oldest)}
-        report["backlog"] = backlog
+        report["backlog"] = {
+            name: _probed(name, lambda p=probe: _backlog(p, now), report["warnings"])
+            for name, probe in backlog_probes().items()
+        }
         report["dead_letters"] = _dead_letter_counts(report["warnings"])
     if report["warnings"] and report["status"] == "ok":
         report["status"] = "warning"
     return report
+
+
+def _backlog(probe: BacklogProbe, now: dt.datetime) -> dict:
+    count, oldest = probe(now)
+    return {"due": count, "oldest_due_seconds": _age(now, oldest)}
+
+
+def _probed(name: str, probe: Callable[[], object], warnings: list[str]) -> object:
+    """A probe's answer, or its error (and a warning): one failing probe does not
+    take the report down with it."""
+    try:
+        return probe()
+    except Exception as exc:
+        logger.exception("healthz: the %s probe failed", name)
+        warnings.append(f"the {name} probe failed: {_described(exc)}")
+        return {"error": _described(exc)}
 
 
 def _database() -> dict:
@@ -82,10 +99,12 @@ def _database() -> dict:
     return {"ok": True, "vendor": connection.vendor}
 
 
-def _redis(warnings: list[str]) -> dict:
+def _redis(warnings: list[str], *, details: bool) -> dict:
     try:
         redis = redis_connection()
         redis.ping()
+        if not details:
+            return {"ok": True}
         queues = {
             name: django_rq.get_queue(name).count for name in settings.NUDGE_QUEUES
         }
@@ -120,12 +139,15 @@ def _age(now: dt.datetime, oldest: dt.datetime | None) -> float | None:
     return round((now - oldest).total_seconds(), 1) if oldest else None
 
 
-def _dead_letter_counts(warnings: list[str]) -> dict[str, int]:
+def _dead_letter_counts(warnings: list[str]) -> dict[str, int | dict]:
     """Each app's count of work set aside after failing too often; a warning for
     each that has some (nothing retries it until someone does)."""
-    counts = {name: probe() for name, probe in dead_letter_probes().items()}
+    counts = {
+        name: _probed(name, probe, warnings)
+        for name, probe in dead_letter_probes().items()
+    }
     for name, count in counts.items():
-        if count:
+        if isinstance(count, int) and count:
             warnings.append(
                 f"{name}: {count} dead-lettered (failed too often and set aside); "
                 "see them in admin and retry them once the cause is fixed"

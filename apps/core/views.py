@@ -20,9 +20,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse(
             {"error": "this bearer token is not NUDGE_HEALTH_TOKEN"}, status=401
         )
-    report = health_report()
+    details = bearer is not None or request.user.is_staff
+    report = health_report(details=details)
     status = 503 if report["status"] == "error" else 200
-    if bearer is None and not request.user.is_staff:
+    if not details:
         return JsonResponse(
             {"status": "ok" if status == 200 else "error"}, status=status
         )

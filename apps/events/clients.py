@@ -91,6 +91,26 @@ def check_client_limits(app_configs=None, **kwargs) -> list[checks.CheckMessage]
         client_limits(settings.NUDGE_RATE_LIMIT_PER_IP)
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="nudge.E601")]
+    behind_a_proxy = settings.SECURE_PROXY_SSL_HEADER or settings.SITE_URL.startswith(
+        "https://"
+    )
+    if (
+        settings.NUDGE_RATE_LIMIT_PER_IP
+        and behind_a_proxy
+        and not settings.NUDGE_TRUSTED_PROXY_HEADER
+    ):
+        # Every visitor would come from the proxy's address and share its window:
+        # the whole site held to one client's rate.
+        return [
+            checks.Warning(
+                "browser calls are limited per client address, and none is read "
+                "from a proxy header",
+                hint="Behind a proxy or load balancer set NUDGE_TRUSTED_PROXY_HEADER "
+                "(e.g. X-Forwarded-For), or every visitor shares the proxy's "
+                "address and NUDGE_RATE_LIMIT_PER_IP; served directly, ignore this.",
+                id="nudge.W601",
+            )
+        ]
     return []
 
 

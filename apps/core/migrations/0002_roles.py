@@ -1,4 +1,7 @@
-"""The Viewer, Marketer and Admin roles (apps/core/roles.py)."""
+"""The Viewer, Marketer and Admin roles (apps/core/roles.py).
+
+It syncs with the roles as defined now, not as they were when it was written, on
+purpose: every ``migrate`` does the same afterwards (post_migrate), and only adds."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations

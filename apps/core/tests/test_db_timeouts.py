@@ -6,6 +6,7 @@ import runpy
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.backends.postgresql.base import DatabaseWrapper
@@ -22,19 +23,34 @@ def _show(parameter: str, on=connection) -> str:
         return cursor.fetchone()[0]
 
 
-def test_connections_get_the_default_timeouts():
-    assert _show("statement_timeout") == "2min"
-    assert _show("lock_timeout") == "30s"
-    assert _show("idle_in_transaction_session_timeout") == "2min"
+def _configured_connection(monkeypatch, **environment) -> DatabaseWrapper:
+    """A connection made with the settings as read with ``environment`` (and no
+    DB_*_TIMEOUT of the machine's own)."""
+    for name in ("STATEMENT", "LOCK", "IDLE_IN_TRANSACTION"):
+        monkeypatch.delenv(f"DB_{name}_TIMEOUT", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    configured = runpy.run_path(str(settings.BASE_DIR / "config" / "settings.py"))[
+        "DATABASES"
+    ]["default"]
+    return DatabaseWrapper(
+        {**connection.settings_dict, "OPTIONS": configured["OPTIONS"]}, alias="other"
+    )
+
+
+def test_connections_get_the_default_timeouts(monkeypatch):
+    other = _configured_connection(monkeypatch)
+    try:
+        assert _show("statement_timeout", on=other) == "2min"
+        assert _show("lock_timeout", on=other) == "30s"
+        assert _show("idle_in_transaction_session_timeout", on=other) == "2min"
+    finally:
+        other.close()
 
 
 def test_a_statement_longer_than_the_configured_timeout_is_cancelled(monkeypatch):
     # given the settings read with DB_STATEMENT_TIMEOUT=200ms in the environment
-    monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "200ms")
-    configured = runpy.run_path("config/settings.py")["DATABASES"]["default"]
-    other = DatabaseWrapper(
-        {**connection.settings_dict, "OPTIONS": configured["OPTIONS"]}, alias="other"
-    )
+    other = _configured_connection(monkeypatch, DB_STATEMENT_TIMEOUT="200ms")
     try:
         # when a statement runs for longer on a connection made with them
         with pytest.raises(Exception) as raised, other.cursor() as cursor:

@@ -5,6 +5,7 @@ import socket
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 
 from tests.processes import own_redis
 
@@ -111,3 +112,43 @@ def test_an_evicting_redis_is_warned_about(staff_client, settings):
     assert report["redis"]["maxmemory_policy"] == "allkeys-lru"
     assert report["status"] == "warning"
     assert any("noeviction" in warning for warning in report["warnings"])
+
+
+@pytest.fixture
+def probe_registered():
+    """Register a backlog probe for the test (apps register theirs in ready())."""
+    from apps.core import health
+
+    added = []
+
+    def register(name, probe):
+        health.register_backlog(name, probe)
+        added.append(name)
+
+    yield register
+    for name in added:
+        health._probes.pop(name, None)
+
+
+def test_anyone_asks_only_the_two_stores_not_the_backlog(
+    client, staff_client, probe_registered
+):
+    asked = []
+    probe_registered("watched", lambda now: asked.append(now) or (0, None))
+    assert Client().get("/healthz").json() == {"status": "ok"}
+    assert asked == []  # nothing an outsider can make expensive
+    assert staff_client.get("/healthz").json()["backlog"]["watched"]["due"] == 0
+    assert len(asked) == 1
+
+
+def test_a_probe_that_fails_is_reported_not_a_500(staff_client, probe_registered):
+    def broken(now):
+        raise RuntimeError("the table is gone")
+
+    probe_registered("broken", broken)
+    response = staff_client.get("/healthz")
+    assert response.status_code == 200
+    report = response.json()
+    assert report["status"] == "warning"
+    assert report["backlog"]["broken"] == {"error": "RuntimeError: the table is gone"}
+    assert any("broken probe failed" in warning for warning in report["warnings"])
