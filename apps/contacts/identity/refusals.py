@@ -36,3 +36,20 @@ def log_refusals(refusals: Iterable[Refusal]) -> None:
             refusal.reason,
             extra={"contact_id": contact_id, "refused": refusal.what},
         )
+
+
+def email_refusal(*, trusted: bool, is_new: bool, contact, changed: set[str]) -> str:
+    """Why this call may not give ``contact`` the email it names, or "".
+
+    Giving a visitor their first email is identifying, and a browser may do it: for
+    a contact this call creates, or one that was anonymous before it (a user id
+    this call gave, in ``changed``, counts as this call's). Any other change needs a
+    server key: a browser that names a known person's user id (which may be guessed)
+    must not route their email to an address of its choosing."""
+    if trusted or is_new:
+        return ""
+    if contact.email:
+        return "a browser key may not change an email"
+    if contact.external_id and "external_id" not in changed:
+        return "a browser key may not give an email to a contact known by user id"
+    return ""

@@ -22,7 +22,7 @@ from django.db import connection
 from apps.core.db import insert_rows
 
 from ..models import Contact, Identity
-from .refusals import Refusal
+from .refusals import Refusal, email_refusal
 from .rows import Keys, contacts_from_rows, load_rows, load_visitors, lock_identities
 from .traits import (
     CONSENT_TRAIT,
@@ -355,7 +355,12 @@ class IdentityResolver:
             owner = self._lookup(self.by_email, email)
             if owner is not None and owner is not person:
                 return  # the address belongs to another contact; never steal it
-            refused = self._email_refusal(person)
+            refused = email_refusal(
+                trusted=self.trusted,
+                is_new=person.is_new,
+                contact=contact,
+                changed=person.changed,
+            )
             if refused:
                 self.refusals.append(Refusal(contact, "email", refused))
                 return
@@ -364,23 +369,6 @@ class IdentityResolver:
             contact.email = email
             person.changed.add("email")
             self.by_email[email] = person
-
-    def _email_refusal(self, person: _Person) -> str:
-        """Why this call may not give ``person`` the email it names, or "".
-
-        Giving a visitor their first email is identifying, and a browser may do it:
-        for a contact this call creates, or one that was anonymous before it (a
-        user id this call gave counts as this call's). Any other change needs a
-        server key: a browser that names a known person's user id (which may be
-        guessed) must not route their email to an address of its choosing."""
-        if self.trusted or person.is_new:
-            return ""
-        contact = person.contact
-        if contact.email:
-            return "a browser key may not change an email"
-        if contact.external_id and "external_id" not in person.changed:
-            return "a browser key may not give an email to a contact known by user id"
-        return ""
 
     def _point(self, anonymous_id: str, person: _Person) -> None:
         current = self._lookup(self.by_anonymous_id, anonymous_id)
