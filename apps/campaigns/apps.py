@@ -20,12 +20,14 @@ class CampaignsConfig(AppConfig):
         from .delivery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
+        from .topics import topic_subscriptions_move
         from .tracking import on_tracking
         from .webhooks import check_webhook_secret
 
         tracking.connect(on_tracking, dispatch_uid="nudge-email-tracking")
         checks.register(check_webhook_secret, checks.Tags.security)
         hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
+        hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
         register_backlog("email", queued_backlog)

@@ -93,7 +93,7 @@ def _claim(message_id: int) -> Message | None:
     # held or waiting for a retry); a test send or a notification to the address it
     # names. A bounce reported later is about the address recorded.
     contact_email = Contact.objects.filter(pk=OuterRef("contact_id")).values("email")
-    to_the_contact = Q(kind=Message.Kind.MARKETING, is_test=False)
+    to_the_contact = ~Q(kind=Message.Kind.NOTIFICATION) & Q(is_test=False)
     claimed = Message.objects.filter(
         pk=message_id, status=Message.Status.QUEUED, send_after__lte=now
     ).update(
@@ -110,7 +110,7 @@ def _claim(message_id: int) -> Message | None:
     )
     if claimed != 1:
         return None
-    return Message.objects.select_related("contact", "template__layout").get(
+    return Message.objects.select_related("contact", "template__layout", "topic").get(
         pk=message_id
     )
 
@@ -194,7 +194,7 @@ def _record_sent(
         subject=rendered.subject,
         error="",
     )
-    if message.kind == Message.Kind.MARKETING and not message.is_test:
+    if message.kind != Message.Kind.NOTIFICATION and not message.is_test:
         event_record(
             contact_id=message.contact_id,
             name="email_sent",
@@ -224,6 +224,7 @@ def message_render(message: Message, *, inert: bool = False) -> RenderedEmail:
         message_id=message.pk,
         extra=message.render_context,
         is_test=message.is_test or inert,
+        topic=message.topic,
     )
     rewriter = None
     if template.track_clicks and message.pk and not inert:
@@ -257,7 +258,10 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     if template.from_name and template.from_email:
         from_email = f"{template.from_name} <{template.from_email}>"
     links = link_urls(
-        contact_id=message.contact_id, message_id=message.pk, is_test=message.is_test
+        contact_id=message.contact_id,
+        message_id=message.pk,
+        is_test=message.is_test,
+        topic_id=message.topic_id,
     )
     email = NudgeEmail(
         subject=("[TEST] " if message.is_test else "") + rendered.subject,

@@ -74,6 +74,98 @@ class EmailTemplate(models.Model):
         return self.name
 
 
+class Topic(models.Model):
+    """What an email is about ("Newsletter", "Offers"): people subscribe to each.
+
+    A contact with no TopicSubscription row has the topic's default. Topics only
+    narrow who gets marketing email: the contact's email consent and the address
+    list still apply first (apps/campaigns/topics.py).
+    """
+
+    class Default(models.TextChoices):
+        OPT_IN = "opt_in", "Opt-in (only those who subscribed)"
+        OPT_OUT = "opt_out", "Opt-out (everyone until they leave it)"
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    description = models.CharField(
+        max_length=300, blank=True, help_text="Shown on the preference page."
+    )
+    default = models.CharField(
+        max_length=8, choices=Default.choices, default=Default.OPT_IN
+    )
+    listed = models.BooleanField(
+        default=True, help_text="Shown on the preference page, for people to change."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TopicSubscription(models.Model):
+    """A contact's own choice for a topic; written only by topics.topic_set."""
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="topic_subscriptions"
+    )
+    topic = models.ForeignKey(
+        Topic, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    subscribed = models.BooleanField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "topic"], name="topic_subscription_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["topic", "subscribed"], name="topic_sub_topic_idx")
+        ]
+
+    def __str__(self) -> str:
+        state = "in" if self.subscribed else "out"
+        return f"{self.contact_id} {state} {self.topic_id}"
+
+
+class TopicSubscriptionChange(models.Model):
+    """The history of a contact's topic choices: what changed it, who, when."""
+
+    class Source(models.TextChoices):
+        PREFERENCES = "preferences", "Preference page"
+        ONE_CLICK = "one_click", "One-click unsubscribe"
+        UNSUBSCRIBE_ALL = "unsubscribe_all", "Unsubscribe from all"
+        STAFF = "staff", "Staff"
+        API = "api", "API"
+        IMPORT = "import", "Import"
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="topic_changes"
+    )
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="changes")
+    subscribed = models.BooleanField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    detail = models.CharField(
+        max_length=200, blank=True, help_text="Who: a staff username, a key's source."
+    )
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["contact", "-at"], name="topic_change_contact_idx")
+        ]
+
+    def __str__(self) -> str:
+        state = "subscribed to" if self.subscribed else "left"
+        return f"{self.contact_id} {state} {self.topic_id} ({self.source})"
+
+
 class Message(models.Model):
     """One email to one contact: the unit that is sent exactly once.
 
@@ -87,6 +179,13 @@ class Message(models.Model):
         # A "Notify the team" step's email about the contact, to staff: no template,
         # no consent of the contact's, no tracking; sent the same claimed way.
         NOTIFICATION = "notification", "Team notification"
+        # To the contact, about their own business (an order receipt): sent without
+        # their marketing consent or topic choices, never to a bounced or
+        # complained address (services.suppression_reason).
+        TRANSACTIONAL = (
+            "transactional",
+            "Transactional (sent without marketing consent)",
+        )
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -114,7 +213,7 @@ class Message(models.Model):
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="messages"
     )
-    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.MARKETING)
+    kind = models.CharField(max_length=13, choices=Kind.choices, default=Kind.MARKETING)
     # Empty only for notifications, whose text is rendered when they are created.
     template = models.ForeignKey(
         EmailTemplate,
@@ -140,6 +239,15 @@ class Message(models.Model):
     # workflow that loops back through a send step sends once per pass.
     visit = models.PositiveIntegerField(default=0)
     campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # What it is about: only the topic's subscribers get it, and its one-click
+    # unsubscribe leaves the topic, not all marketing email.
+    topic = models.ForeignKey(
+        Topic,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        null=True,
+        blank=True,
+    )
     is_test = models.BooleanField(default=False)
     # Plain data the template renders with besides the contact: the trigger event,
     # the workflow's name. Captured when the message is created.

@@ -20,7 +20,8 @@ from apps.contacts.suppression import (
 from apps.core import clock, jobs
 from apps.events.services import event_record
 
-from .models import EmailTemplate, Message
+from .models import EmailTemplate, Message, Topic
+from .topics import subscribed_to
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ SUPPRESSED_CONSENT = {
     ConsentStatus.COMPLAINED,
     ConsentStatus.PENDING,
 }
+# Consent states that stop even transactional email: the address failed, or its
+# owner called us spam.
+UNDELIVERABLE = {ConsentStatus.BOUNCED, ConsentStatus.COMPLAINED}
 
 
 def message_enqueue_send(message: Message, *, also: str = "") -> None:
@@ -61,15 +65,22 @@ def message_create(
     send_after=None,
     to_email: str = "",
     is_test: bool = False,
+    topic: Topic | None = None,
+    transactional: bool = False,
 ) -> tuple[Message, bool]:
     """Create the message for this cause and queue it; returns (message, created).
 
     For an (enrollment, step, visit) that already has its message, that one is
     returned and nothing is queued again: the engine can retry a step without
-    sending twice.
+    sending twice. ``topic``: what it is about (only its subscribers get it);
+    ``transactional``: about the contact's own business, sent without marketing
+    consent (see suppression_reason).
     """
+    kind = Message.Kind.TRANSACTIONAL if transactional else Message.Kind.MARKETING
     return _message_create_once(
         Message(
+            kind=kind,
+            topic=topic,
             contact=contact,
             template=template,
             enrollment_id=enrollment_id,
@@ -288,14 +299,27 @@ def contact_resubscribe(*, contact: Contact, reason: str) -> bool:
 
 def suppression_reason(message: Message) -> str:
     """Why ``message`` must not go out now ("" if it may): the address list on every
-    path; the contact's own consent for marketing email to them."""
+    path; for marketing email to the contact, their own consent, then the topic it
+    is about (topics narrow, never widen). A transactional email (a receipt) needs
+    neither, but never goes to an address that bounced or complained."""
     entry = address_suppression(message.recipient)
-    if entry is not None:
+    if entry is not None and not (
+        message.kind == Message.Kind.TRANSACTIONAL
+        and entry.reason == SuppressedAddress.Reason.UNSUBSCRIBED
+    ):
         return f"the address is on the suppression list ({entry.get_reason_display().lower()})"
-    if message.kind == Message.Kind.MARKETING and not message.is_test:
-        consent = message.contact.email_consent
+    if message.is_test:
+        return ""
+    consent = message.contact.email_consent
+    if message.kind == Message.Kind.MARKETING:
         if consent in SUPPRESSED_CONSENT:
             return f"contact is {consent}"
+        if message.topic_id is not None and not subscribed_to(
+            message.contact, message.topic
+        ):
+            return f"contact is not subscribed to the topic “{message.topic.name}”"
+    if message.kind == Message.Kind.TRANSACTIONAL and consent in UNDELIVERABLE:
+        return f"contact is {consent}"
     return ""
 
 

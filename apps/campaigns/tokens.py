@@ -21,14 +21,25 @@ class ContactToken:
     message_id: int | None
     # From a test send (or a preview): the pages it leads to change nothing.
     is_test: bool = False
+    # An unsubscribe link of an email sent for a topic: it leaves that topic only.
+    # Signed with the rest, so it cannot be swapped for another topic (or dropped
+    # to turn "leave the newsletter" into "leave everything", or the reverse).
+    topic_id: int | None = None
 
 
 def make_contact_token(
-    *, contact_id: int, message_id: int | None, salt: str, is_test: bool = False
+    *,
+    contact_id: int,
+    message_id: int | None,
+    salt: str,
+    is_test: bool = False,
+    topic_id: int | None = None,
 ) -> str:
     data = {"c": contact_id, "m": message_id}
     if is_test:
         data["t"] = 1
+    if topic_id is not None:
+        data["p"] = topic_id
     return signing.dumps(data, salt=salt, compress=True)
 
 
@@ -39,11 +50,12 @@ def read_contact_token(token: str, *, salt: str) -> ContactToken | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("c"), int):
         return None
-    message_id = data.get("m")
+    message_id, topic_id = data.get("m"), data.get("p")
     return ContactToken(
         contact_id=data["c"],
         message_id=message_id if isinstance(message_id, int) else None,
         is_test=bool(data.get("t")),
+        topic_id=topic_id if isinstance(topic_id, int) else None,
     )
 
 

@@ -150,7 +150,7 @@ def email_event_record(
         if message is not None and delivery:
             _raise_delivery(message, delivery, stamp, timestamp or clock.now())
         if message is not None and (
-            message.is_test or message.kind != Message.Kind.MARKETING
+            message.is_test or message.kind == Message.Kind.NOTIFICATION
         ):
             # A test send (or a team notification) went to staff, not the contact:
             # it says nothing of them, and never counts in reports or segments.

@@ -17,16 +17,24 @@ from django.views.decorators.http import require_http_methods
 from apps.contacts.models import ConsentStatus, Contact
 from apps.contacts.services import contact_surviving
 from apps.contacts.suppression import address_suppression
+from apps.core import clock
 from apps.events.services import event_record
 
 from .delivery import message_render
-from .models import Message
+from .models import Message, Topic, TopicSubscriptionChange
 from .services import (
     contact_may_resubscribe,
     contact_resubscribe,
     contact_unsubscribe,
 )
-from .tokens import UNSUBSCRIBE_SALT, VIEW_SALT, read_click_token, read_contact_token
+from .tokens import (
+    UNSUBSCRIBE_SALT,
+    VIEW_SALT,
+    make_contact_token,
+    read_click_token,
+    read_contact_token,
+)
+from .topics import subscribed_to, topic_set, topic_states
 from .tracking import _raise_delivery
 
 
@@ -35,6 +43,8 @@ class _Link:
     contact: Contact
     message: Message | None
     is_test: bool
+    # Set for an unsubscribe link of an email sent for a topic: it leaves that one.
+    topic: Topic | None = None
 
 
 def _resolve(token: str, salt: str) -> _Link | None:
@@ -50,7 +60,12 @@ def _resolve(token: str, salt: str) -> _Link | None:
     if data.message_id is not None:
         message = Message.objects.filter(pk=data.message_id, contact=contact).first()
     is_test = data.is_test or bool(message and message.is_test)
-    return _Link(contact=contact, message=message, is_test=is_test)
+    topic = None
+    if data.topic_id is not None:
+        # Gone since (no message names it any more): the link leaves everything,
+        # the stricter reading of what the person asked.
+        topic = Topic.objects.filter(pk=data.topic_id).first()
+    return _Link(contact=contact, message=message, is_test=is_test, topic=topic)
 
 
 def _invalid_link() -> HttpResponse:
@@ -81,6 +96,8 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _invalid_link()
     if link.is_test:
         return _test_link(request, link)
+    if link.topic is not None:
+        return _leave_topic(request, link)
     contact = link.contact
     done = False
     if request.method == "POST":
@@ -96,6 +113,43 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
             "token": token,
             "done": done,
             "unsubscribed": contact.email_consent != ConsentStatus.SUBSCRIBED,
+        },
+    )
+    return _no_cache(response)
+
+
+def _leave_topic(request: HttpRequest, link: _Link) -> HttpResponse:
+    """The unsubscribe link of an email sent for a topic: a POST (the one-click, or
+    the button) leaves that topic only; the page offers leaving everything too."""
+    contact, topic = link.contact, link.topic
+    done = False
+    if request.method == "POST":
+        topic_set(
+            contact=contact,
+            topic=topic,
+            subscribed=False,
+            source=TopicSubscriptionChange.Source.ONE_CLICK,
+            detail=f"message #{link.message.pk}" if link.message else "",
+        )
+        if link.message is not None:
+            Message.objects.filter(
+                pk=link.message.pk, unsubscribed_at__isnull=True
+            ).update(unsubscribed_at=clock.now())
+        done = True
+    everything = make_contact_token(
+        contact_id=contact.pk,
+        message_id=link.message.pk if link.message else None,
+        salt=UNSUBSCRIBE_SALT,
+    )
+    response = render(
+        request,
+        "campaigns/leave_topic.html",
+        {
+            "contact": contact,
+            "topic": topic,
+            "done": done,
+            "subscribed": subscribed_to(contact, topic),
+            "everything": everything,
         },
     )
     return _no_cache(response)
@@ -121,6 +175,9 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         elif choice == "subscribe":
             contact_resubscribe(contact=contact, reason="preference page")
             saved = True
+        if request.POST.get("topics_shown"):
+            _save_topics(contact, request.POST.getlist("topic"))
+            saved = True
         contact.refresh_from_db()
     subscribed = contact.email_consent == ConsentStatus.SUBSCRIBED
     response = render(
@@ -132,9 +189,28 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             "saved": saved,
             "subscribed": subscribed and address_suppression(contact.email) is None,
             "can_resubscribe": contact_may_resubscribe(contact),
+            "topics": _listed_topics(contact),
         },
     )
     return _no_cache(response)
+
+
+def _listed_topics(contact: Contact) -> list[dict]:
+    topics = list(Topic.objects.filter(listed=True))
+    states = topic_states(contact, topics)
+    return [{"topic": t, "subscribed": states[t.pk]} for t in topics]
+
+
+def _save_topics(contact: Contact, ticked: list[str]) -> None:
+    """The listed topics' boxes as the person left them (an unlisted one is not
+    theirs to change here, whatever the form says)."""
+    for topic in Topic.objects.filter(listed=True):
+        topic_set(
+            contact=contact,
+            topic=topic,
+            subscribed=str(topic.pk) in ticked,
+            source=TopicSubscriptionChange.Source.PREFERENCES,
+        )
 
 
 @require_http_methods(["GET"])
@@ -160,10 +236,8 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     message_id, url = data
     message = Message.objects.filter(pk=message_id).select_related("template").first()
     if message is not None:
-        from apps.core import clock
-
         _raise_delivery(message, Message.Delivery.CLICKED, "clicked_at", clock.now())
-        if message.is_test or message.kind != Message.Kind.MARKETING:
+        if message.is_test or message.kind == Message.Kind.NOTIFICATION:
             # A test send (or a team notification) went to staff, not the contact:
             # its click says nothing of them and must start no workflow for them
             # (as for the ESP's click events, tracking.py).

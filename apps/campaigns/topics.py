@@ -1,0 +1,132 @@
+"""Subscription topics: a contact's choice per topic, its history, and who is in.
+
+A contact without a TopicSubscription row has the topic's default: an opt-in topic
+counts only those who subscribed, an opt-out one everyone but those who left it.
+Topics only narrow: the contact's email consent and the address list are checked
+first, at send time (services.suppression_reason), whatever the topics say.
+"""
+
+import logging
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+
+from apps.contacts.models import Contact
+from apps.core import clock
+
+from .models import Topic, TopicSubscription, TopicSubscriptionChange
+
+logger = logging.getLogger(__name__)
+
+Source = TopicSubscriptionChange.Source
+
+
+def topic_set(
+    *, contact: Contact, topic: Topic, subscribed: bool, source: str, detail: str = ""
+) -> bool:
+    """Record the contact's choice for ``topic`` with its history; True if it
+    changed anything. Setting what is already in effect (the default included)
+    writes nothing, so a repeated one-click or a resaved page adds no history."""
+    if source not in Source.values:
+        raise ValueError(f"unknown source {source!r}")
+    now = clock.now()
+    with transaction.atomic():
+        # The row (if any) locked: two changes at once apply one after the other,
+        # each against the state the other left. (Two first choices at once: the
+        # unique constraint refuses the second, an error rather than a lost write.)
+        current = (
+            TopicSubscription.objects.select_for_update()
+            .filter(contact=contact, topic=topic)
+            .first()
+        )
+        in_effect = current.subscribed if current else _default(topic)
+        if in_effect == subscribed:
+            return False
+        if current is None:
+            TopicSubscription.objects.create(
+                contact=contact, topic=topic, subscribed=subscribed, updated_at=now
+            )
+        else:
+            TopicSubscription.objects.filter(pk=current.pk).update(
+                subscribed=subscribed, updated_at=now
+            )
+        TopicSubscriptionChange.objects.create(
+            contact=contact,
+            topic=topic,
+            subscribed=subscribed,
+            source=source,
+            detail=detail[:200],
+            at=now,
+        )
+    logger.info(
+        "topic subscription changed",
+        extra={
+            "contact_id": contact.pk,
+            "topic": topic.slug,
+            "subscribed": subscribed,
+            "source": source,
+        },
+    )
+    return True
+
+
+def subscribed_to(contact: Contact, topic: Topic) -> bool:
+    """The contact's choice for the topic, or its default."""
+    choice = (
+        TopicSubscription.objects.filter(contact=contact, topic=topic)
+        .values_list("subscribed", flat=True)
+        .first()
+    )
+    return _default(topic) if choice is None else choice
+
+
+def topic_subscribers(topic: Topic) -> QuerySet[Contact]:
+    """Contacts subscribed to ``topic``, as one query (for audiences): opt-in, those
+    with a row saying yes; opt-out, everyone without a row saying no. Consent and
+    the address list are not applied here: they are checked at send time."""
+    choices = TopicSubscription.objects.filter(contact=OuterRef("pk"), topic=topic)
+    if _default(topic):
+        return Contact.objects.filter(~Exists(choices.filter(subscribed=False)))
+    return Contact.objects.filter(Exists(choices.filter(subscribed=True)))
+
+
+def topic_states(contact: Contact, topics) -> dict[int, bool]:
+    """{topic id: subscribed} for each of ``topics``, in one query."""
+    topics = list(topics)
+    chosen = dict(
+        TopicSubscription.objects.filter(contact=contact, topic__in=topics).values_list(
+            "topic_id", "subscribed"
+        )
+    )
+    return {t.pk: chosen.get(t.pk, _default(t)) for t in topics}
+
+
+def topic_subscriptions_move(*, source_id: int, target_id: int) -> dict[str, int]:
+    """CONTACTS_MERGED hook: the merged contact's choices join the survivor's. Where
+    both chose, leaving wins (one of the two addresses asked to stop); the history
+    moves whole."""
+    theirs = TopicSubscription.objects.filter(contact_id=source_id)
+    mine = dict(
+        TopicSubscription.objects.filter(contact_id=target_id).values_list(
+            "topic_id", "subscribed"
+        )
+    )
+    moved = 0
+    for row in theirs:
+        if row.topic_id not in mine:
+            TopicSubscription.objects.filter(pk=row.pk).update(contact_id=target_id)
+            moved += 1
+        elif mine[row.topic_id] and not row.subscribed:
+            TopicSubscription.objects.filter(
+                contact_id=target_id, topic_id=row.topic_id
+            ).update(subscribed=False, updated_at=row.updated_at)
+            moved += 1
+    TopicSubscription.objects.filter(contact_id=source_id).delete()
+    TopicSubscriptionChange.objects.filter(contact_id=source_id).update(
+        contact_id=target_id
+    )
+    return {"topic_subscriptions": moved}
+
+
+def _default(topic: Topic) -> bool:
+    return topic.default == Topic.Default.OPT_OUT
