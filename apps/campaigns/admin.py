@@ -12,6 +12,7 @@ from liquid.exceptions import LiquidError
 from apps.contacts.models import Contact
 from apps.core.permissions import guarded, require
 
+from . import topic_admin  # noqa: F401  (registers Topic and its history)
 from .consent_admin import consent_urls
 from .context import build_context
 from .delivery import message_render

@@ -20,6 +20,7 @@ class CampaignsConfig(AppConfig):
         from .delivery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
+        from .topic_admin import topics_panel
         from .topics import topic_subscriptions_move
         from .tracking import on_tracking
         from .webhooks import check_webhook_secret
@@ -36,4 +37,7 @@ class CampaignsConfig(AppConfig):
         )
         register_panel(
             Panel(key="consent", title="Email consent", render=consent_panel, order=5)
+        )
+        register_panel(
+            Panel(key="topics", title="Topics", render=topics_panel, order=6)
         )

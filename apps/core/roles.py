@@ -22,6 +22,7 @@ VIEWER_READS = [
     "segments.scoringrule",
     "campaigns.emailtemplate",
     "campaigns.emaillayout",
+    "campaigns.topic",
 ]
 # (A workflow's versions are made by saving it, and kept: nobody edits them.)
 MARKETER_EDITS = [
@@ -30,12 +31,14 @@ MARKETER_EDITS = [
     "segments.scoringrule",
     "campaigns.emailtemplate",
     "campaigns.emaillayout",
+    "campaigns.topic",
 ]
 MARKETER_READS = [
     *VIEWER_READS,
     "contacts.contact",
     "events.event",
     "campaigns.message",
+    "campaigns.topicsubscriptionchange",
     "workflows.enrollment",
     "workflows.triggerdecision",
     "workflows.webhookdelivery",

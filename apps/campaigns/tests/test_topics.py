@@ -250,3 +250,28 @@ def test_a_test_links_preference_page_changes_no_topic(client, contact, newslett
     client.post(_path(url["preferences_url"]), {"topics_shown": "1"})
     assert subscribed_to(contact, newsletter) is True
     assert not TopicSubscriptionChange.objects.exists()
+
+
+# -- admin ---------------------------------------------------------------------------
+
+
+def test_the_topic_list_counts_subscribers_in_one_query_and_the_contact_shows_topics(
+    admin_client, contact, newsletter, offers
+):
+    # given a second contact who left the newsletter and joined offers
+    other = Contact.objects.create(email="other@example.com")
+    topic_set(contact=other, topic=newsletter, subscribed=False, source=Source.STAFF)
+    topic_set(contact=other, topic=offers, subscribed=True, source=Source.STAFF)
+    # when the list is shown
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get("/admin/campaigns/topic/").content.decode()
+    # then each count is right: newsletter 1 of 2 (opt-out), offers 1 (opt-in)
+    topic_queries = [q for q in queries if 'FROM "campaigns_topic"' in q["sql"]]
+    # (the paginator's counts and the rows, with their counts: none per topic)
+    assert len(topic_queries) == 3
+    assert not [q for q in queries if 'FROM "campaigns_topicsubscription"' in q["sql"]]
+    assert '<td class="field-subscribers">1</td>' in page
+    # and the contact page lists the contact's topics and its history
+    contact_page = admin_client.get(f"/admin/contacts/contact/{other.pk}/change/")
+    text = contact_page.content.decode()
+    assert 'data-topic="offers"' in text and "left Newsletter (Staff)" in text

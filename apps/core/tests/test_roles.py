@@ -72,6 +72,7 @@ READS = {
             "segments.scoringrule",
             "campaigns.emailtemplate",
             "campaigns.emaillayout",
+            "campaigns.topic",
         ],
         EVERYONE,
     ),
@@ -80,6 +81,7 @@ READS = {
             "contacts.contact",
             "events.event",
             "campaigns.message",
+            "campaigns.topicsubscriptionchange",
             "workflows.enrollment",
             "workflows.triggerdecision",
             "workflows.webhookdelivery",
@@ -93,6 +95,7 @@ EDITS = [
     "segments.scoringrule",
     "campaigns.emailtemplate",
     "campaigns.emaillayout",
+    "campaigns.topic",
 ]
 
 # Actions on each list: who is offered them.
@@ -105,6 +108,7 @@ ACTIONS = {
         "delete_selected": EDITORS,
     },
     "campaigns.emailtemplate": {"send_test": EDITORS, "delete_selected": EDITORS},
+    "campaigns.topic": {"delete_selected": EDITORS},
     "campaigns.message": {
         "requeue_uncertain": ADMINS,
         "mark_uncertain_sent": ADMINS,
@@ -151,6 +155,8 @@ def world(db, settings):
 
 
 def _fill_the_rest() -> None:
+    from apps.campaigns.models import Topic
+    from apps.campaigns.topics import topic_set
     from apps.contacts.models import Contact, ContactMerge, SuppressedAddress
     from apps.events.models import Event, EventFailure
     from apps.segments.models import ScoringRule, Segment
@@ -179,6 +185,8 @@ def _fill_the_rest() -> None:
         last_failed_at=now,
     )
     Segment.objects.create(name="Everyone", condition={})
+    topic = Topic.objects.create(name="Offers", slug="offers")
+    topic_set(contact=contact, topic=topic, subscribed=True, source="staff")
     webhook_signing_secret()  # (generated on first use)
     ScoringRule.objects.create(name="Views", event_name="Product Viewed", points=1)
     enrollment = Enrollment.objects.filter(workflow=workflow).first()

@@ -3,13 +3,16 @@
 import datetime as dt
 import re
 
-from apps.campaigns.models import EmailTemplate, Message
+from apps.campaigns.models import EmailTemplate, Message, Topic
 from apps.campaigns.rendering import RenderError, render_string
 from apps.campaigns.services import (
     SUPPRESSED_CONSENT,
+    UNDELIVERABLE,
     message_create,
     message_create_notification,
 )
+from apps.campaigns.topics import subscribed_to
+from apps.contacts.models import SuppressedAddress
 from apps.contacts.suppression import address_suppression
 
 from .base import Outcome, StepContext, StepType, register_step
@@ -43,7 +46,7 @@ class SendEmail(StepType):
                 errors.append(f"{where}.template: no template named {name!r}")
         if any(not isinstance(w, int | float) or w <= 0 for _, w in choices):
             errors.append(f"{where}.variants: weights must be positive numbers")
-        return errors
+        return errors + _topic_errors(config, where)
 
     def run(self, ctx: StepContext) -> Outcome:
         existing = this_visits_message(ctx)
@@ -53,23 +56,17 @@ class SendEmail(StepType):
                 detail={"message_id": existing.pk},
                 reason="message already created",
             )
-        if not ctx.enrollment.is_test:
-            if ctx.contact.email_consent in SUPPRESSED_CONSENT:
-                return Outcome(
-                    "skipped",
-                    reason=f"suppressed: contact is {ctx.contact.email_consent}",
-                )
-            if not ctx.contact.email:
-                return Outcome("skipped", reason="the contact has no email address")
-        to = ctx.enrollment.test_email if ctx.enrollment.is_test else ctx.contact.email
-        listed = address_suppression(to)
-        if listed is not None:
-            return Outcome(
-                "skipped",
-                reason="suppressed: the address is on the suppression list "
-                f"({listed.get_reason_display().lower()})",
-            )
-        if not ctx.enrollment.is_test:
+        config = ctx.step.config
+        transactional = bool(config.get("transactional"))
+        topic = (
+            Topic.objects.filter(slug=config["topic"]).first()
+            if config.get("topic")
+            else None
+        )
+        refused = _refusal(ctx, transactional=transactional, topic=topic)
+        if refused is not None:
+            return refused
+        if not ctx.enrollment.is_test and not transactional:
             held = quiet_hours(ctx)
             if held is not None:
                 return held
@@ -96,6 +93,8 @@ class SendEmail(StepType):
             },
             to_email=ctx.enrollment.test_email if ctx.enrollment.is_test else "",
             is_test=ctx.enrollment.is_test,
+            topic=None if transactional else topic,
+            transactional=transactional,
         )
         detail = {"message_id": message.pk, "template": name}
         if len(choices) > 1:
@@ -105,8 +104,65 @@ class SendEmail(StepType):
     def describe(self, config):
         names = [n for n, _ in _templates(config)]
         if len(names) > 1:
-            return "Send A/B: " + " / ".join(f"“{n}”" for n in names)
-        return f"Send “{names[0]}”"
+            text = "Send A/B: " + " / ".join(f"“{n}”" for n in names)
+        else:
+            text = f"Send “{names[0]}”"
+        if config.get("transactional"):
+            return f"{text} (transactional: sent without marketing consent)"
+        if config.get("topic"):
+            return f"{text} (topic {config['topic']})"
+        return text
+
+
+def _topic_errors(config, where) -> list[str]:
+    errors = []
+    slug, transactional = config.get("topic"), config.get("transactional")
+    if transactional is not None and not isinstance(transactional, bool):
+        errors.append(f"{where}.transactional: true or false")
+    if slug is not None:
+        if not isinstance(slug, str) or not slug:
+            errors.append(f"{where}.topic: a topic's slug")
+        elif not Topic.objects.filter(slug=slug).exists():
+            known = ", ".join(Topic.objects.values_list("slug", flat=True)) or "none"
+            errors.append(f"{where}.topic: no topic {slug!r} (topics: {known})")
+        if transactional is True:
+            errors.append(
+                f"{where}.topic: a transactional send has no topic (it goes "
+                "without marketing consent); remove one or the other"
+            )
+    return errors
+
+
+def _refusal(ctx: StepContext, *, transactional: bool, topic) -> Outcome | None:
+    """Skipped, and why, when this send must not be made: the same rules delivery
+    checks again at send time. A transactional send needs no marketing consent
+    and no topic, but never goes to a bounced or complained address."""
+    if not ctx.enrollment.is_test:
+        consent = ctx.contact.email_consent
+        stops = UNDELIVERABLE if transactional else SUPPRESSED_CONSENT
+        if consent in stops:
+            return Outcome("skipped", reason=f"suppressed: contact is {consent}")
+        if not ctx.contact.email:
+            return Outcome("skipped", reason="the contact has no email address")
+        if (
+            topic is not None
+            and not transactional
+            and not subscribed_to(ctx.contact, topic)
+        ):
+            return Outcome(
+                "skipped", reason=f"not subscribed to the topic “{topic.name}”"
+            )
+    to = ctx.enrollment.test_email if ctx.enrollment.is_test else ctx.contact.email
+    listed = address_suppression(to)
+    if listed is not None and not (
+        transactional and listed.reason == SuppressedAddress.Reason.UNSUBSCRIBED
+    ):
+        return Outcome(
+            "skipped",
+            reason="suppressed: the address is on the suppression list "
+            f"({listed.get_reason_display().lower()})",
+        )
+    return None
 
 
 def this_visits_message(ctx: StepContext) -> Message | None:

@@ -1,0 +1,89 @@
+"""A send step may name a topic (its email then goes only to the topic's
+subscribers, and its one-click leaves the topic) or be transactional (sent without
+marketing consent, labelled so, never to a bounced address)."""
+
+import pytest
+
+from apps.campaigns.models import Message, Topic, TopicSubscriptionChange
+from apps.campaigns.services import contact_set_consent
+from apps.campaigns.topics import topic_set
+from apps.contacts.suppression import address_suppress
+from apps.workflows.definition import validate_definition
+from apps.workflows.models import StepRun
+from apps.workflows.services import enrollment_start
+from apps.workflows.steps import STEP_TYPES
+
+pytestmark = pytest.mark.django_db
+
+
+def _send(**config):
+    return dict(
+        trigger={"type": "manual"},
+        steps=[
+            {
+                "key": "send",
+                "type": "send_email",
+                "config": {"template": "Cart reminder", **config},
+            }
+        ],
+    )
+
+
+@pytest.fixture
+def offers(db):
+    return Topic.objects.create(name="Offers", slug="offers")  # opt-in
+
+
+def test_an_unknown_topic_is_refused_by_validation_with_its_name(templates, offers):
+    errors = validate_definition(_send(topic="ofers"))
+    assert any("no topic 'ofers' (topics: offers)" in e for e in errors)
+    assert not validate_definition(_send(topic="offers"))
+    both = validate_definition(_send(topic="offers", transactional=True))
+    assert any("a transactional send has no topic" in e for e in both)
+    assert validate_definition(_send(transactional="yes"))
+
+
+def test_a_topic_send_reaches_subscribers_only_and_carries_the_topic(
+    make_workflow, customer, settle, outbox, offers
+):
+    # given one contact who joined offers and one who did not
+    workflow = make_workflow("Offers", **_send(topic="offers"))
+    joined, other = customer("joined"), customer("other")
+    topic_set(contact=joined, topic=offers, subscribed=True, source="api")
+    # when both run through the step
+    enrollment_start(workflow=workflow, contact=joined)
+    enrollment_start(workflow=workflow, contact=other)
+    settle()
+    # then only the subscriber got it, for the topic
+    message = Message.objects.get()
+    assert (message.contact_id, message.topic_id) == (joined.pk, offers.pk)
+    assert [m.to for m in outbox] == [["joined@example.com"]]
+    skipped = StepRun.objects.get(enrollment__contact=other)
+    assert skipped.outcome == "skipped"
+    assert "not subscribed to the topic “Offers”" in str(skipped.detail)
+    assert not TopicSubscriptionChange.objects.exclude(contact=joined).exists()
+
+
+def test_a_transactional_send_goes_to_an_unsubscribed_contact_but_not_a_bounced_one(
+    make_workflow, customer, settle, outbox
+):
+    workflow = make_workflow("Receipt", **_send(transactional=True))
+    unsubscribed, bounced = customer("unsub"), customer("bounced")
+    contact_set_consent(contact=unsubscribed, status="unsubscribed", reason="test")
+    contact_set_consent(contact=bounced, status="bounced", reason="test")
+    address_suppress(email="bounced@example.com", reason="bounced")
+    enrollment_start(workflow=workflow, contact=unsubscribed)
+    enrollment_start(workflow=workflow, contact=bounced)
+    settle()
+    message = Message.objects.get()
+    assert message.contact_id == unsubscribed.pk
+    assert message.kind == Message.Kind.TRANSACTIONAL
+    assert message.status == Message.Status.SENT
+    assert [m.to for m in outbox] == [["unsub@example.com"]]
+
+
+def test_a_transactional_step_says_so_in_its_description():
+    text = STEP_TYPES["send_email"].describe(
+        {"template": "Receipt", "transactional": True}
+    )
+    assert "transactional: sent without marketing consent" in text
