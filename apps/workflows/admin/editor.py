@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.campaigns.models import EmailTemplate
+from apps.campaigns.models import EmailTemplate, Topic
 from apps.segments.models import Segment
 from apps.segments.selectors import vocabulary as segment_vocabulary
 
@@ -97,6 +97,10 @@ def editor_vocabulary() -> dict:
         "templates": list(
             EmailTemplate.objects.order_by("name").values_list("name", flat=True)
         ),
+        "topics": [
+            {"slug": slug, "name": name}
+            for slug, name in Topic.objects.values_list("slug", "name")
+        ],
         "static_lists": [
             {"id": pk, "name": name}
             for pk, name in Segment.objects.filter(kind=Segment.Kind.STATIC)

@@ -87,3 +87,12 @@ def test_a_transactional_step_says_so_in_its_description():
         {"template": "Receipt", "transactional": True}
     )
     assert "transactional: sent without marketing consent" in text
+
+
+def test_the_step_editor_is_offered_the_topics(admin_client, offers):
+    from django.urls import reverse
+
+    data = admin_client.get(
+        reverse("admin:workflows_workflow_editor_vocabulary")
+    ).json()
+    assert data["topics"] == [{"slug": "offers", "name": "Offers"}]

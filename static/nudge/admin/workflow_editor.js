@@ -745,6 +745,26 @@
       return [["", "—"], ...vocab.static_lists.map((s) => [String(s.id), s.name])];
     }
 
+    /* A send's topic (only its subscribers get it; its one-click leaves it) or the
+       transactional mark (sent without marketing consent): one or the other. */
+    function sendKindFields(f, config) {
+      const transactional = config.transactional === true;
+      const mark = h("label", { class: "nudge-wf-check" },
+        h("input", { type: "checkbox", "data-key": `${f.key}|transactional`, "data-role": "transactional",
+          checked: transactional,
+          on: { change: (e) => {
+            if (e.target.checked) { config.transactional = true; delete config.topic; }
+            else delete config.transactional;
+            f.commit();
+            update(e.target.dataset.key);
+          } } }),
+        " Transactional: sent without marketing consent (receipts, account email; never to a bounced address)");
+      if (transactional) return [mark];
+      const topics = [["", "— no topic —"], ...(vocab.topics || []).map((t) => [t.slug, t.name])];
+      return [f.select("topic", "Topic", topics,
+        { help: "Only the topic's subscribers get it; its unsubscribe link leaves the topic." }), mark];
+    }
+
     const STEP_FORMS = {
       send_email: (f, config) => {
         const ab = Array.isArray(config.variants);
@@ -763,11 +783,12 @@
               update(e.target.dataset.key);
             } } }),
           " A/B test several templates");
-        if (!ab) return [f.select("template", "Template", templateOptions()), toggle];
+        const kind = sendKindFields(f, config);
+        if (!ab) return [f.select("template", "Template", templateOptions()), toggle, ...kind];
         return [variantsTable(f, config, null, "variants", [
           ["template", "Template", (v, onChange) => selectEl("", templateOptions(), v.template, onChange)],
           ["weight", "Weight", null],
-        ], () => ({ template: "", weight: 50 })), toggle];
+        ], () => ({ template: "", weight: 50 })), toggle, ...kind];
       },
       wait: (f) => [f.duration("duration", "Wait for")],
       wait_until_time: (f, config) => [f.time("time", "Until", { help: "In the contact's time zone." }),
