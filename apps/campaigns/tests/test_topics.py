@@ -275,3 +275,22 @@ def test_the_topic_list_counts_subscribers_in_one_query_and_the_contact_shows_to
     contact_page = admin_client.get(f"/admin/contacts/contact/{other.pk}/change/")
     text = contact_page.content.decode()
     assert 'data-topic="offers"' in text and "left Newsletter (Staff)" in text
+
+
+def test_the_default_footer_offers_the_topic_and_everything_for_a_topic_email(
+    contact, newsletter
+):
+    from apps.campaigns.delivery import message_render
+    from apps.campaigns.models import EmailLayout, EmailTemplate
+
+    # given a template on the default layout as shipped (migrated)
+    layout = EmailLayout.objects.get(is_default=True)
+    template = EmailTemplate.objects.create(name="News", subject="News", html_body="x")
+    assert template.layout is None and "unsubscribe_all_url" in layout.html
+    # when a newsletter email and one without a topic are rendered
+    news, _ = message_create(contact=contact, template=template, topic=newsletter)
+    plain, _ = message_create(contact=contact, template=template)
+    # then the first offers both links, the second the one it always had
+    assert "Unsubscribe from Newsletter" in message_render(news).html
+    assert "Unsubscribe from all" in message_render(news).html
+    assert "Unsubscribe from" not in message_render(plain).html
