@@ -147,7 +147,8 @@ class TopicSubscriptionChange(models.Model):
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="topic_changes"
     )
-    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="changes")
+    # Consent history outlives nothing it records: a topic with history is kept.
+    topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="changes")
     subscribed = models.BooleanField()
     source = models.CharField(max_length=16, choices=Source.choices)
     detail = models.CharField(

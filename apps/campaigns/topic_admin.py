@@ -18,6 +18,16 @@ class TopicAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        # Fixed once made: workflows name a topic by its slug, and switching the
+        # default to opt-out would count everyone who never chose as subscribed.
+        return ["slug", "default"]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if obj is None else {}
+
     def get_queryset(self, request):
         # One query for the page: an opt-in topic's subscribers are its "yes"
         # rows; an opt-out topic's, every contact but its "no" rows (the contact

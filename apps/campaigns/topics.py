@@ -31,9 +31,12 @@ def topic_set(
         raise ValueError(f"unknown source {source!r}")
     now = clock.now()
     with transaction.atomic():
-        # The row (if any) locked: two changes at once apply one after the other,
-        # each against the state the other left. (Two first choices at once: the
-        # unique constraint refuses the second, an error rather than a lost write.)
+        # The contact's row locked: two changes at once (a mail client's repeated
+        # one-click, say) apply one after the other, each against the state the
+        # other left, also when neither has a row yet; and a merge (which locks
+        # contacts) is waited for, not raced.
+        if not Contact.objects.select_for_update().filter(pk=contact.pk).exists():
+            return False  # merged away meanwhile: the survivor holds its choices
         current = (
             TopicSubscription.objects.select_for_update()
             .filter(contact=contact, topic=topic)

@@ -176,7 +176,11 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             contact_resubscribe(contact=contact, reason="preference page")
             saved = True
         if request.POST.get("topics_shown"):
-            _save_topics(contact, request.POST.getlist("topic"))
+            _save_topics(
+                contact,
+                request.POST.getlist("topics_shown"),
+                request.POST.getlist("topic"),
+            )
             saved = True
         contact.refresh_from_db()
     subscribed = contact.email_consent == ConsentStatus.SUBSCRIBED
@@ -201,10 +205,12 @@ def _listed_topics(contact: Contact) -> list[dict]:
     return [{"topic": t, "subscribed": states[t.pk]} for t in topics]
 
 
-def _save_topics(contact: Contact, ticked: list[str]) -> None:
-    """The listed topics' boxes as the person left them (an unlisted one is not
-    theirs to change here, whatever the form says)."""
-    for topic in Topic.objects.filter(listed=True):
+def _save_topics(contact: Contact, shown: list[str], ticked: list[str]) -> None:
+    """The boxes the page showed, as the person left them: a topic listed since
+    the page was rendered (or one not listed, whatever the form says) is not theirs
+    to have chosen."""
+    shown_ids = [int(pk) for pk in shown if pk.isdigit() and len(pk) < 19]
+    for topic in Topic.objects.filter(listed=True, pk__in=shown_ids):
         topic_set(
             contact=contact,
             topic=topic,

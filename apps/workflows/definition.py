@@ -55,7 +55,27 @@ def validate_definition(definition: Any) -> list[str]:
     errors += _cap_errors(definition.get("frequency_cap"))
     errors += _quiet_errors(definition.get("quiet_hours"))
     errors += validate_steps(definition.get("steps"))
+    errors += _transactional_errors(trigger, definition.get("steps"))
     return errors
+
+
+def _transactional_errors(trigger: Any, steps: Any) -> list[str]:
+    """A transactional send (no marketing consent needed) answers one person's own
+    event, such as an order receipt. On a schedule, a segment, a date or a
+    hand-picked list it would be marketing without consent."""
+    if not isinstance(steps, list) or (
+        isinstance(trigger, dict) and trigger.get("type") == "event"
+    ):
+        return []
+    return [
+        f"steps[{i}] ({step.get('key')}).config.transactional: only an event-triggered "
+        "workflow may send transactional email (an order receipt answers its order)"
+        for i, step in enumerate(steps)
+        if isinstance(step, dict)
+        and step.get("type") == "send_email"
+        and isinstance(step.get("config"), dict)
+        and step["config"].get("transactional") is True
+    ]
 
 
 def _reentry_errors(reentry: Any) -> list[str]:

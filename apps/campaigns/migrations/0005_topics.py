@@ -17,7 +17,10 @@ WITH_TOPIC = (
 
 def footer_offers_both(apps, schema_editor):
     EmailLayout = apps.get_model("campaigns", "EmailLayout")
-    for layout in EmailLayout.objects.filter(html__contains=SHIPPED):
+    # The shipped default layout only (a layout someone made is theirs), and only
+    # once (WITH_TOPIC holds SHIPPED in its else branch).
+    shipped = EmailLayout.objects.filter(is_default=True, html__contains=SHIPPED)
+    for layout in shipped.exclude(html__contains=WITH_TOPIC):
         layout.html = layout.html.replace(SHIPPED, WITH_TOPIC)
         layout.save(update_fields=["html"])
 
@@ -85,7 +88,7 @@ class Migration(migrations.Migration):
                 ('detail', models.CharField(blank=True, help_text="Who: a staff username, a key's source.", max_length=200)),
                 ('at', models.DateTimeField(db_index=True)),
                 ('contact', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='topic_changes', to='contacts.contact')),
-                ('topic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='changes', to='campaigns.topic')),
+                ('topic', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='changes', to='campaigns.topic')),
             ],
             options={
                 'ordering': ['-at', '-pk'],

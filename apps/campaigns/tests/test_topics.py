@@ -231,7 +231,7 @@ def test_the_preference_page_lists_topics_and_saves_them_with_history(
         url,
         {
             "marketing": "subscribe",
-            "topics_shown": "1",
+            "topics_shown": [str(newsletter.pk), str(offers.pk), str(hidden.pk)],
             "topic": [str(offers.pk), str(hidden.pk)],
         },
     )
@@ -247,7 +247,7 @@ def test_the_preference_page_lists_topics_and_saves_them_with_history(
 
 def test_a_test_links_preference_page_changes_no_topic(client, contact, newsletter):
     url = link_urls(contact_id=contact.pk, message_id=None, is_test=True)
-    client.post(_path(url["preferences_url"]), {"topics_shown": "1"})
+    client.post(_path(url["preferences_url"]), {"topics_shown": [str(newsletter.pk)]})
     assert subscribed_to(contact, newsletter) is True
     assert not TopicSubscriptionChange.objects.exists()
 
@@ -294,3 +294,79 @@ def test_the_default_footer_offers_the_topic_and_everything_for_a_topic_email(
     assert "Unsubscribe from Newsletter" in message_render(news).html
     assert "Unsubscribe from all" in message_render(news).html
     assert "Unsubscribe from" not in message_render(plain).html
+
+
+def test_a_topic_listed_after_the_page_was_shown_keeps_its_state(
+    client, contact, newsletter
+):
+    # given the page, shown with the newsletter only
+    url = _path(link_urls(contact_id=contact.pk, message_id=None)["preferences_url"])
+    client.get(url)
+    # and an opt-out topic listed meanwhile (its box was never on the page)
+    later = Topic.objects.create(
+        name="Later", slug="later", listed=True, default=Topic.Default.OPT_OUT
+    )
+    # when the person saves the page with the newsletter ticked
+    client.post(
+        url, {"topics_shown": [str(newsletter.pk)], "topic": [str(newsletter.pk)]}
+    )
+    # then the new topic is as it was: the person never chose it
+    assert subscribed_to(contact, later) is True
+    assert not TopicSubscriptionChange.objects.filter(topic=later).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_choices_at_once_are_applied_one_after_the_other(contact, newsletter):
+    import threading
+
+    from django.db import connection
+
+    # (each on a connection of its own, as two one-click POSTs would be)
+    barrier, errors = threading.Barrier(2), []
+
+    def leave() -> None:
+        try:
+            barrier.wait()
+            topic_set(
+                contact=contact, topic=newsletter, subscribed=False, source="one_click"
+            )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=leave) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert subscribed_to(contact, newsletter) is False
+    assert TopicSubscriptionChange.objects.filter(topic=newsletter).count() == 1
+
+
+def test_a_topic_with_history_cannot_be_deleted_and_its_slug_and_default_are_fixed(
+    admin_client, contact, newsletter
+):
+    topic_set(contact=contact, topic=newsletter, subscribed=False, source="staff")
+    page = admin_client.post(
+        f"/admin/campaigns/topic/{newsletter.pk}/delete/", {"post": "yes"}
+    )
+    assert page.status_code == 200  # the "cannot delete: protected" page
+    assert Topic.objects.filter(pk=newsletter.pk).exists()
+    admin_client.post(
+        f"/admin/campaigns/topic/{newsletter.pk}/change/",
+        {
+            "name": "News",
+            "slug": "renamed",
+            "default": "opt_in",
+            "listed": "on",
+            "description": "",
+        },
+    )
+    newsletter.refresh_from_db()
+    assert (newsletter.name, newsletter.slug, newsletter.default) == (
+        "News",
+        "newsletter",
+        "opt_out",
+    )

@@ -58,11 +58,15 @@ class SendEmail(StepType):
             )
         config = ctx.step.config
         transactional = bool(config.get("transactional"))
-        topic = (
-            Topic.objects.filter(slug=config["topic"]).first()
-            if config.get("topic")
-            else None
-        )
+        topic = None
+        if config.get("topic"):
+            topic = Topic.objects.filter(slug=config["topic"]).first()
+            if topic is None:
+                # Renamed or deleted since the workflow was saved: sending without
+                # it would reach everyone, not the topic's subscribers.
+                return Outcome(
+                    "failed", reason=f"no topic {config['topic']!r}: nothing sent"
+                )
         refused = _refusal(ctx, transactional=transactional, topic=topic)
         if refused is not None:
             return refused

@@ -16,9 +16,12 @@ from apps.workflows.steps import STEP_TYPES
 pytestmark = pytest.mark.django_db
 
 
-def _send(**config):
+RECEIPT_TRIGGER = {"type": "event", "event": "order_completed"}
+
+
+def _send(trigger=None, **config):
     return dict(
-        trigger={"type": "manual"},
+        trigger=trigger or {"type": "manual"},
         steps=[
             {
                 "key": "send",
@@ -67,7 +70,9 @@ def test_a_topic_send_reaches_subscribers_only_and_carries_the_topic(
 def test_a_transactional_send_goes_to_an_unsubscribed_contact_but_not_a_bounced_one(
     make_workflow, customer, settle, outbox
 ):
-    workflow = make_workflow("Receipt", **_send(transactional=True))
+    workflow = make_workflow(
+        "Receipt", **_send(trigger=RECEIPT_TRIGGER, transactional=True)
+    )
     unsubscribed, bounced = customer("unsub"), customer("bounced")
     contact_set_consent(contact=unsubscribed, status="unsubscribed", reason="test")
     contact_set_consent(contact=bounced, status="bounced", reason="test")
@@ -96,3 +101,28 @@ def test_the_step_editor_is_offered_the_topics(admin_client, offers):
         reverse("admin:workflows_workflow_editor_vocabulary")
     ).json()
     assert data["topics"] == [{"slug": "offers", "name": "Offers"}]
+
+
+def test_only_an_event_triggered_workflow_may_send_transactional_email(templates):
+    # a receipt answers its order; a list or a schedule would be marketing
+    errors = validate_definition(_send(transactional=True))
+    assert any("only an event-triggered workflow" in e for e in errors)
+    schedule = {"type": "schedule", "cron": "0 9 * * *"}
+    assert validate_definition(_send(trigger=schedule, transactional=True))
+    assert not validate_definition(_send(trigger=RECEIPT_TRIGGER, transactional=True))
+
+
+def test_a_topic_gone_since_the_workflow_was_saved_fails_the_step_and_sends_nothing(
+    make_workflow, customer, settle, outbox, offers
+):
+    # given a workflow sending for "offers", whose topic is then renamed away
+    workflow = make_workflow("Offers", **_send(topic="offers"))
+    Topic.objects.filter(pk=offers.pk).update(slug="deals")
+    # when a contact who never joined runs through it
+    enrollment_start(workflow=workflow, contact=customer("never"))
+    settle()
+    # then nothing went (it would have gone to everyone, without the topic)
+    assert outbox == [] and not Message.objects.exists()
+    run = StepRun.objects.get(step_key="send")
+    assert run.outcome == "failed"
+    assert "no topic 'offers'" in str(run.detail)
