@@ -33,7 +33,9 @@ class TopicAdmin(admin.ModelAdmin):
         # rows; an opt-out topic's, every contact but its "no" rows (the contact
         # total is a scalar subquery, computed once).
         contacts = Subquery(
-            Contact.objects.order_by()
+            # (contacts with an address: the anonymous cannot be emailed)
+            Contact.objects.exclude(email=None)
+            .order_by()
             .annotate(all=Value(1))
             .values("all")
             .annotate(n=Count("pk"))
