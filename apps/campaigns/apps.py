@@ -16,6 +16,7 @@ class CampaignsConfig(AppConfig):
         from apps.core.scheduler import register_tick_task
 
         from .admin import messages_panel
+        from .broadcasts import message_may_go, tick_campaigns
         from .consent_admin import consent_panel
         from .delivery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
@@ -31,6 +32,8 @@ class CampaignsConfig(AppConfig):
         hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
+        register_tick_task("campaigns", tick_campaigns)
+        hooks.register(hooks.MESSAGE_MAY_GO, message_may_go)
         register_backlog("email", queued_backlog)
         register_panel(
             Panel(key="messages", title="Email", render=messages_panel, order=30)

@@ -1,6 +1,7 @@
 """Writes for campaigns: creating messages, test sends, consent."""
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -11,6 +12,7 @@ from apps.contacts.models import (
     Contact,
     SuppressedAddress,
     consent_may_change,
+    email_hash,
 )
 from apps.contacts.suppression import (
     address_follow_consent,
@@ -20,7 +22,7 @@ from apps.contacts.suppression import (
 from apps.core import clock, jobs
 from apps.events.services import event_record
 
-from .models import EmailTemplate, Message, Topic
+from .models import EmailTemplate, Message, Topic, TopicSubscription
 from .topics import subscribed_to
 
 logger = logging.getLogger(__name__)
@@ -297,12 +299,53 @@ def contact_resubscribe(*, contact: Contact, reason: str) -> bool:
     )
 
 
-def suppression_reason(message: Message) -> str:
+@dataclass
+class SendFacts:
+    """What the send-time rules read, loaded once for a batch of messages."""
+
+    entries: dict[str, SuppressedAddress]
+    topics: dict[tuple[int, int], bool]
+
+
+def send_facts(messages: list[Message]) -> SendFacts:
+    """The address list's entries and the topic choices for these messages, in two
+    queries."""
+    hashes = {email_hash(m.recipient) for m in messages if m.recipient}
+    entries = {
+        e.email_hash: e for e in SuppressedAddress.objects.filter(email_hash__in=hashes)
+    }
+    topical = [m for m in messages if m.topic_id is not None]
+    topics = {}
+    if topical:
+        chosen = dict(
+            (
+                ((contact_id, topic_id), subscribed)
+                for contact_id, topic_id, subscribed in TopicSubscription.objects.filter(
+                    contact_id__in={m.contact_id for m in topical},
+                    topic_id__in={m.topic_id for m in topical},
+                ).values_list("contact_id", "topic_id", "subscribed")
+            )
+        )
+        for m in topical:
+            key = (m.contact_id, m.topic_id)
+            topics[key] = chosen.get(key, m.topic.default == Topic.Default.OPT_OUT)
+    return SendFacts(entries=entries, topics=topics)
+
+
+def suppression_reason(message: Message, *, known: SendFacts | None = None) -> str:
     """Why ``message`` must not go out now ("" if it may): the address list on every
     path; for marketing email to the contact, their own consent, then the topic it
     is about (topics narrow, never widen). A transactional email (a receipt) needs
-    neither, but never goes to an address that bounced or complained."""
-    entry = address_suppression(message.recipient)
+    neither, but never goes to an address that bounced or complained. ``known``:
+    the list and the topic choices preloaded for a batch (send_facts)."""
+    if known is None:
+        entry = address_suppression(message.recipient)
+    else:
+        entry = (
+            known.entries.get(email_hash(message.recipient))
+            if message.recipient
+            else None
+        )
     if entry is not None and not (
         message.kind == Message.Kind.TRANSACTIONAL
         and entry.reason == SuppressedAddress.Reason.UNSUBSCRIBED
@@ -314,8 +357,10 @@ def suppression_reason(message: Message) -> str:
     if message.kind == Message.Kind.MARKETING:
         if consent in SUPPRESSED_CONSENT:
             return f"contact is {consent}"
-        if message.topic_id is not None and not subscribed_to(
-            message.contact, message.topic
+        if message.topic_id is not None and not (
+            subscribed_to(message.contact, message.topic)
+            if known is None
+            else known.topics[(message.contact_id, message.topic_id)]
         ):
             return f"contact is not subscribed to the topic “{message.topic.name}”"
     if message.kind == Message.Kind.TRANSACTIONAL and consent in UNDELIVERABLE:

@@ -23,6 +23,8 @@ VIEWER_READS = [
     "campaigns.emailtemplate",
     "campaigns.emaillayout",
     "campaigns.topic",
+    "campaigns.campaign",
+    "campaigns.campaignvariant",
 ]
 # (A workflow's versions are made by saving it, and kept: nobody edits them.)
 MARKETER_EDITS = [
@@ -32,6 +34,8 @@ MARKETER_EDITS = [
     "campaigns.emailtemplate",
     "campaigns.emaillayout",
     "campaigns.topic",
+    "campaigns.campaign",
+    "campaigns.campaignvariant",
 ]
 MARKETER_READS = [
     *VIEWER_READS,
@@ -54,6 +58,7 @@ ROLES: dict[str, list[str]] = {
             for label in MARKETER_EDITS
             for action in ("add", "change", "delete")
         ),
+        "send_campaign_campaigns.campaign",
     ],
     "Admin": [ALL],
 }
@@ -77,14 +82,16 @@ def roles_sync(apps) -> dict[str, int]:
 
 
 def _permission_ids(Permission, grants: list[str]) -> list[int]:
-    """ "view_workflows.workflow" -> the id of workflows.view_workflow."""
+    """ "view_workflows.workflow" -> the id of workflows.view_workflow; a model's own
+    permission by its codename: "send_campaign_campaigns.campaign"."""
     ids = []
     for grant in grants:
-        action, label = grant.split("_", 1)
+        action, label = grant.rsplit("_", 1)
         app_label, model = label.split(".")
+        own = action not in ("add", "change", "delete", "view")
         ids += Permission.objects.filter(
             content_type__app_label=app_label,
             content_type__model=model,
-            codename=f"{action}_{model}",
+            codename=action if own else f"{action}_{model}",
         ).values_list("pk", flat=True)
     return ids

@@ -8,7 +8,6 @@ row (and id) is new in every version.
 """
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, When
@@ -17,6 +16,12 @@ from django.db.models.functions import TruncDate
 
 from apps.campaigns.models import Message
 from apps.core import clock
+from apps.core.stats import (
+    MIN_PER_VARIANT,
+    SIGNIFICANCE,
+    format_p,
+    two_proportion_z_test,
+)
 
 from .models import Enrollment, Step, StepRun, Workflow
 from .steps import STEP_TYPES
@@ -24,8 +29,6 @@ from .steps import STEP_TYPES
 SERIES_DAYS = 30
 # Below this many contacts per variant the z-test's normal approximation (and any
 # conclusion) is not to be trusted.
-MIN_PER_VARIANT = 30
-SIGNIFICANCE = 0.05
 HOLDOUT = "holdout"
 # What the ESP reports after sending, as Message has an <name>_at stamp for each.
 TRACKED = ("delivered", "opened", "clicked", "bounced", "unsubscribed", "complained")
@@ -401,22 +404,6 @@ def compare_largest(variants: list[Variant]) -> Comparison | None:
     return Comparison(a, b, b.rate - a.rate, z, p, verdict(a, b, p))
 
 
-def two_proportion_z_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
-    """(z, two-sided p) of the pooled two-proportion z-test of x2/n2 against x1/n1.
-
-    With no variation at all (nobody or everybody converted) there is no evidence of
-    a difference: (0.0, 1.0).
-    """
-    if not n1 or not n2:
-        return 0.0, 1.0
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 0.0, 1.0
-    z = (x2 / n2 - x1 / n1) / se
-    return z, math.erfc(abs(z) / math.sqrt(2))
-
-
 def verdict(a: Variant, b: Variant, p: float) -> str:
     """What the comparison means, in a sentence a marketer can act on."""
     if min(a.enrollments, b.enrollments) < MIN_PER_VARIANT:
@@ -429,12 +416,6 @@ def verdict(a: Variant, b: Variant, p: float) -> str:
         f"({better.rate:.1%} vs {worse.rate:.1%}, {format_p(p)}): "
         "likely a real difference"
     )
-
-
-def format_p(p: float) -> str:
-    if p < 0.001:
-        return "p < 0.001"
-    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
 # -- over time ------------------------------------------------------------------------

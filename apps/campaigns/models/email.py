@@ -282,6 +282,12 @@ class Message(models.Model):
                 name="message_once_per_step_visit",
                 condition=models.Q(enrollment_id__isnull=False),
             ),
+            # A campaign reaches each recipient at most once, whatever its workers do.
+            models.UniqueConstraint(
+                fields=["campaign_id", "contact"],
+                name="message_once_per_campaign",
+                condition=models.Q(campaign_id__isnull=False, is_test=False),
+            ),
         ]
         indexes = [
             models.Index(fields=["contact", "-created_at"], name="message_contact_idx"),
