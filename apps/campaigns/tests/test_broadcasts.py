@@ -44,7 +44,7 @@ def test_a_campaign_sent_now_reaches_each_person_in_its_segments_once(
     people, make_campaign, outbox, settle, frozen_clock
 ):
     # given three people in a segment, one of them also in a second segment
-    (ada, bob, cy), everyone = people("Ada", "Bob", "Cy")
+    (ada, _bob, _cy), everyone = people("Ada", "Bob", "Cy")
     (_,), _ = people("Dee", segment_name="VIP")
     vip = everyone.__class__.objects.get(name="VIP")
     segment_add_contacts(segment=vip, contact_ids=[ada.pk])
@@ -76,7 +76,7 @@ def test_the_audience_is_fixed_when_the_send_starts(
     campaign = make_campaign(segments=[everyone], rate_per_minute=60)
     campaign_schedule(campaign=campaign)
     settle()
-    (late,), _ = people("Late")
+    (_late,), _ = people("Late")
 
     # when the rest of the send runs
     with clock.frozen(START + dt.timedelta(minutes=5)):
@@ -92,7 +92,7 @@ def test_exclusions_consent_topic_and_the_address_list_leave_people_out(
 ):
     # given five people: one in an exclusion segment, one unsubscribed, one who left
     # the campaign's topic, one whose address is on the suppression list
-    (ada, bob, cy, dee, eve), everyone = people("Ada", "Bob", "Cy", "Dee", "Eve")
+    (_ada, bob, cy, dee, eve), everyone = people("Ada", "Bob", "Cy", "Dee", "Eve")
     (_,), customers = people("Zed", segment_name="Customers")
     segment_add_contacts(segment=customers, contact_ids=[bob.pk])
     cy.email_consent = ConsentStatus.UNSUBSCRIBED
@@ -149,7 +149,7 @@ def test_the_frequency_cap_skips_people_unless_the_campaign_is_must_send(
     people, make_campaign, outbox, settle, frozen_clock
 ):
     # given Ada already got a marketing email today, and a cap of one a day
-    (ada, bob), everyone = people("Ada", "Bob")
+    (_ada, _bob), everyone = people("Ada", "Bob")
     first = make_campaign(segments=[everyone], name="First")
     campaign_schedule(campaign=first)
     settle()
@@ -186,7 +186,7 @@ def test_a_local_time_campaign_reaches_each_person_at_nine_in_their_own_zone(
 ):
     # given people in Tokyo, Paris and New York, and one with no zone (default:
     # London), and a campaign for 09:00 local on Tuesday 8 December
-    (tokyo,), everyone = people("Tokyo", timezone="Asia/Tokyo")
+    (_tokyo,), everyone = people("Tokyo", timezone="Asia/Tokyo")
     people("Paris", timezone="Europe/Paris")
     people("York", timezone="America/New_York")
     people("Nowhere", timezone="Not/AZone")
