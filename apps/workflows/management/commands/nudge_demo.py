@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from apps.campaigns.demo import demo_messages, demo_templates
+from apps.campaigns.demo import demo_campaigns, demo_messages, demo_templates
 from apps.events.demo import demo_history, demo_source
 from apps.workflows.demo import demo_workflows
 
@@ -21,6 +21,11 @@ class Command(BaseCommand):
         events = demo_history()
         emails = demo_messages()
         demo_templates()
+        if demo_campaigns():
+            self.stdout.write(
+                "Campaigns: November newsletter (demo), sent, with its report; "
+                "December newsletter (demo), a draft."
+            )
         if demo_workflows():
             self.stdout.write("Active workflow: Cart abandonment (demo).")
         self.stdout.write(
