@@ -386,7 +386,8 @@ def _chunks(rows, throttle: Throttle, now: dt.datetime):
     out: list[tuple[dt.datetime, list]] = []
     for start in range(0, len(rows), throttle.chunk):
         batch = rows[start : start + throttle.chunk]
-        at = max(batch[0][3], now)
+        # Nobody in the batch gets it before they are due.
+        at = max(max(row[3] for row in batch), now)
         if throttle.campaign_every:
             at = max(at, campaign_next or now)
         if throttle.lane_every:
