@@ -78,14 +78,13 @@ def campaign_problems(campaign: Campaign) -> list[str]:
 
 
 def start_time(campaign: Campaign) -> dt.datetime:
-    """When the send starts (and its audience is fixed)."""
-    if campaign.send_when == Campaign.When.AT:
-        return campaign.send_at
+    """When the send starts (and its audience is fixed): "now" is when it was
+    confirmed (campaign_schedule records it)."""
     if campaign.send_when == Campaign.When.LOCAL:
         return dt.datetime.combine(
             campaign.local_date, campaign.local_time, tzinfo=EARLIEST_OFFSET
         ).astimezone(dt.UTC)
-    return clock.now()
+    return campaign.send_at
 
 
 def campaign_schedule(*, campaign: Campaign, by: str = "") -> Campaign:
@@ -94,14 +93,18 @@ def campaign_schedule(*, campaign: Campaign, by: str = "") -> Campaign:
     problems = campaign_problems(campaign)
     if problems:
         raise CampaignError(" ".join(problems))
+    changes = {"status": Status.SCHEDULED, "scheduled_by": by[:150]}
+    if campaign.send_when == Campaign.When.NOW:
+        changes["send_at"] = clock.now()
     updated = Campaign.objects.filter(pk=campaign.pk, status=Status.DRAFT).update(
-        status=Status.SCHEDULED, scheduled_by=by[:150]
+        **changes
     )
     if updated != 1:
         raise CampaignError(
             f"Only a draft can be scheduled; this one is {campaign.status}."
         )
     campaign.status = Status.SCHEDULED
+    campaign.send_at = changes.get("send_at", campaign.send_at)
     logger.info("campaign scheduled", extra={"campaign_id": campaign.pk, "by": by})
     if campaign.send_when == Campaign.When.NOW:
         jobs.enqueue(_start_job(), campaign.pk, job_id=f"campaign-{campaign.pk}-start")
