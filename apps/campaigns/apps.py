@@ -16,7 +16,11 @@ class CampaignsConfig(AppConfig):
         from apps.core.scheduler import register_tick_task
 
         from .admin import messages_panel
-        from .broadcasts import message_may_go, tick_campaigns
+        from .broadcasts import (
+            campaign_recipients_move,
+            message_may_go,
+            tick_campaigns,
+        )
         from .consent_admin import consent_panel
         from .delivery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
@@ -30,6 +34,7 @@ class CampaignsConfig(AppConfig):
         checks.register(check_webhook_secret, checks.Tags.security)
         hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
         hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
+        hooks.register(hooks.CONTACTS_MERGED, campaign_recipients_move)
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
         register_tick_task("campaigns", tick_campaigns)

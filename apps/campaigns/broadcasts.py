@@ -416,21 +416,20 @@ def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
                     contact_id=contact_id,
                     template_id=variants[variant_id].template_id,
                     campaign_id=campaign.pk,
+                    campaign_recipient_id=recipient_id,
                     topic_id=campaign.topic_id,
                     render_context={"campaign": campaign.name},
                     created_at=now,
                     send_after=at,
                 )
-                for _, contact_id, variant_id, _ in batch
+                for recipient_id, contact_id, variant_id, _ in batch
             ]
         )
         CampaignRecipient.objects.filter(pk__in=[row[0] for row in batch]).update(
             message_id=Subquery(
-                Message.objects.filter(
-                    campaign_id=campaign.pk,
-                    contact_id=OuterRef("contact_id"),
-                    is_test=False,
-                ).values("pk")[:1]
+                Message.objects.filter(campaign_recipient_id=OuterRef("pk")).values(
+                    "pk"
+                )[:1]
             )
         )
         _enqueue_send(messages, at, now)
@@ -549,6 +548,25 @@ def campaign_cancel(*, campaign: Campaign) -> int | None:
         "campaign cancelled", extra={"campaign_id": campaign.pk, "dropped": dropped}
     )
     return dropped
+
+
+def campaign_recipients_move(*, source_id: int, target_id: int) -> dict[str, int]:
+    """CONTACTS_MERGED hook: the merged contact's places in campaign audiences go to
+    the survivor. Where both were in one campaign they are one person, so one
+    email: if the merged one already got it, the survivor's pending place is
+    skipped; the merged one's place goes with it (its message stays, moved to the
+    survivor by messages_move_to_contact)."""
+    mine = CampaignRecipient.objects.filter(contact_id=target_id)
+    both = set(mine.values_list("campaign_id", flat=True))
+    theirs = CampaignRecipient.objects.filter(contact_id=source_id)
+    moved = theirs.exclude(campaign_id__in=both).update(contact_id=target_id)
+    got_it = theirs.filter(campaign_id__in=both, message_id__isnull=False)
+    skipped = mine.filter(
+        campaign_id__in=got_it.values("campaign_id"),
+        message_id__isnull=True,
+        skipped="",
+    ).update(skipped="merged with a contact who already got it")
+    return {"campaign_recipients": moved, "campaign_places_skipped": skipped}
 
 
 # Within one batch send, each campaign's status is read once.

@@ -240,6 +240,8 @@ class Message(models.Model):
     # workflow that loops back through a send step sends once per pass.
     visit = models.PositiveIntegerField(default=0)
     campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # The campaign's snapshot row this message is for (CampaignRecipient).
+    campaign_recipient_id = models.BigIntegerField(null=True, blank=True)
     # What it is about: only the topic's subscribers get it, and its one-click
     # unsubscribe leaves the topic, not all marketing email.
     topic = models.ForeignKey(
@@ -282,11 +284,13 @@ class Message(models.Model):
                 name="message_once_per_step_visit",
                 condition=models.Q(enrollment_id__isnull=False),
             ),
-            # A campaign reaches each recipient at most once, whatever its workers do.
+            # A campaign reaches each recipient at most once, whatever its workers
+            # do (recipients are unique per campaign and contact; a merge may later
+            # give one contact two, each with its own message).
             models.UniqueConstraint(
-                fields=["campaign_id", "contact"],
-                name="message_once_per_campaign",
-                condition=models.Q(campaign_id__isnull=False, is_test=False),
+                fields=["campaign_recipient_id"],
+                name="message_once_per_campaign_recipient",
+                condition=models.Q(campaign_recipient_id__isnull=False),
             ),
         ]
         indexes = [

@@ -119,7 +119,7 @@ def test_exclusions_consent_topic_and_the_address_list_leave_people_out(
     assert "List-Unsubscribe" in outbox[0].extra_headers
 
 
-def test_only_one_message_per_campaign_and_person_can_exist(
+def test_only_one_message_per_campaign_recipient_can_exist(
     people, make_campaign, frozen_clock
 ):
     (ada,), everyone = people("Ada")
@@ -129,12 +129,41 @@ def test_only_one_message_per_campaign_and_person_can_exist(
         contact=ada,
         template=template,
         campaign_id=campaign.pk,
+        campaign_recipient_id=1,
         created_at=START,
         send_after=START,
     )
     Message.objects.create(**fields)
     with pytest.raises(IntegrityError), transaction.atomic():
         Message.objects.create(**fields)
+
+
+def test_two_contacts_in_one_campaign_merged_mid_send_get_one_email_between_them(
+    people, make_campaign, outbox, settle, frozen_clock
+):
+    from apps.contacts.services import contact_merge
+
+    # given Ada's two contacts in a campaign with a send window: the one in Tokyo
+    # got it, the one in Paris waits for 08:00 there
+    (first,), _ = people("Tokyo", timezone="Asia/Tokyo")
+    (second,), everyone = people("Paris", timezone="Europe/Paris")
+    campaign = make_campaign(
+        segments=[everyone], window_start=dt.time(8), window_end=dt.time(20)
+    )
+    campaign_schedule(campaign=campaign)
+    settle()
+    assert _sent_to(outbox) == ["tokyo@example.com"]
+
+    # when the one who got it is merged into the other
+    contact_merge(source=first, target=second, reason="same person")
+    with clock.frozen(START + dt.timedelta(hours=2)):
+        settle()
+
+    # then the merge worked, the survivor holds the message, and nothing else went
+    assert len(outbox) == 1
+    assert Message.objects.get(campaign_id=campaign.pk).contact_id == second.pk
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SENT
 
 
 def test_a_campaign_with_problems_cannot_be_scheduled(people, make_campaign):
