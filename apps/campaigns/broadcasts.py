@@ -388,8 +388,18 @@ def _chunks(rows, throttle: Throttle, now: dt.datetime):
     return out
 
 
+def sender_overrides(campaign: Campaign) -> dict[str, str]:
+    """The campaign's own sender fields that are set: they go in each message's
+    render_context, where delivery reads them instead of the template's."""
+    fields = ("from_name", "from_email", "reply_to")
+    return {name: getattr(campaign, name) for name in fields if getattr(campaign, name)}
+
+
 def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
     variants = {v.pk: v for v in CampaignVariant.objects.filter(campaign=campaign)}
+    context = {"campaign": campaign.name}
+    if sender := sender_overrides(campaign):
+        context["sender"] = sender
     made = 0
     for at, batch in chunks:
         messages = Message.objects.bulk_create(
@@ -399,7 +409,7 @@ def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
                     template_id=variants[variant_id].template_id,
                     campaign_id=campaign.pk,
                     topic_id=campaign.topic_id,
-                    render_context={"campaign": campaign.name},
+                    render_context=context,
                     created_at=now,
                     send_after=at,
                 )

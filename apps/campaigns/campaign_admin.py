@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import formats
 
 from .campaign_pages import CampaignPages, panel_context
 from .campaign_rules import setting_problems
@@ -122,6 +123,27 @@ class VariantInline(admin.TabularInline):
         return _draft(obj) and super().has_delete_permission(request, obj)
 
 
+# What the send did: shown, never edited (the A/B test's only for a test).
+OUTCOME = [
+    "status",
+    "scheduled_by",
+    "audience_count",
+    "started_at",
+    "test_sent_at",
+    "decided_at",
+    "winner",
+    "verdict",
+    "finished_at",
+]
+AB_OUTCOME = {"test_sent_at", "decided_at", "winner", "verdict"}
+
+
+def _outcome(campaign: Campaign) -> list[str]:
+    if campaign.test_percent:
+        return OUTCOME
+    return [name for name in OUTCOME if name not in AB_OUTCOME]
+
+
 def _draft(obj: Campaign | None) -> bool:
     return obj is None or obj.status == Status.DRAFT
 
@@ -150,8 +172,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "sent",
         "open_rate",
         "click_rate",
-        "started_at",
-        "finished_at",
+        "when",
     ]
     list_filter = ["status", "topic"]
     search_fields = ["name"]
@@ -211,18 +232,6 @@ class CampaignAdmin(admin.ModelAdmin):
             },
         ),
     ]
-    # What the send did: shown, never edited.
-    outcome_fields = [
-        "status",
-        "scheduled_by",
-        "audience_count",
-        "started_at",
-        "test_sent_at",
-        "decided_at",
-        "winner",
-        "verdict",
-        "finished_at",
-    ]
 
     def get_queryset(self, request):
         return (
@@ -242,10 +251,10 @@ class CampaignAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if _draft(obj):
             return self.fieldsets
-        return [("What happened", {"fields": self.outcome_fields}), *self.fieldsets]
+        return [("What happened", {"fields": _outcome(obj)}), *self.fieldsets]
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if _draft(obj) else self.outcome_fields
+        return [] if _draft(obj) else OUTCOME
 
     def has_change_permission(self, request, obj=None):
         # Only a draft is edited: once scheduled its settings are what it does.
@@ -274,6 +283,15 @@ class CampaignAdmin(admin.ModelAdmin):
             return CampaignPages.redirect_to_review(obj)
         return super().response_add(request, obj, post_url_continue)
 
+    @admin.display(description="started → finished (UTC)", ordering="started_at")
+    def when(self, obj: Campaign) -> str:
+        if not obj.started_at:
+            return "—"
+        finished = obj.finished_at
+        if finished and finished.date() == obj.started_at.date():
+            return f"{_short(obj.started_at)} → {finished:%H:%M}"
+        return f"{_short(obj.started_at)} → {_short(finished) or '…'}"
+
     @admin.display(description="audience")
     def audience(self, obj: Campaign):
         return obj.audience_count if obj.audience_count is not None else "—"
@@ -289,6 +307,10 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="click rate", ordering="clicked_count")
     def click_rate(self, obj: Campaign) -> str:
         return _percent(obj.clicked_count, obj.sent_count)
+
+
+def _short(at) -> str:
+    return formats.date_format(at, "j M Y H:i") if at else ""
 
 
 def _percent(part: int, whole: int) -> str:

@@ -6,6 +6,7 @@ campaigns.send_campaign and goes through broadcasts.py."""
 import datetime as dt
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -28,6 +29,7 @@ from .broadcasts import (
     campaign_resume,
     campaign_schedule,
     campaign_unschedule,
+    sender_overrides,
 )
 from .campaign_reports import campaign_progress, campaign_report
 from .delivery import message_render
@@ -72,6 +74,18 @@ def _datetime(at: dt.datetime) -> str:
     return formats.date_format(at.astimezone(dt.UTC), "j M Y H:i")
 
 
+def sender_label(campaign: Campaign) -> str:
+    """Who it comes from: the campaign's sender, else its email's, else the
+    server's default."""
+    variant = campaign.variants.select_related("template").first()
+    template = variant.template if variant else None
+    name = campaign.from_name or (template and template.from_name) or ""
+    email = campaign.from_email or (template and template.from_email) or ""
+    if not email:
+        return f"the server's default address, {settings.DEFAULT_FROM_EMAIL}"
+    return f"{name} <{email}>" if name else email
+
+
 def confirm_label(campaign: Campaign, people: int) -> str:
     who = f"{people} {'person' if people == 1 else 'people'}"
     if campaign.send_when == Campaign.When.NOW:
@@ -87,7 +101,7 @@ def render_variant(variant: CampaignVariant, contact: Contact | None) -> dict:
         contact=contact or Contact(),
         template=variant.template,
         topic=campaign.topic,
-        render_context={"campaign": campaign.name},
+        render_context=_render_context(campaign),
         is_test=True,
     )
     try:
@@ -95,6 +109,12 @@ def render_variant(variant: CampaignVariant, contact: Contact | None) -> dict:
     except RenderError as exc:
         return {"variant": variant, "error": str(exc)}
     return {"variant": variant, "subject": rendered.subject, "html": rendered.html}
+
+
+def _render_context(campaign: Campaign) -> dict:
+    """As the campaign's messages will have it (broadcasts._make_messages)."""
+    sender = sender_overrides(campaign)
+    return {"campaign": campaign.name, **({"sender": sender} if sender else {})}
 
 
 def panel_context(request: HttpRequest, model_admin, campaign: Campaign) -> dict:
@@ -223,6 +243,7 @@ class CampaignPages:
             can_send=allowed(request, self.model_admin, SEND),
             confirm_label=confirm_label(campaign, report.will_receive),
             when_label=when_label(campaign),
+            sender=sender_label(campaign),
         )
 
     def test_send(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -243,7 +264,7 @@ class CampaignPages:
             form,
             template=variant.template,
             topic=campaign.topic,
-            render_context={"campaign": campaign.name},
+            render_context=_render_context(campaign),
         )
         return self.redirect_to_review(campaign)
 

@@ -372,3 +372,34 @@ def test_sending_lanes_are_for_admins_only(as_role):
     url = reverse("admin:campaigns_sendinglane_changelist")
     assert as_role("Marketer").get(url).status_code == 403
     assert as_role("Admin").get(url).status_code == 200
+
+
+def test_the_campaigns_own_sender_is_the_one_its_emails_and_tests_carry(
+    as_role, people, template, settle, outbox
+):
+    # (delivery used the template's sender only: the campaign's was ignored)
+    _, everyone = people("Ada")
+    client = as_role("Marketer")
+    client.post(
+        reverse("admin:campaigns_campaign_add"),
+        _form(
+            everyone,
+            template,
+            from_name="The Shop",
+            from_email="news@shop.example",
+            reply_to="help@shop.example",
+        ),
+    )
+    campaign = Campaign.objects.get()
+    review = client.get(_url("review", campaign)).content.decode()
+    assert "The Shop &lt;news@shop.example&gt;" in review
+    client.post(
+        _url("test_send", campaign),
+        {"to_email": "me@team.example", "variant": campaign.variants.get().pk},
+    )
+    client.post(_url("schedule", campaign))
+    settle()
+    assert sorted((m.to[0], m.from_email, tuple(m.reply_to)) for m in outbox) == [
+        ("ada@example.com", "The Shop <news@shop.example>", ("help@shop.example",)),
+        ("me@team.example", "The Shop <news@shop.example>", ("help@shop.example",)),
+    ]

@@ -16,7 +16,7 @@ export function timeLeft(seconds) {
 
 export function fill(root, data) {
   const values = { ...data, time_left: timeLeft(data.seconds_left) };
-  // (the banner above the panel names the status too)
+  // (the banner above the panel names the status too: the whole document)
   for (const el of document.querySelectorAll("[data-field]")) {
     const value = values[el.dataset.field];
     if (value !== undefined && value !== null) el.textContent = String(value);
@@ -25,7 +25,8 @@ export function fill(root, data) {
   if (bar) bar.style.width = `${Math.min(100, Math.max(0, data.percent))}%`;
   const meter = root.querySelector('[role="progressbar"]');
   if (meter) meter.setAttribute("aria-valuenow", String(data.percent));
-  for (const el of root.querySelectorAll("[data-show-when]")) {
+  // (the banner above the panel has some too)
+  for (const el of document.querySelectorAll("[data-show-when]")) {
     el.hidden = !el.dataset.showWhen.split(" ").includes(data.status);
   }
   root.dataset.status = data.status;
