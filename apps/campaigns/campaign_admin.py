@@ -123,9 +123,9 @@ class VariantInline(admin.TabularInline):
         return _draft(obj) and super().has_delete_permission(request, obj)
 
 
-# What the send did: shown, never edited (the A/B test's only for a test).
+# What the send did: shown, never edited (the A/B test's only for a test). The
+# status is in the banner, which follows it live.
 OUTCOME = [
-    "status",
     "scheduled_by",
     "audience_count",
     "started_at",
