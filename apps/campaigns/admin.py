@@ -12,22 +12,17 @@ from liquid.exceptions import LiquidError
 from apps.contacts.models import Contact
 from apps.core.permissions import guarded, require
 
-from . import topic_admin  # noqa: F401  (registers Topic and its history)
+from . import (  # noqa: F401  (register their models)
+    campaign_admin,
+    topic_admin,
+)
 from .consent_admin import consent_urls
 from .context import build_context
 from .delivery import message_render
 from .models import EmailLayout, EmailTemplate, Message
 from .rendering import HTML_ENV, RenderError, liquid_error, render_email
-from .services import message_create_test
+from .test_sends import TestSendForm, sample_contacts, send_test_from_form
 from .validation import check_template
-
-PREVIEW_CONTACTS = 50
-
-
-def sample_contacts():
-    return Contact.objects.exclude(email__isnull=True).order_by("-last_seen_at", "-pk")[
-        :PREVIEW_CONTACTS
-    ]
 
 
 class EmailLayoutForm(forms.ModelForm):
@@ -206,24 +201,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         template = get_object_or_404(EmailTemplate, pk=pk)
         form = TestSendForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            if form.cleaned_data["contact"]:
-                require(request, self, "contacts.view_contact")
-            contact = form.cleaned_data["contact"] or Contact(
-                first_name="Sample", email=form.cleaned_data["to_email"]
-            )
-            if contact.pk is None:
-                contact.email = None
-                contact.save()
-            message_create_test(
-                template=template,
-                contact=contact,
-                to_email=form.cleaned_data["to_email"],
-            )
-            messages.success(
-                request,
-                f"Test of “{template.name}” queued to {form.cleaned_data['to_email']} "
-                "(marked as a test: it does not count in reports).",
-            )
+            send_test_from_form(request, self, form, template=template)
             return redirect("admin:campaigns_emailtemplate_change", template.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -246,21 +224,6 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             )
             return None
         return redirect("admin:campaigns_emailtemplate_test_send", queryset.get().pk)
-
-
-class TestSendForm(forms.Form):
-    to_email = forms.EmailField(label="Send to", help_text="Your own address.")
-    contact = forms.ModelChoiceField(
-        queryset=Contact.objects.none(),
-        required=False,
-        help_text="Personalise as this contact (empty: sample data).",
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["contact"].queryset = Contact.objects.filter(
-            pk__in=[c.pk for c in sample_contacts()]
-        )
 
 
 @admin.register(Message)

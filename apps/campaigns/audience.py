@@ -107,11 +107,9 @@ def audience_report(
     report.over_frequency_cap = len(capped)
     report.recipients = len(mailable) - len(capped)
     report.holdout = round(report.recipients * campaign.holdout_percent / 100)
-    report.sample = list(
-        Contact.objects.filter(
-            pk__in=[pk for pk in mailable if pk not in capped][:sample_size]
-        )
-    )
+    # The same sample on every look (the oldest contacts first), in that order.
+    chosen = sorted(pk for pk in mailable if pk not in capped)[:sample_size]
+    report.sample = list(Contact.objects.filter(pk__in=chosen).order_by("pk"))
     return report
 
 

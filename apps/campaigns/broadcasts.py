@@ -18,6 +18,7 @@ from apps.core import clock, jobs
 from apps.core.hooks import MessageHold
 
 from .audience import audience, over_cap, suppressed_ids, zone
+from .campaign_rules import setting_problems
 from .models import Campaign, CampaignRecipient, CampaignVariant, Message, SendingLane
 from .services import HELD, message_enqueue_send
 
@@ -58,22 +59,7 @@ def campaign_problems(campaign: Campaign) -> list[str]:
         problems.append("Add the email (a template) it sends.")
     if campaign.test_percent and len(variants) < 2:
         problems.append("An A/B test needs two or more variants.")
-    if campaign.test_percent + campaign.holdout_percent >= 100:
-        problems.append("The test share and the holdout together must be under 100%.")
-    if campaign.send_when == Campaign.When.AT and not campaign.send_at:
-        problems.append("Give the time it goes.")
-    if campaign.send_when == Campaign.When.LOCAL and not (
-        campaign.local_date and campaign.local_time
-    ):
-        problems.append("Give the local date and time it goes.")
-    if bool(campaign.window_start) != bool(campaign.window_end):
-        problems.append("A send window needs both a start and an end.")
-    if (
-        campaign.test_percent
-        and campaign.winning_metric == Campaign.Metric.CONVERSIONS
-        and not campaign.conversion_event
-    ):
-        problems.append("Name the conversion event the winner is chosen by.")
+    problems += [sentence for _field, sentence in setting_problems(campaign)]
     return problems
 
 
@@ -406,8 +392,18 @@ def _chunks(rows, throttle: Throttle, now: dt.datetime):
     return out
 
 
+def sender_overrides(campaign: Campaign) -> dict[str, str]:
+    """The campaign's own sender fields that are set: they go in each message's
+    render_context, where delivery reads them instead of the template's."""
+    fields = ("from_name", "from_email", "reply_to")
+    return {name: getattr(campaign, name) for name in fields if getattr(campaign, name)}
+
+
 def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
     variants = {v.pk: v for v in CampaignVariant.objects.filter(campaign=campaign)}
+    context = {"campaign": campaign.name}
+    if sender := sender_overrides(campaign):
+        context["sender"] = sender
     made = 0
     for at, batch in chunks:
         messages = Message.objects.bulk_create(
@@ -418,7 +414,7 @@ def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
                     campaign_id=campaign.pk,
                     campaign_recipient_id=recipient_id,
                     topic_id=campaign.topic_id,
-                    render_context={"campaign": campaign.name},
+                    render_context=context,
                     created_at=now,
                     send_after=at,
                 )

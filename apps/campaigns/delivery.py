@@ -341,9 +341,14 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     if message.kind == Message.Kind.NOTIFICATION:
         return _build_notification(message, rendered)
     template = message.template
-    from_email = template.from_email or settings.DEFAULT_FROM_EMAIL
-    if template.from_name and template.from_email:
-        from_email = f"{template.from_name} <{template.from_email}>"
+    # A campaign's own sender, where it has one (broadcasts.sender_overrides).
+    sender = (message.render_context or {}).get("sender") or {}
+    from_name = sender.get("from_name") or template.from_name
+    address = sender.get("from_email") or template.from_email
+    reply_to = sender.get("reply_to") or template.reply_to
+    from_email = address or settings.DEFAULT_FROM_EMAIL
+    if from_name and address:
+        from_email = f"{from_name} <{address}>"
     links = link_urls(
         contact_id=message.contact_id,
         message_id=message.pk,
@@ -355,7 +360,7 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
         body=rendered.text,
         from_email=from_email,
         to=[message.recipient],
-        reply_to=[template.reply_to] if template.reply_to else None,
+        reply_to=[reply_to] if reply_to else None,
         headers={
             "Message-ID": message.message_id_header,
             # RFC 8058 one-click unsubscribe: the https URL takes a POST.

@@ -159,9 +159,15 @@ def _message_create_once(message: Message) -> tuple[Message, bool]:
 
 
 def message_create_test(
-    *, template: EmailTemplate, contact: Contact, to_email: str
+    *,
+    template: EmailTemplate,
+    contact: Contact,
+    to_email: str,
+    topic=None,
+    render_context: dict | None = None,
 ) -> Message:
-    """A test send: rendered for ``contact`` but delivered to ``to_email``.
+    """A test send: rendered for ``contact`` but delivered to ``to_email`` (a
+    campaign's test names its topic and campaign, so its footer is the real one's).
 
     Marked is_test: it ignores the contact's consent (it does not go to them), its
     links change nothing (they say it was a test), and it never counts in reports.
@@ -171,6 +177,8 @@ def message_create_test(
         contact=contact,
         template=template,
         to_email=to_email,
+        topic=topic,
+        render_context=render_context or {},
         is_test=True,
         created_at=clock.now(),
         send_after=clock.now(),

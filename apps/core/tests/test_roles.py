@@ -45,6 +45,13 @@ CUSTOM = {
     "campaigns_emailtemplate_preview": EDITORS,
     "campaigns_emailtemplate_test_send": EDITORS,
     "campaigns_contact_consent": ADMINS,
+    # (the review shows the audience's addresses masked to those without contacts)
+    "campaigns_campaign_review": EVERYONE,
+    "campaigns_campaign_progress": EVERYONE,
+    "campaigns_campaign_archive": EVERYONE,
+    "campaigns_campaign_test_send": EDITORS,
+    "campaigns_campaign_schedule": EDITORS,
+    "campaigns_campaign_control": EDITORS,
     "workflows_workflow_editor_vocabulary": EDITORS,
     "workflows_workflow_editor_validate": EDITORS,
     "workflows_workflow_report": EVERYONE,
@@ -73,6 +80,7 @@ READS = {
             "campaigns.emailtemplate",
             "campaigns.emaillayout",
             "campaigns.topic",
+            "campaigns.campaign",
         ],
         EVERYONE,
     ),
@@ -96,6 +104,7 @@ EDITS = [
     "campaigns.emailtemplate",
     "campaigns.emaillayout",
     "campaigns.topic",
+    "campaigns.campaign",
 ]
 
 # Actions on each list: who is offered them.
@@ -109,6 +118,8 @@ ACTIONS = {
     },
     "campaigns.emailtemplate": {"send_test": EDITORS, "delete_selected": EDITORS},
     "campaigns.topic": {"delete_selected": EDITORS},
+    "campaigns.campaign": {"delete_selected": EDITORS},
+    "campaigns.sendinglane": {"delete_selected": ADMINS},
     "campaigns.message": {
         "requeue_uncertain": ADMINS,
         "mark_uncertain_sent": ADMINS,
@@ -155,7 +166,13 @@ def world(db, settings):
 
 
 def _fill_the_rest() -> None:
-    from apps.campaigns.models import Topic
+    from apps.campaigns.models import (
+        Campaign,
+        CampaignVariant,
+        EmailTemplate,
+        SendingLane,
+        Topic,
+    )
     from apps.campaigns.topics import topic_set
     from apps.contacts.models import Contact, ContactMerge, SuppressedAddress
     from apps.events.models import Event, EventFailure
@@ -188,6 +205,13 @@ def _fill_the_rest() -> None:
     topic = Topic.objects.create(name="Offers", slug="offers")
     topic_set(contact=contact, topic=topic, subscribed=True, source="staff")
     webhook_signing_secret()  # (generated on first use)
+    if not Campaign.objects.exists():
+        campaign = Campaign.objects.create(name="Newsletter")
+        campaign.segments.set([Segment.objects.order_by("pk").first()])
+        CampaignVariant.objects.create(
+            campaign=campaign, template=EmailTemplate.objects.order_by("pk").first()
+        )
+    SendingLane.objects.create(name="*", per_minute=600)
     ScoringRule.objects.create(name="Views", event_name="Product Viewed", points=1)
     enrollment = Enrollment.objects.filter(workflow=workflow).first()
     if enrollment is None:
