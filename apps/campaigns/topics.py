@@ -13,12 +13,19 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from apps.contacts.models import Contact
 from apps.core import clock
+from apps.events.services import event_record
 
 from .models import Topic, TopicSubscription, TopicSubscriptionChange
 
 logger = logging.getLogger(__name__)
 
 Source = TopicSubscriptionChange.Source
+
+# Recorded on every change, so segments and workflow goals with a topic condition
+# are re-checked for the contact, and a workflow can start on a subscription.
+TOPIC_SUBSCRIBED = "topic_subscribed"
+TOPIC_UNSUBSCRIBED = "topic_unsubscribed"
+TOPIC_EVENTS = (TOPIC_SUBSCRIBED, TOPIC_UNSUBSCRIBED)
 
 
 def topic_set(
@@ -53,13 +60,24 @@ def topic_set(
             TopicSubscription.objects.filter(pk=current.pk).update(
                 subscribed=subscribed, updated_at=now
             )
-        TopicSubscriptionChange.objects.create(
+        change = TopicSubscriptionChange.objects.create(
             contact=contact,
             topic=topic,
             subscribed=subscribed,
             source=source,
             detail=detail[:200],
             at=now,
+        )
+        event_record(
+            contact_id=contact.pk,
+            name=TOPIC_SUBSCRIBED if subscribed else TOPIC_UNSUBSCRIBED,
+            properties={
+                "topic": topic.slug,
+                "topic_name": topic.name,
+                "source": source,
+            },
+            dedupe_key=f"topic:{change.pk}",
+            timestamp=now,
         )
     logger.info(
         "topic subscription changed",
