@@ -14,6 +14,7 @@ class CampaignsConfig(AppConfig):
         from apps.core import hooks
         from apps.core.health import register_backlog
         from apps.core.scheduler import register_tick_task
+        from apps.segments.conditions import register_leaf
 
         from .admin import messages_panel
         from .consent_admin import consent_panel
@@ -21,6 +22,7 @@ class CampaignsConfig(AppConfig):
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
         from .topic_admin import topics_panel
+        from .topic_leaf import TopicLeaf
         from .topics import topic_subscriptions_move
         from .tracking import on_tracking
         from .webhooks import check_webhook_secret
@@ -29,6 +31,7 @@ class CampaignsConfig(AppConfig):
         checks.register(check_webhook_secret, checks.Tags.security)
         hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
         hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
+        register_leaf(TopicLeaf())
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
         register_backlog("email", queued_backlog)
