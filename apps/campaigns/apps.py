@@ -23,6 +23,7 @@ class CampaignsConfig(AppConfig):
         from .services import messages_move_to_contact
         from .topic_admin import topics_panel
         from .topic_leaf import TopicLeaf
+        from .topic_traits import topics_from_identify
         from .topics import topic_subscriptions_move
         from .tracking import on_tracking
         from .webhooks import check_webhook_secret
@@ -31,6 +32,7 @@ class CampaignsConfig(AppConfig):
         checks.register(check_webhook_secret, checks.Tags.security)
         hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
         hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
+        hooks.register(hooks.EVENTS_INGESTED, topics_from_identify)
         register_leaf(TopicLeaf())
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)

@@ -91,6 +91,45 @@ def topic_set(
     return True
 
 
+class TopicChoicesError(ValueError):
+    """Choices that cannot be applied: an unknown slug, a value not true or false."""
+
+
+def topic_set_many(
+    *, contact: Contact, choices: dict[str, bool], source: str, detail: str = ""
+) -> list[str]:
+    """Apply {slug: subscribed} choices all or nothing (the API, identify traits);
+    returns the slugs whose state changed. Raises TopicChoicesError, writing
+    nothing, if any slug is unknown or any value is not a boolean."""
+    problems = [
+        f"topics.{slug}: true or false, not {value!r}"
+        for slug, value in choices.items()
+        if not isinstance(value, bool)
+    ]
+    topics = {t.slug: t for t in Topic.objects.filter(slug__in=list(choices))}
+    unknown = sorted(slug for slug in choices if slug not in topics)
+    if unknown:
+        known = ", ".join(Topic.objects.order_by("slug").values_list("slug", flat=True))
+        problems.append(
+            f"topics: no topic has the slug {', '.join(map(repr, unknown))} "
+            f"(topics: {known or 'none yet'})"
+        )
+    if problems:
+        raise TopicChoicesError("; ".join(problems))
+    changed = []
+    with transaction.atomic():
+        for slug, subscribed in choices.items():
+            if topic_set(
+                contact=contact,
+                topic=topics[slug],
+                subscribed=subscribed,
+                source=source,
+                detail=detail,
+            ):
+                changed.append(slug)
+    return changed
+
+
 def subscribed_to(contact: Contact, topic: Topic) -> bool:
     """The contact's choice for the topic, or its default."""
     choice = (
