@@ -88,3 +88,11 @@ class TopicLeaf(Leaf):
 
     def collect(self, node: dict, refs: Refs) -> None:
         refs.changed_by.update(TOPIC_EVENTS)
+
+
+def topics_vocabulary() -> list[dict]:
+    """The condition builder's topic choices (apps.segments.selectors.vocabulary)."""
+    return [
+        {"slug": slug, "name": name}
+        for slug, name in Topic.objects.order_by("name").values_list("slug", "name")
+    ]
