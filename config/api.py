@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from apps.campaigns.api import router as topics_router
 from apps.events.api import router as tracking_router
 from apps.events.auth import ApiError, BodyParser
 from apps.events.problems import api_error, invalid_payload
@@ -24,6 +25,7 @@ api = NinjaAPI(
 api.add_router("/", tracking_router)
 api.add_router("/", segments_router)
 api.add_router("/", workflows_router)
+api.add_router("/", topics_router)
 
 
 @api.exception_handler(ValidationError)

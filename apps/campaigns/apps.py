@@ -14,6 +14,8 @@ class CampaignsConfig(AppConfig):
         from apps.core import hooks
         from apps.core.health import register_backlog
         from apps.core.scheduler import register_tick_task
+        from apps.segments.conditions import register_leaf
+        from apps.segments.selectors import register_vocabulary
 
         from .admin import messages_panel
         from .broadcasts import (
@@ -26,6 +28,8 @@ class CampaignsConfig(AppConfig):
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
         from .topic_admin import topics_panel
+        from .topic_leaf import TopicLeaf, topics_vocabulary
+        from .topic_traits import topics_from_identify
         from .topics import topic_subscriptions_move
         from .tracking import on_tracking
         from .webhooks import check_webhook_secret
@@ -35,6 +39,9 @@ class CampaignsConfig(AppConfig):
         hooks.register(hooks.CONTACTS_MERGED, messages_move_to_contact)
         hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
         hooks.register(hooks.CONTACTS_MERGED, campaign_recipients_move)
+        hooks.register(hooks.EVENTS_INGESTED, topics_from_identify)
+        register_leaf(TopicLeaf())
+        register_vocabulary("topics", topics_vocabulary)
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
         register_tick_task("campaigns", tick_campaigns)

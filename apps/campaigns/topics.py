@@ -13,12 +13,19 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from apps.contacts.models import Contact
 from apps.core import clock
+from apps.events.services import event_record
 
 from .models import Topic, TopicSubscription, TopicSubscriptionChange
 
 logger = logging.getLogger(__name__)
 
 Source = TopicSubscriptionChange.Source
+
+# Recorded on every change, so segments and workflow goals with a topic condition
+# are re-checked for the contact, and a workflow can start on a subscription.
+TOPIC_SUBSCRIBED = "topic_subscribed"
+TOPIC_UNSUBSCRIBED = "topic_unsubscribed"
+TOPIC_EVENTS = (TOPIC_SUBSCRIBED, TOPIC_UNSUBSCRIBED)
 
 
 def topic_set(
@@ -53,13 +60,24 @@ def topic_set(
             TopicSubscription.objects.filter(pk=current.pk).update(
                 subscribed=subscribed, updated_at=now
             )
-        TopicSubscriptionChange.objects.create(
+        change = TopicSubscriptionChange.objects.create(
             contact=contact,
             topic=topic,
             subscribed=subscribed,
             source=source,
             detail=detail[:200],
             at=now,
+        )
+        event_record(
+            contact_id=contact.pk,
+            name=TOPIC_SUBSCRIBED if subscribed else TOPIC_UNSUBSCRIBED,
+            properties={
+                "topic": topic.slug,
+                "topic_name": topic.name,
+                "source": source,
+            },
+            dedupe_key=f"topic:{change.pk}",
+            timestamp=now,
         )
     logger.info(
         "topic subscription changed",
@@ -71,6 +89,45 @@ def topic_set(
         },
     )
     return True
+
+
+class TopicChoicesError(ValueError):
+    """Choices that cannot be applied: an unknown slug, a value not true or false."""
+
+
+def topic_set_many(
+    *, contact: Contact, choices: dict[str, bool], source: str, detail: str = ""
+) -> list[str]:
+    """Apply {slug: subscribed} choices all or nothing (the API, identify traits);
+    returns the slugs whose state changed. Raises TopicChoicesError, writing
+    nothing, if any slug is unknown or any value is not a boolean."""
+    problems = [
+        f"topics.{slug}: true or false, not {value!r}"
+        for slug, value in choices.items()
+        if not isinstance(value, bool)
+    ]
+    topics = {t.slug: t for t in Topic.objects.filter(slug__in=list(choices))}
+    unknown = sorted(slug for slug in choices if slug not in topics)
+    if unknown:
+        known = ", ".join(Topic.objects.order_by("slug").values_list("slug", flat=True))
+        problems.append(
+            f"topics: no topic has the slug {', '.join(map(repr, unknown))} "
+            f"(topics: {known or 'none yet'})"
+        )
+    if problems:
+        raise TopicChoicesError("; ".join(problems))
+    changed = []
+    with transaction.atomic():
+        for slug, subscribed in choices.items():
+            if topic_set(
+                contact=contact,
+                topic=topics[slug],
+                subscribed=subscribed,
+                source=source,
+                detail=detail,
+            ):
+                changed.append(slug)
+    return changed
 
 
 def subscribed_to(contact: Contact, topic: Topic) -> bool:

@@ -47,7 +47,7 @@ def segment_index() -> dict[int, tuple[Segment, Refs]]:
 
 
 def _affected(event: Event, refs: Refs) -> bool:
-    if event.name in refs.event_names:
+    if event.name in refs.event_names or event.name in refs.changed_by:
         return True
     if event.name == "identify" and refs.attributes:
         return True

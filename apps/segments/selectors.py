@@ -1,6 +1,8 @@
 """Reads for segments: what the condition builder offers."""
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 from django.db.models import Count
 
@@ -16,6 +18,15 @@ from .models import Segment
 RECENT_DAYS = 90
 SAMPLE_EVENTS = 2_000
 SAMPLE_CONTACTS = 2_000
+
+
+# What higher apps add to the builder's vocabulary for the leaves they register
+# (campaigns: its topics), by name: a function that reads it.
+VOCABULARY_PARTS: dict[str, Callable[[], Any]] = {}
+
+
+def register_vocabulary(name: str, read: Callable[[], Any]) -> None:
+    VOCABULARY_PARTS[name] = read
 
 
 def _keys(objects, prefix: str = "") -> set[str]:
@@ -76,4 +87,5 @@ def vocabulary() -> dict:
         "consent": [
             c for c, _label in Contact._meta.get_field("email_consent").choices
         ],
+        **{name: read() for name, read in VOCABULARY_PARTS.items()},
     }

@@ -80,10 +80,10 @@ def _goal_exit_events(index: _Index, version) -> set[str]:
         goal = definition.get("goal") or {}
         if goal.get("event"):
             names.add(goal["event"])
-        if goal.get("condition"):
-            names |= references(goal["condition"]).event_names
-        if definition.get("exit_condition"):
-            names |= references(definition["exit_condition"]).event_names
+        for condition in (goal.get("condition"), definition.get("exit_condition")):
+            if condition:
+                refs = references(condition)
+                names |= refs.event_names | refs.changed_by
         index.goal_exit_events[version.pk] = names
     return index.goal_exit_events[version.pk]
 

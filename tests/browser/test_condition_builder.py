@@ -293,3 +293,42 @@ def test_the_builder_hides_for_a_static_list_and_types_trait_values(
     expect(area).to_be_hidden()
     page.locator("#id_kind").select_option("dynamic")
     expect(area).to_be_visible()
+
+
+def test_a_marketer_picks_a_topic_subscription_rule(admin_page, transactional_db):
+    # given two topics and a contact who left the opt-out newsletter
+    from apps.campaigns.models import Topic, TopicSubscriptionChange
+    from apps.campaigns.topics import topic_set
+
+    newsletter = Topic.objects.create(
+        name="Newsletter", slug="newsletter", default=Topic.Default.OPT_OUT
+    )
+    Topic.objects.create(name="Offers", slug="offers")
+    gone = Contact.objects.create(email="gone@example.com")
+    Contact.objects.create(email="stays@example.com")
+    topic_set(
+        contact=gone,
+        topic=newsletter,
+        subscribed=False,
+        source=TopicSubscriptionChange.Source.STAFF,
+    )
+    page = admin_page
+    page.goto(reverse("admin:segments_segment_add"))
+    area = builder(page)
+    # when the marketer adds a Topic subscription rule for the newsletter
+    page.locator('[data-role="add-rule"]').first.click()
+    first = rule(page, 0)
+    first.get_by_label("Rule type").select_option(label="Topic subscription")
+    first.get_by_label("Topic", exact=True).select_option(label="Newsletter")
+    # then it reads in English and counts everyone who did not leave it
+    expect(area.locator(".nudge-sentence")).to_have_text(
+        "Is subscribed to the topic “Newsletter”"
+    )
+    expect(area.locator(".nudge-count")).to_have_text("1 contact matches")
+    # when they flip it to "is not subscribed"
+    first.get_by_label("Subscribed or not").select_option(label="is not subscribed")
+    expect(area.locator(".nudge-count")).to_have_text("1 contact matches")
+    assert json.loads(page.locator("#id_condition").input_value()) == {
+        "version": 1,
+        "all": [{"topic": "newsletter", "subscribed": False}],
+    }

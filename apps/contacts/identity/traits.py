@@ -25,6 +25,10 @@ TRAIT_FIELDS = {
 }
 # Traits only a server key may set: a public key must not opt anyone in or out.
 CONSENT_TRAIT = "email_consent"
+# {slug: true/false}: topic choices, applied by apps.campaigns from the stored
+# identify event (its EVENTS_INGESTED hook, topic_traits.py), where a browser key
+# may only unsubscribe; never an attribute.
+TOPICS_TRAIT = "topics"
 
 # Protected traits (issue 13, item 5): a browser key is public, so anyone can send
 # them for anyone. They say where messages go (addresses), who is told about a
@@ -123,8 +127,8 @@ def apply_traits(
     attributes_set: dict[str, Any] = {}
     refused: list[str] = []
     for key, value in traits.items():
-        if key == "email":
-            continue  # identity, handled by the resolver
+        if key in ("email", TOPICS_TRAIT):
+            continue  # identity (the resolver's), topic choices (see TOPICS_TRAIT)
         if not trusted and is_protected_trait(key):
             if _differs(contact, attributes, key, value):
                 refused.append(key)

@@ -55,6 +55,10 @@ class Refs:
     time_based: bool = False
     # the earliest event time evaluation needs (None: all of them)
     events_since: dict[str, dt.timedelta | None] = field(default_factory=dict)
+    # Events after which the answer may differ though evaluation does not read
+    # them: a leaf of a higher app reading its own tables (a topic choice) names
+    # the event its app records when those change.
+    changed_by: set[str] = field(default_factory=set)
 
 
 class Leaf(abc.ABC):

@@ -302,15 +302,20 @@ def leaves(draw):
     return {"segment": 1}
 
 
-conditions = st.recursive(
-    leaves(),
-    lambda children: st.one_of(
-        st.builds(lambda items: {"all": items}, st.lists(children, max_size=3)),
-        st.builds(lambda items: {"any": items}, st.lists(children, max_size=3)),
-        st.builds(lambda item: {"not": item}, children),
-    ),
-    max_leaves=6,
-)
+def trees(leaf_strategy):
+    """all / any / not over the leaves drawn (an app adds its own to leaves())."""
+    return st.recursive(
+        leaf_strategy,
+        lambda children: st.one_of(
+            st.builds(lambda items: {"all": items}, st.lists(children, max_size=3)),
+            st.builds(lambda items: {"any": items}, st.lists(children, max_size=3)),
+            st.builds(lambda item: {"not": item}, children),
+        ),
+        max_leaves=6,
+    )
+
+
+conditions = trees(leaves())
 
 event_rows = st.lists(
     st.tuples(
@@ -340,7 +345,7 @@ contact_rows = st.lists(
 )
 
 
-class _Rollback(Exception):
+class Rollback(Exception):
     pass
 
 
@@ -355,13 +360,14 @@ def test_sql_and_python_agree(require_postgres, condition, people):
     assert validate(condition) == [], validate(condition)
     try:
         with transaction.atomic():
-            _check(condition, people)
-            raise _Rollback
-    except _Rollback:
+            assert_agree(condition, make_people(people))
+            raise Rollback
+    except Rollback:
         pass
 
 
-def _check(condition, people):
+def make_people(people) -> list[Contact]:
+    """The contacts contact_rows() drew, with their events and memberships."""
     source = Source.objects.create(name="agree", kind="server")
     segment = Segment.objects.create(pk=1, name="s1")
     contacts = []
@@ -395,6 +401,11 @@ def _check(condition, people):
             SegmentMembership.objects.create(
                 segment=segment, contact=contact, entered_at=NOW
             )
+    return contacts
+
+
+def assert_agree(condition, contacts: list[Contact]) -> None:
+    """SQL over all contacts and Python for each give the same contacts."""
     sql, params = matching_sql(condition, now=NOW)
     from django.db import connection
 

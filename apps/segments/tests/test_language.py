@@ -34,7 +34,7 @@ def test_errors_point_at_the_broken_node():
         "any[1].count: unknown operator 'gtt'",
         "any[2].all[0].op: 'contains' does not apply to score (number)",
         "any[2].all[1]: unknown condition (expected one of: all, any, not, attribute, "
-        "event, sequence, last_event, segment, email, score, consent)",
+        "event, sequence, last_event, segment, email, score, consent, topic)",
         "any[3].where[0].value: gt needs a number or a string",
         "any[4].window.unit: unknown unit 'weeks' (minutes, hours, days)",
     ]

@@ -151,6 +151,18 @@
 
   const vocabularies = new Map(); // url -> a promise of its vocabulary (one request per page)
 
+  /* Rule kinds other modules add (each in its own ES module, e.g. condition_topic.js):
+     registerRule(name, make), make({ h, word, selectEl, key, changed, vocab }) returning
+     { label, render(node, path), create(), fits(node) }. A builder picks them up at
+     its next render, so a module loaded after it still counts. */
+  const extraRules = new Map();
+
+  function registerRule(name, make) {
+    extraRules.set(name, make);
+    document.querySelectorAll(".nudge-condition-builder").forEach((el) => el.dispatchEvent(
+      new CustomEvent("nudge:rules", { bubbles: false })));
+  }
+
   function fetchVocabulary(url) {
     if (!vocabularies.has(url)) {
       vocabularies.set(url, fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -212,7 +224,15 @@
       changed();
     }
 
+    function addExtraRules() {
+      const helpers = { h, word, selectEl, key, changed, vocab: () => vocab };
+      for (const [name, make] of extraRules) {
+        if (!Object.prototype.hasOwnProperty.call(RULES, name)) RULES[name] = make(helpers);
+      }
+    }
+
     function render(focusKey) {
+      addExtraRules();
       const active = document.activeElement;
       const restore = focusKey || (active && mount.contains(active) ? active.dataset.key : null);
       mount.replaceChildren(renderGroup(root, "", true));
@@ -734,6 +754,8 @@
     }
 
     function start() {
+      // a rule kind registered after this builder drew its rows: draw them again
+      fieldset.addEventListener("nudge:rules", () => { if (fieldset.dataset.state === "ready") render(); });
       datalists();
       if (opts.jsonToggle) {
         const toggle = wireJsonToggle();
@@ -756,7 +778,7 @@
       .finally(start);
   }
 
-  window.NudgeConditionBuilder = { init };
+  window.NudgeConditionBuilder = { init, registerRule };
 
   function boot() {
     document.querySelectorAll("#nudge-condition-builder").forEach((fieldset) => init(fieldset));
