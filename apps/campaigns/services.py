@@ -341,37 +341,65 @@ def send_facts(messages: list[Message]) -> SendFacts:
 
 
 def suppression_reason(message: Message, *, known: SendFacts | None = None) -> str:
-    """Why ``message`` must not go out now ("" if it may): the address list on every
-    path; for marketing email to the contact, their own consent, then the topic it
-    is about (topics narrow, never widen). A transactional email (a receipt) needs
-    neither, but never goes to an address that bounced or complained. ``known``:
-    the list and the topic choices preloaded for a batch (send_facts)."""
-    if known is None:
-        entry = address_suppression(message.recipient)
-    else:
-        entry = (
+    """Why ``message`` must not go out now ("" if it may); see send_refusal.
+    ``known``: the list and the topic choices preloaded for a batch (send_facts)."""
+    subscribed = None
+    if known is not None and message.topic_id is not None:
+        subscribed = known.topics[(message.contact_id, message.topic_id)]
+    return send_refusal(
+        contact=message.contact,
+        to=message.recipient,
+        kind=message.kind,
+        topic=message.topic,
+        is_test=message.is_test,
+        entry=(
             known.entries.get(email_hash(message.recipient))
-            if message.recipient
-            else None
-        )
+            if known is not None and message.recipient
+            else _LOOK_UP
+        ),
+        subscribed=subscribed,
+    )
+
+
+_LOOK_UP = object()
+
+
+def send_refusal(
+    *,
+    contact: Contact,
+    to: str,
+    kind: str,
+    topic: Topic | None,
+    is_test: bool,
+    entry=_LOOK_UP,
+    subscribed: bool | None = None,
+) -> str:
+    """The send-time rules, for a workflow's send step and for delivery alike: why
+    an email of ``kind`` (about ``topic``) to ``to`` must not go ("" if it may).
+
+    The address list on every path; for marketing email to the contact, their own
+    consent, then the topic (topics narrow, never widen). A transactional email (a
+    receipt) needs neither, but never goes to an address that bounced or
+    complained. A test goes to the tester: only the list applies. ``entry`` and
+    ``subscribed``: the list's entry and the topic choice when already read."""
+    if entry is _LOOK_UP:
+        entry = address_suppression(to)
     if entry is not None and not (
-        message.kind == Message.Kind.TRANSACTIONAL
+        kind == Message.Kind.TRANSACTIONAL
         and entry.reason == SuppressedAddress.Reason.UNSUBSCRIBED
     ):
         return f"the address is on the suppression list ({entry.get_reason_display().lower()})"
-    if message.is_test:
+    if is_test:
         return ""
-    consent = message.contact.email_consent
-    if message.kind == Message.Kind.MARKETING:
+    consent = contact.email_consent
+    if kind == Message.Kind.MARKETING:
         if consent in SUPPRESSED_CONSENT:
             return f"contact is {consent}"
-        if message.topic_id is not None and not (
-            subscribed_to(message.contact, message.topic)
-            if known is None
-            else known.topics[(message.contact_id, message.topic_id)]
+        if topic is not None and not (
+            subscribed_to(contact, topic) if subscribed is None else subscribed
         ):
-            return f"contact is not subscribed to the topic “{message.topic.name}”"
-    if message.kind == Message.Kind.TRANSACTIONAL and consent in UNDELIVERABLE:
+            return f"contact is not subscribed to the topic “{topic.name}”"
+    if kind == Message.Kind.TRANSACTIONAL and consent in UNDELIVERABLE:
         return f"contact is {consent}"
     return ""
 

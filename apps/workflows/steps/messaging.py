@@ -6,14 +6,10 @@ import re
 from apps.campaigns.models import EmailTemplate, Message, Topic
 from apps.campaigns.rendering import RenderError, render_string
 from apps.campaigns.services import (
-    SUPPRESSED_CONSENT,
-    UNDELIVERABLE,
     message_create,
     message_create_notification,
+    send_refusal,
 )
-from apps.campaigns.topics import subscribed_to
-from apps.contacts.models import SuppressedAddress
-from apps.contacts.suppression import address_suppression
 
 from .base import Outcome, StepContext, StepType, register_step
 from .flow import bucket, pick
@@ -138,35 +134,20 @@ def _topic_errors(config, where) -> list[str]:
 
 
 def _refusal(ctx: StepContext, *, transactional: bool, topic) -> Outcome | None:
-    """Skipped, and why, when this send must not be made: the same rules delivery
-    checks again at send time. A transactional send needs no marketing consent
-    and no topic, but never goes to a bounced or complained address."""
-    if not ctx.enrollment.is_test:
-        consent = ctx.contact.email_consent
-        stops = UNDELIVERABLE if transactional else SUPPRESSED_CONSENT
-        if consent in stops:
-            return Outcome("skipped", reason=f"suppressed: contact is {consent}")
-        if not ctx.contact.email:
-            return Outcome("skipped", reason="the contact has no email address")
-        if (
-            topic is not None
-            and not transactional
-            and not subscribed_to(ctx.contact, topic)
-        ):
-            return Outcome(
-                "skipped", reason=f"not subscribed to the topic “{topic.name}”"
-            )
-    to = ctx.enrollment.test_email if ctx.enrollment.is_test else ctx.contact.email
-    listed = address_suppression(to)
-    if listed is not None and not (
-        transactional and listed.reason == SuppressedAddress.Reason.UNSUBSCRIBED
-    ):
-        return Outcome(
-            "skipped",
-            reason="suppressed: the address is on the suppression list "
-            f"({listed.get_reason_display().lower()})",
-        )
-    return None
+    """Skipped, and why, when this send must not be made: the rules delivery checks
+    again at send time (services.send_refusal)."""
+    is_test = ctx.enrollment.is_test
+    if not is_test and not ctx.contact.email:
+        return Outcome("skipped", reason="the contact has no email address")
+    kind = Message.Kind.TRANSACTIONAL if transactional else Message.Kind.MARKETING
+    why = send_refusal(
+        contact=ctx.contact,
+        to=ctx.enrollment.test_email if is_test else ctx.contact.email,
+        kind=kind,
+        topic=None if transactional else topic,
+        is_test=is_test,
+    )
+    return Outcome("skipped", reason=f"suppressed: {why}") if why else None
 
 
 def this_visits_message(ctx: StepContext) -> Message | None:
