@@ -283,7 +283,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return CampaignPages.redirect_to_review(obj)
         return super().response_add(request, obj, post_url_continue)
 
-    @admin.display(description="started → finished (UTC)", ordering="started_at")
+    @admin.display(description="sending (UTC)", ordering="started_at")
     def when(self, obj: Campaign) -> str:
         if not obj.started_at:
             return "—"
