@@ -77,15 +77,17 @@ def campaign_problems(campaign: Campaign) -> list[str]:
     return problems
 
 
-def start_time(campaign: Campaign) -> dt.datetime:
-    """When the send starts (and its audience is fixed)."""
+def start_time(campaign: Campaign, *, now: dt.datetime) -> dt.datetime:
+    """When the send starts (and its audience is fixed); "now" is due at ``now``
+    (the clock read by the caller: reading it again here would always be later,
+    and the campaign would never be due)."""
     if campaign.send_when == Campaign.When.AT:
         return campaign.send_at
     if campaign.send_when == Campaign.When.LOCAL:
         return dt.datetime.combine(
             campaign.local_date, campaign.local_time, tzinfo=EARLIEST_OFFSET
         ).astimezone(dt.UTC)
-    return clock.now()
+    return now
 
 
 def campaign_schedule(*, campaign: Campaign, by: str = "") -> Campaign:
@@ -137,7 +139,7 @@ def campaign_start(*, campaign_id: int) -> bool:
             .filter(pk=campaign_id, status=Status.SCHEDULED)
             .first()
         )
-        if campaign is None or start_time(campaign) > now:
+        if campaign is None or start_time(campaign, now=now) > now:
             return False
         count = _snapshot(campaign, now)
         detail = _cut_groups(campaign, count)
@@ -590,7 +592,7 @@ def tick_campaigns(*, now: dt.datetime) -> int:
 
     woken = 0
     for campaign in Campaign.objects.filter(status=Status.SCHEDULED):
-        if start_time(campaign) <= now:
+        if start_time(campaign, now=now) <= now:
             jobs.enqueue(
                 _start_job(), campaign.pk, job_id=f"campaign-{campaign.pk}-start"
             )
