@@ -1,8 +1,13 @@
-"""What the engine benchmark (bench/engine.py) runs inside the app's processes.
+"""What the engine and broadcast benchmarks (bench/engine.py, bench/broadcast.py)
+run inside the app's processes.
 
 - ``EmailBackend``: a Django email backend that sends nothing and records, for each
   message handed to it, when that happened. The benchmark points ``EMAIL_BACKEND`` at
   it (``bench._backend.EmailBackend``) in the RQ workers' environment.
+- ``RecordingBackend``: the same, without building the MIME message (the broadcast
+  benchmark measures Nudge's side of the hand-off, as with an ESP's HTTP API; an
+  SMTP backend's MIME costs what bench/README.md says), with a fingerprint of what
+  it got (the sizes of the subject, text and HTML) in the last field.
 - ``job_done``: a no-op RQ job that records when a worker ran it (the baseline: a
   bare RQ round trip through the same workers, under the same load).
 
@@ -11,6 +16,7 @@ Both append one tab-separated line per record to the file named by
 from several worker processes never interleave)::
 
     mail <TAB> nudge message id <TAB> recipient <TAB> unix time <TAB> pid
+    mail <TAB> nudge message id <TAB> recipient <TAB> unix time <TAB> fingerprint
     job  <TAB> token            <TAB> -         <TAB> unix time <TAB> pid
 
 The time is ``time.time()`` when the backend got the message (or the job started):
@@ -52,6 +58,27 @@ class EmailBackend(BaseEmailBackend):
             lines.append(
                 f"mail\t{metadata.get('nudge_message_id', '')}\t"
                 f"{','.join(message.to)}\t{handed_over:.6f}\t{os.getpid()}\n"
+            )
+        if lines:
+            _record(lines)
+        return len(lines)
+
+
+class RecordingBackend(BaseEmailBackend):
+    """Records each message handed over and a fingerprint of it; sends nothing."""
+
+    def send_messages(self, email_messages) -> int:
+        handed_over = time.time()
+        lines = []
+        for message in email_messages:
+            metadata = getattr(message, "metadata", None) or {}
+            html = "".join(
+                content for content, _mime in getattr(message, "alternatives", [])
+            )
+            lines.append(
+                f"mail\t{metadata.get('nudge_message_id', '')}\t"
+                f"{','.join(message.to)}\t{handed_over:.6f}\t"
+                f"{len(message.subject)}/{len(message.body)}/{len(html)}\n"
             )
         if lines:
             _record(lines)

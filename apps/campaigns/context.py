@@ -1,10 +1,11 @@
 """The plain data a template renders with. No model instances ever reach Liquid."""
 
 import datetime as dt
+import functools
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from apps.contacts.models import Contact
 from apps.core import clock
@@ -60,6 +61,38 @@ def recent_events(contact: Contact, *, now: dt.datetime) -> dict[str, list[dict]
     return grouped
 
 
+# Stands in for the token while a link's path is reversed once (see signed_url).
+_PLACEHOLDER = "nudge-token-placeholder"
+
+
+def signed_url(name: str, token: str) -> str:
+    """The absolute URL of view ``name`` for ``token``, as SITE_URL + reverse()
+    gives it. A broadcast email has a dozen such links and reverse() walks the
+    URLconf for each: it runs once per view (and URLconf), the token goes in the
+    placeholder's place. Tokens are signing's URL-safe characters, which reverse()
+    leaves as they are."""
+    prefix, suffix = _url_around_token(
+        name, get_urlconf() or settings.ROOT_URLCONF, get_script_prefix()
+    )
+    return settings.SITE_URL + prefix + token + suffix
+
+
+@functools.lru_cache(maxsize=64)
+def _url_around_token(name: str, urlconf: str, script_prefix: str) -> tuple[str, str]:
+    path = reverse(name, args=[_PLACEHOLDER], urlconf=urlconf)
+    prefix, found, suffix = path.partition(_PLACEHOLDER)
+    if not found:
+        raise ValueError(f"{name}'s URL does not carry its token as it was given")
+    return prefix, suffix
+
+
+def uses_recent_events(*sources: str) -> bool:
+    """Whether any of these template sources names ``recent_events``: a template
+    reads a variable by writing its name. (One that builds the name at render time,
+    ``{{ [name] }}``, would find them empty: no email needs that.)"""
+    return any("recent_events" in source for source in sources if source)
+
+
 def link_urls(
     *,
     contact_id: int,
@@ -89,13 +122,11 @@ def link_urls(
     view = make_contact_token(
         contact_id=contact_id, message_id=message_id, salt=VIEW_SALT, is_test=is_test
     )
-    base = settings.SITE_URL
     return {
-        "unsubscribe_url": base + reverse("campaigns:unsubscribe", args=[leave_topic]),
-        "unsubscribe_all_url": base
-        + reverse("campaigns:unsubscribe", args=[unsubscribe]),
-        "preferences_url": base + reverse("campaigns:preferences", args=[unsubscribe]),
-        "view_in_browser_url": base + reverse("campaigns:view", args=[view]),
+        "unsubscribe_url": signed_url("campaigns:unsubscribe", leave_topic),
+        "unsubscribe_all_url": signed_url("campaigns:unsubscribe", unsubscribe),
+        "preferences_url": signed_url("campaigns:preferences", unsubscribe),
+        "view_in_browser_url": signed_url("campaigns:view", view),
     }
 
 
@@ -106,15 +137,18 @@ def build_context(
     extra: dict[str, Any] | None = None,
     is_test: bool = False,
     topic: Topic | None = None,
+    with_recent_events: bool = True,
 ) -> dict[str, Any]:
-    """Everything a template may use: contact, event, recent_events, workflow, links."""
+    """Everything a template may use: contact, event, recent_events, workflow, links.
+    ``with_recent_events``: False when the template never names them (a query per
+    email saved; see uses_recent_events)."""
     extra = extra or {}
     now = clock.now()
     context: dict[str, Any] = {
         "contact": contact_data(contact),
         "event": extra.get("event") or {},
         "workflow": extra.get("workflow") or {},
-        "recent_events": recent_events(contact, now=now),
+        "recent_events": recent_events(contact, now=now) if with_recent_events else {},
         "now": now.isoformat(),
         "company": {
             "address": settings.NUDGE_POSTAL_ADDRESS,

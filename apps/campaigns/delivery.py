@@ -7,6 +7,7 @@ claim and the record leaves the row in ``sending``; the tick turns it ``uncertai
 after NUDGE_SENDING_TIMEOUT_SECONDS instead of sending it a second time blindly.
 """
 
+import dataclasses
 import datetime as dt
 import email.policy
 import logging
@@ -17,15 +18,14 @@ from django.core.mail import mailers
 from django.db import connection
 from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
-from django.urls import reverse
 
 from apps.contacts.models import Contact
 from apps.core import clock, hooks
-from apps.events.services import event_record
 
-from .context import build_context, link_urls
+from .context import build_context, link_urls, signed_url, uses_recent_events
 from .handoff import Verdict, classify
 from .models import Message
+from .recording import RECORD_EVERY, HandedOver, handed_over, messages_record_sent
 from .rendering import RenderedEmail, RenderError, render_email
 from .services import HELD, SendFacts, send_facts, suppression_reason
 from .tokens import make_click_token
@@ -82,7 +82,7 @@ def message_send(*, message_id: int) -> str:
     failed = _hand_to_esp(message, email)
     if failed:
         return failed
-    _record_sent(message, email, rendered, log)
+    messages_record_sent(sent=[handed_over(message, email, rendered.subject)])
     return SendOutcome.SENT
 
 
@@ -90,7 +90,8 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
     """Send the queued and due ones of these messages, each exactly as message_send
     would (claim, refuse, render, hand over, record), with what they share read
     once: one claim, one load, one look at the address list and the topics, one
-    connection to the ESP. What happened, counted by outcome."""
+    connection to the ESP, one record for every RECORD_EVERY handed over
+    (apps/campaigns/recording.py). What happened, counted by outcome."""
     from .broadcasts import campaign_status_memo
 
     outcomes: dict[str, int] = {}
@@ -98,6 +99,7 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
     if not messages:
         return outcomes
     memo = campaign_status_memo()
+    sent: list[HandedOver] = []
     try:
         known = send_facts(messages)
         layout = _default_layout()
@@ -105,16 +107,25 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
         mailer.open()
         try:
             for message in messages:
-                outcome = _send_claimed(message, known, layout, mailer)
+                outcome = _send_claimed(message, known, layout, mailer, sent)
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                if len(sent) >= RECORD_EVERY:
+                    messages_record_sent(sent=sent)
+                    sent = []
         finally:
             mailer.close()
+            # What the ESP took is recorded even if a later message broke the job.
+            messages_record_sent(sent=sent)
     finally:
         memo.var.reset(memo)
     return outcomes
 
 
-def _send_claimed(message: Message, known: SendFacts, layout, mailer) -> str:
+def _send_claimed(
+    message: Message, known: SendFacts, layout, mailer, sent: list[HandedOver]
+) -> str:
+    """Refuse, render and hand over one claimed message; a message handed over
+    joins ``sent``, to be recorded with others."""
     log = {"message_id": message.pk, "contact_id": message.contact_id}
     refused = _refuse_unsendable(message, log, known)
     if refused:
@@ -129,7 +140,7 @@ def _send_claimed(message: Message, known: SendFacts, layout, mailer) -> str:
     failed = _hand_to_esp(message, email, mailer)
     if failed:
         return failed
-    _record_sent(message, email, rendered, log)
+    sent.append(handed_over(message, email, rendered.subject))
     return SendOutcome.SENT
 
 
@@ -265,36 +276,6 @@ def _hand_to_esp(message: Message, email: NudgeEmail, mailer=None) -> str | None
     return None
 
 
-def _record_sent(
-    message: Message, email: NudgeEmail, rendered: RenderedEmail, log: dict
-) -> None:
-    status = getattr(email, "anymail_status", None)
-    esp_id = status.message_id if status else None
-    if esp_id is None:  # Django's own backends (file, SMTP) return no ESP id
-        esp_id = message.message_id_header
-    Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-        status=Message.Status.SENT,
-        sent_at=clock.now(),
-        esp_message_id=str(esp_id)[:255],
-        subject=rendered.subject,
-        error="",
-    )
-    if message.kind != Message.Kind.NOTIFICATION and not message.is_test:
-        event_record(
-            contact_id=message.contact_id,
-            name="email_sent",
-            properties={
-                "message_id": message.pk,
-                "template": message.template.name if message.template else None,
-                "campaign_id": message.campaign_id,
-                "enrollment_id": message.enrollment_id,
-            },
-            dedupe_key=f"sent:{message.pk}",
-            process_now=False,
-        )
-    logger.info("message sent", extra={**log, "esp_message_id": esp_id})
-
-
 def message_render(
     message: Message, *, inert: bool = False, default_layout=None
 ) -> RenderedEmail:
@@ -306,28 +287,31 @@ def message_render(
         return RenderedEmail(subject=message.subject, html="", text=message.body_text)
     template = message.template
     layout = template.layout or default_layout or _default_layout()
+    sources = {
+        "subject": template.subject,
+        "preheader": template.preheader,
+        "html_body": template.html_body,
+        "text_body": template.text_body,
+        "layout_html": layout.html if layout else None,
+    }
     context = build_context(
         contact=message.contact,
         message_id=message.pk,
         extra=message.render_context,
         is_test=message.is_test or inert,
         topic=message.topic,
+        with_recent_events=uses_recent_events(*sources.values()),
     )
     rewriter = None
     if template.track_clicks and message.pk and not inert:
 
         def rewriter(url: str) -> str:
             token = make_click_token(message_id=message.pk, url=url)
-            return settings.SITE_URL + reverse("campaigns:click", args=[token])
+            return signed_url("campaigns:click", token)
 
-    return render_email(
-        subject=template.subject,
-        preheader=template.preheader,
-        html_body=template.html_body,
-        text_body=template.text_body,
-        layout_html=layout.html if layout else None,
-        context=context,
-        link_rewriter=rewriter,
+    rendered = render_email(**sources, context=context, link_rewriter=rewriter)
+    return dataclasses.replace(
+        rendered, unsubscribe_url=context.get("unsubscribe_url", "")
     )
 
 
@@ -349,11 +333,16 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     from_email = address or settings.DEFAULT_FROM_EMAIL
     if from_name and address:
         from_email = f"{from_name} <{address}>"
-    links = link_urls(
-        contact_id=message.contact_id,
-        message_id=message.pk,
-        is_test=message.is_test,
-        topic_id=message.topic_id,
+    # The template's own link when it was rendered for this message (as sent);
+    # made here for a message rendered elsewhere.
+    unsubscribe_url = (
+        rendered.unsubscribe_url
+        or link_urls(
+            contact_id=message.contact_id,
+            message_id=message.pk,
+            is_test=message.is_test,
+            topic_id=message.topic_id,
+        )["unsubscribe_url"]
     )
     email = NudgeEmail(
         subject=("[TEST] " if message.is_test else "") + rendered.subject,
@@ -364,7 +353,7 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
         headers={
             "Message-ID": message.message_id_header,
             # RFC 8058 one-click unsubscribe: the https URL takes a POST.
-            "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )

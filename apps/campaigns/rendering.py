@@ -160,6 +160,8 @@ class RenderedEmail:
     subject: str
     html: str
     text: str
+    # The List-Unsubscribe link the context gave the template (empty: make it).
+    unsubscribe_url: str = ""
 
 
 PREHEADER = (

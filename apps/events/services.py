@@ -3,6 +3,7 @@ tracking API's writes) is in ingestion.py, processing in processing.py."""
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 
@@ -100,3 +101,44 @@ def event_record(
         jobs.enqueue(process_events, [event.pk], queue="events")
     # else the tick's sweep processes it with others, in batches of 500
     return event
+
+
+@dataclass(frozen=True)
+class InternalEvent:
+    """One event for events_record_many."""
+
+    contact_id: int
+    name: str
+    properties: dict
+    dedupe_key: str
+    timestamp: dt.datetime | None = None
+
+
+def events_record_many(*, events: list[InternalEvent]) -> int:
+    """Record many events Nudge observed, as event_record(process_now=False) would
+    one by one, in one INSERT: one whose ``dedupe_key`` was seen before is left
+    out (ON CONFLICT DO NOTHING on the same unique (source, message_id)). They
+    are processed by the tick's sweep, like every high-volume fact. How many
+    rows the INSERT was given (duplicates included: PostgreSQL does not say)."""
+    if not events:
+        return 0
+    now = clock.now()
+    source = internal_source()
+    Event.objects.bulk_create(
+        [
+            Event(
+                contact_id=e.contact_id,
+                source=source,
+                type=Event.Type.TRACK,
+                name=e.name,
+                properties=e.properties,
+                context={"library": {"name": "nudge"}},
+                timestamp=e.timestamp or now,
+                received_at=now,
+                message_id=e.dedupe_key[:100],
+            )
+            for e in events
+        ],
+        ignore_conflicts=True,
+    )
+    return len(events)

@@ -68,6 +68,24 @@ def test_a_campaign_sent_now_reaches_each_person_in_its_segments_once(
     assert campaign.finished_at == START
 
 
+def test_a_campaign_sent_now_starts_while_the_clock_runs(
+    people, make_campaign, outbox, settle
+):
+    # given a campaign to go now, and a clock that moves (as in production)
+    (_ada,), everyone = people("Ada")
+    campaign = make_campaign(segments=[everyone])
+
+    # when it is scheduled and the workers run, the time having moved on since
+    campaign_schedule(campaign=campaign, by="marketer")
+    settle()
+
+    # then it started and went out: "now" was not always a moment away
+    assert _sent_to(outbox) == ["ada@example.com"]
+    campaign.refresh_from_db()
+    assert campaign.status in (Status.SENDING, Status.SENT)
+    assert campaign.started_at is not None
+
+
 def test_the_audience_is_fixed_when_the_send_starts(
     people, make_campaign, outbox, settle, frozen_clock
 ):

@@ -1,0 +1,123 @@
+"""Sending in batches: what the ESP took is recorded together, each message once,
+with its email_sent event once; the links a batch makes are the ones reverse()
+gives."""
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from apps.campaigns import delivery
+from apps.campaigns.context import signed_url, uses_recent_events
+from apps.campaigns.delivery import messages_send_batch
+from apps.campaigns.models import Message
+from apps.campaigns.recording import RECORD_EVERY
+from apps.campaigns.tokens import (
+    UNSUBSCRIBE_SALT,
+    make_click_token,
+    make_contact_token,
+)
+from apps.contacts.models import Contact
+from apps.core import clock
+from apps.events.models import Event
+from apps.events.services import InternalEvent, events_record_many
+
+pytestmark = pytest.mark.django_db
+
+
+def _queued(template, count: int) -> list[int]:
+    now = clock.now()
+    contacts = Contact.objects.bulk_create(
+        Contact(email=f"reader-{i}@example.com", first_name=f"Reader{i}")
+        for i in range(count)
+    )
+    return [
+        m.pk
+        for m in Message.objects.bulk_create(
+            Message(contact=c, template=template, created_at=now, send_after=now)
+            for c in contacts
+        )
+    ]
+
+
+def test_a_batch_records_each_message_sent_with_one_email_sent_event(outbox, template):
+    # given more queued messages than are recorded at a time
+    ids = _queued(template, 2 * RECORD_EVERY + 3)
+
+    # when a batch sends them, and the same batch runs again
+    outcomes = messages_send_batch(message_ids=ids)
+    again = messages_send_batch(message_ids=ids)
+
+    # then each went once, is recorded sent as it went, with one event each
+    assert outcomes == {"sent": len(ids)} and again == {}
+    assert len(outbox) == len(ids)
+    sent = Message.objects.filter(pk__in=ids)
+    assert {m.status for m in sent} == {Message.Status.SENT}
+    assert all(m.sent_at and m.esp_message_id and m.subject for m in sent)
+    assert {m.subject for m in sent} >= {"Reader0, your cart is waiting"}
+    events = Event.objects.filter(name="email_sent")
+    assert sorted(e.properties["message_id"] for e in events) == sorted(ids)
+
+
+def test_a_batch_that_breaks_records_what_the_esp_took_and_sends_nothing_twice(
+    outbox, template, monkeypatch
+):
+    # given a batch whose third email cannot be built (a bug, not a bad template)
+    ids = _queued(template, 5)
+    build = delivery._build_email
+
+    def breaks_on_the_third(message, rendered):
+        if message.pk == ids[2]:
+            raise RuntimeError("a bug")
+        return build(message, rendered)
+
+    monkeypatch.setattr(delivery, "_build_email", breaks_on_the_third)
+
+    # when it runs
+    with pytest.raises(RuntimeError):
+        messages_send_batch(message_ids=ids)
+
+    # then the two the ESP took are recorded sent; the rest stay claimed (the
+    # tick makes them uncertain), and running the batch again sends none of them
+    statuses = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert [statuses[i] for i in ids] == ["sent", "sent"] + ["sending"] * 3
+    monkeypatch.setattr(delivery, "_build_email", build)
+    assert messages_send_batch(message_ids=ids) == {}
+    assert len(outbox) == 2
+
+
+def test_internal_events_recorded_together_keep_their_dedupe_keys(contact):
+    # given an event already recorded under a key
+    first = InternalEvent(
+        contact_id=contact.pk, name="email_sent", properties={}, dedupe_key="sent:1"
+    )
+    events_record_many(events=[first])
+
+    # when it comes again with a new one
+    second = InternalEvent(
+        contact_id=contact.pk, name="email_sent", properties={}, dedupe_key="sent:2"
+    )
+    events_record_many(events=[first, second])
+
+    # then each key is there once
+    keys = sorted(Event.objects.values_list("message_id", flat=True))
+    assert keys == ["sent:1", "sent:2"]
+
+
+def test_a_signed_link_is_the_url_reverse_gives():
+    tokens = [
+        make_click_token(message_id=7, url="https://shop.example/p/1?a=b&c=d"),
+        make_contact_token(contact_id=1, message_id=2, salt=UNSUBSCRIBE_SALT),
+        make_contact_token(
+            contact_id=1, message_id=None, salt=UNSUBSCRIBE_SALT, topic_id=3
+        ),
+    ]
+    for name in ("campaigns:click", "campaigns:unsubscribe", "campaigns:view"):
+        for token in tokens:
+            assert signed_url(name, token) == settings.SITE_URL + reverse(
+                name, args=[token]
+            )
+
+
+def test_recent_events_are_read_only_for_templates_that_name_them():
+    assert uses_recent_events("", "{% for v in recent_events.product_viewed %}")
+    assert not uses_recent_events("Hi {{ contact.first_name }}", None)
