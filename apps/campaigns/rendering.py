@@ -17,11 +17,11 @@ from urllib.parse import urljoin
 
 import css_inline
 from django.conf import settings
-from inscriptis import get_text
-from inscriptis.model.config import ParserConfig
 from liquid import Environment, Markup
 from liquid.exceptions import LiquidError, LiquidSyntaxError
 from liquid.tag import Tag
+
+from .plaintext import html_to_text
 
 
 class NotAllowedTag(Tag):
@@ -168,7 +168,6 @@ PREHEADER = (
     '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">{}</div>'
 )
 # Links stay visible in the plain-text part: "Unsubscribe [https://...]".
-_TEXT_CONFIG = ParserConfig(display_links=True)
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.I)
 _LINK = re.compile(r'(?P<attr>\b(?:href|src))=(?P<q>["\'])(?P<url>.*?)(?P=q)', re.I)
 
@@ -224,7 +223,7 @@ def render_email(
     html = absolute_links(html, settings.SITE_URL)
     # The text part is made before the preheader goes in: inboxes show that, readers
     # of the plain text should not.
-    text = None if text_body.strip() else get_text(html, _TEXT_CONFIG).strip()
+    text = None if text_body.strip() else html_to_text(html)
     if preheader:
         hidden = PREHEADER.format(
             Markup.escape(
