@@ -21,7 +21,7 @@ from .context import build_context
 from .delivery import message_render
 from .models import EmailLayout, EmailTemplate, Message
 from .rendering import HTML_ENV, RenderError, liquid_error, render_email
-from .test_sends import TestSendForm, sample_contacts, send_test_from_form
+from .testsends import TestSendForm, sample_contacts, send_test_from_form
 from .validation import check_template
 
 

@@ -35,7 +35,7 @@ from .campaign_reports import campaign_progress, campaign_report
 from .delivery import message_render
 from .models import Campaign, CampaignVariant, Message
 from .rendering import RenderError
-from .test_sends import TestSendForm, send_test_from_form
+from .testsends import TestSendForm, send_test_from_form
 
 Status = Campaign.Status
 SEND = "campaigns.send_campaign"
