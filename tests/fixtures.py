@@ -78,6 +78,26 @@ def processes(tmp_path, require_postgres):
     started.stop_all()
 
 
+@pytest.fixture
+def redis_of_its_own(processes, settings):
+    """This test's own Redis server, for the test and the processes it starts
+    (tests/processes.py own_redis): it may FLUSHALL it. Its URL."""
+    from tests.processes import own_redis
+
+    with own_redis() as url:
+        settings.REDIS_URL = url
+        settings.RQ_QUEUES = {
+            name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()
+        }
+        settings.CACHES = {
+            name: {**config, "LOCATION": url}
+            for name, config in settings.CACHES.items()
+        }
+        processes.env["REDIS_URL"] = url
+        yield url
+        processes.stop_all()  # before its Redis goes
+
+
 @pytest.fixture(scope="session")
 def chromium_path():
     if not os.path.exists(CHROMIUM) and not shutil.which("chromium"):

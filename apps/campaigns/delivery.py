@@ -20,7 +20,7 @@ from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from apps.contacts.models import Contact
-from apps.core import clock, hooks
+from apps.core import clock, hooks, jobs
 
 from .context import build_context, link_urls, signed_url, uses_recent_events
 from .handoff import Verdict, classify
@@ -31,6 +31,11 @@ from .services import HELD, SendFacts, send_facts, suppression_reason
 from .tokens import make_click_token
 
 logger = logging.getLogger(__name__)
+
+# A batch's claim marks each message with this until the batch takes it in hand
+# (_take_from_batch): a batch whose worker dies leaves its untouched messages so
+# marked, and the tick queues them again instead of calling them uncertain.
+RESERVED = "reserved by a batch send, not handed over yet"
 
 # Retry delays after a transient ESP error: 1, 5, 15, 60 minutes, then give up.
 RETRY_DELAYS = [60, 300, 900, 3600]
@@ -106,12 +111,16 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
         mailer = mailers.default
         mailer.open()
         try:
-            for message in messages:
-                outcome = _send_claimed(message, known, layout, mailer, sent)
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
-                if len(sent) >= RECORD_EVERY:
-                    messages_record_sent(sent=sent)
-                    sent = []
+            for start in range(0, len(messages), RECORD_EVERY):
+                group = messages[start : start + RECORD_EVERY]
+                in_hand = _take_in_hand(group)
+                for message in group:
+                    outcome = SendOutcome.NOT_CLAIMED
+                    if message.pk in in_hand:
+                        outcome = _send_claimed(message, known, layout, mailer, sent)
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                messages_record_sent(sent=sent)
+                sent = []
         finally:
             mailer.close()
             # What the ESP took is recorded even if a later message broke the job.
@@ -119,6 +128,26 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
     finally:
         memo.var.reset(memo)
     return outcomes
+
+
+def _take_in_hand(group: list[Message]) -> set[int]:
+    """Reserved -> in hand, for the next RECORD_EVERY messages, just before they
+    are sent (they are recorded together after: a worker killed now leaves at
+    most these uncertain); their claim's time starts now. The ids taken: not
+    those the tick released first, taking this batch for a dead one."""
+    now = clock.now()
+    table = Message._meta.db_table
+    marks = ", ".join(["%s"] * len(group))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET error = '', claimed_at = %s "  # noqa: S608
+            f"WHERE id IN ({marks}) AND status = %s AND error = %s RETURNING id",
+            [now, *[m.pk for m in group], Message.Status.SENDING, RESERVED],
+        )
+        taken = {row[0] for row in cursor.fetchall()}
+    for message in group:
+        message.error, message.claimed_at = "", now
+    return taken
 
 
 def _send_claimed(
@@ -156,7 +185,7 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
     with connection.cursor() as cursor:
         # As _claim: the address this attempt goes to is recorded with the claim.
         cursor.execute(
-            f"UPDATE {table} SET status = %s, claimed_at = %s, "  # noqa: S608
+            f"UPDATE {table} SET status = %s, claimed_at = %s, error = %s, "  # noqa: S608
             f"attempts = attempts + 1, to_email = CASE "
             f"WHEN kind <> %s AND NOT is_test THEN COALESCE((SELECT c.email FROM "
             f"{contacts} c WHERE c.id = {table}.contact_id), '') ELSE to_email END "
@@ -165,6 +194,7 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
             [
                 Message.Status.SENDING,
                 now,
+                RESERVED,
                 Message.Kind.NOTIFICATION,
                 *message_ids,
                 Message.Status.QUEUED,
@@ -412,28 +442,56 @@ REENQUEUE_PER_TICK = 5_000
 
 
 def messages_reenqueue_due(*, now: dt.datetime) -> int:
-    """Tick task: queued messages that are due but whose job Redis lost."""
+    """Tick task: queued messages that are due but whose job Redis lost.
+
+    The tick cannot tell a lost job from one still waiting behind others, so it
+    must be cheap to be wrong. A message on its own gets its own job, with the
+    id its first enqueue had (a no-op while that one waits). A broadcast's
+    messages were queued in batch jobs, thousands at once: they go again in
+    batch jobs of SEND_CHUNK, one per block of ids (``messages-due-<block>``),
+    so a job still waiting for its block absorbs the next tick's, and a message
+    another job sends first is skipped by its claim. (One job each queued a job
+    for every waiting message of a broadcast, tick after tick: more jobs than
+    messages, and the broadcast slowed under its own re-enqueues.)"""
+    from .broadcasts import SEND_CHUNK
     from .services import message_enqueue_send
+    from .tasks import send_messages
 
     # Give the on_commit enqueue a head start before assuming it was lost.
     due = Message.objects.filter(
         status=Message.Status.QUEUED,
         send_after__lte=now
         - dt.timedelta(seconds=settings.NUDGE_REENQUEUE_AFTER_SECONDS),
-    ).only("pk", "send_after", "attempts")[:REENQUEUE_PER_TICK]
+    ).only("pk", "send_after", "attempts", "campaign_id", "is_test")[
+        :REENQUEUE_PER_TICK
+    ]
+    blocks: dict[int, list[int]] = {}
     count = 0
     for message in due:
-        message_enqueue_send(message)
+        if message.campaign_id and not message.is_test:
+            blocks.setdefault(message.pk // SEND_CHUNK, []).append(message.pk)
+        else:
+            message_enqueue_send(message)
         count += 1
+    for block, ids in blocks.items():
+        jobs.enqueue(send_messages, ids, queue="email", job_id=f"messages-due-{block}")
     return count
 
 
 def messages_mark_uncertain(*, now: dt.datetime) -> int:
-    """Tick task: a claim with no outcome after the timeout is a worker that died."""
+    """Tick task: a claim with no outcome after the timeout is a worker that died.
+    What a dead batch had reserved but not taken in hand was never handed over:
+    queued again (the claim not counted as an attempt), sent by the next job."""
     cutoff = now - dt.timedelta(seconds=settings.NUDGE_SENDING_TIMEOUT_SECONDS)
-    count = Message.objects.filter(
-        status=Message.Status.SENDING, claimed_at__lt=cutoff
-    ).update(
+    stale = Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=cutoff)
+    released = stale.filter(error=RESERVED).update(
+        status=Message.Status.QUEUED, attempts=F("attempts") - 1, error=""
+    )
+    if released:
+        logger.warning(
+            "a dead batch's messages queued again", extra={"count": released}
+        )
+    count = stale.update(
         status=Message.Status.UNCERTAIN,
         error="the worker stopped between claiming and recording the send; "
         "it may or may not have gone out",

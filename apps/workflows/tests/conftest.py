@@ -13,7 +13,7 @@ from apps.contacts.models import Contact
 from apps.core import clock
 from apps.workflows.models import Enrollment, Workflow
 from apps.workflows.services import workflow_activate, workflow_create
-from tests.processes import own_redis, wait_for
+from tests.processes import wait_for
 
 __all__ = ["wait_for"]  # for the tests that import it from here
 
@@ -117,27 +117,6 @@ def customer(db):
         return Contact.objects.create(external_id=user, **fields)
 
     return make
-
-
-# -- real worker processes ------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_of_its_own(processes, settings):
-    """This test's own Redis server, for the test and the processes it starts
-    (tests/processes.py own_redis): it may FLUSHALL it. Its URL."""
-    with own_redis() as url:
-        settings.REDIS_URL = url
-        settings.RQ_QUEUES = {
-            name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()
-        }
-        settings.CACHES = {
-            name: {**config, "LOCATION": url}
-            for name, config in settings.CACHES.items()
-        }
-        processes.env["REDIS_URL"] = url
-        yield url
-        processes.stop_all()  # before its Redis goes
 
 
 # -- plans on stale statistics --------------------------------------------------------

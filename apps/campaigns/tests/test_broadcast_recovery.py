@@ -1,0 +1,66 @@
+"""Broadcasts on a clock that runs, as in production, and after what a crash or a
+flushed Redis leaves behind."""
+
+import pytest
+from django.conf import settings
+
+from apps.campaigns.broadcasts import (
+    campaign_dispatch,
+    campaign_schedule,
+    campaign_start,
+)
+from apps.campaigns.delivery import _claim_many, _take_in_hand
+from apps.campaigns.models import Campaign, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_campaign_sent_now_starts_on_a_running_clock(
+    people, make_campaign, outbox, settle
+):
+    # given a campaign to two people, to go now, and the real clock (not frozen)
+    (_, _), everyone = people("Ada", "Bob")
+    campaign = make_campaign(segments=[everyone])
+
+    # when it is scheduled and the workers run
+    campaign_schedule(campaign=campaign, by="marketer")
+    settle()
+
+    # then it started, both got it, and it finished
+    campaign.refresh_from_db()
+    assert sorted(address for email in outbox for address in email.to) == [
+        "ada@example.com",
+        "bob@example.com",
+    ]
+    assert campaign.status == Campaign.Status.SENT
+
+
+def test_a_batch_killed_mid_send_loses_only_the_message_in_hand(
+    people, make_campaign, outbox, later, frozen_clock
+):
+    # given a campaign's three messages, queued
+    (_, _, _), everyone = people("Ada", "Bob", "Cy")
+    campaign = make_campaign(segments=[everyone])
+    campaign_schedule(campaign=campaign)
+    campaign_start(campaign_id=campaign.pk)
+    campaign_dispatch(campaign_id=campaign.pk)
+    ids = sorted(Message.objects.values_list("pk", flat=True))
+    # and a batch send that claimed all three and had the first in hand when its
+    # worker was killed (nothing after the claim and the take ran)
+    first, *rest = _claim_many(ids)
+    assert _take_in_hand([first]) == {first.pk}
+
+    # when the claim times out and the workers and the tick run
+    later(seconds=settings.NUDGE_SENDING_TIMEOUT_SECONDS + 1)
+
+    # then the one in hand is uncertain (it may have gone), never sent again
+    statuses = dict(Message.objects.values_list("pk", "status"))
+    assert statuses[first.pk] == Message.Status.UNCERTAIN
+    # and the two it had not reached went out, once each, by another job
+    assert [statuses[m.pk] for m in rest] == [Message.Status.SENT] * 2
+    assert sorted(address for email in outbox for address in email.to) == sorted(
+        m.contact.email for m in rest
+    )
+    assert Message.objects.get(pk=rest[0].pk).attempts == 1
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
