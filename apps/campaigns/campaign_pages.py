@@ -29,10 +29,10 @@ from .broadcasts import (
     campaign_resume,
     campaign_schedule,
     campaign_unschedule,
-    sender_overrides,
 )
 from .campaign_reports import campaign_progress, campaign_report
 from .delivery import message_render
+from .dispatch import sender_overrides
 from .models import Campaign, CampaignVariant, Message
 from .rendering import RenderError
 from .testsends import TestSendForm, send_test_from_form
@@ -112,7 +112,7 @@ def render_variant(variant: CampaignVariant, contact: Contact | None) -> dict:
 
 
 def _render_context(campaign: Campaign) -> dict:
-    """As the campaign's messages will have it (broadcasts._make_messages)."""
+    """As the campaign's messages will have it (dispatch._make_messages)."""
     sender = sender_overrides(campaign)
     return {"campaign": campaign.name, **({"sender": sender} if sender else {})}
 

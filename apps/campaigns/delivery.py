@@ -355,7 +355,7 @@ def _build_email(message: Message, rendered: RenderedEmail) -> NudgeEmail:
     if message.kind == Message.Kind.NOTIFICATION:
         return _build_notification(message, rendered)
     template = message.template
-    # A campaign's own sender, where it has one (broadcasts.sender_overrides).
+    # A campaign's own sender, where it has one (dispatch.sender_overrides).
     sender = (message.render_context or {}).get("sender") or {}
     from_name = sender.get("from_name") or template.from_name
     address = sender.get("from_email") or template.from_email
@@ -453,7 +453,7 @@ def messages_reenqueue_due(*, now: dt.datetime) -> int:
     another job sends first is skipped by its claim. (One job each queued a job
     for every waiting message of a broadcast, tick after tick: more jobs than
     messages, and the broadcast slowed under its own re-enqueues.)"""
-    from .broadcasts import SEND_CHUNK
+    from .dispatch import SEND_CHUNK
     from .services import message_enqueue_send
     from .tasks import send_messages
 

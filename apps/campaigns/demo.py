@@ -11,7 +11,7 @@ from apps.events.services import event_record
 from apps.segments.models import Segment
 from apps.segments.services import segment_add_contacts
 
-from .broadcasts import campaign_finish_if_done
+from .dispatch import campaign_finish_if_done
 from .models import (
     Campaign,
     CampaignRecipient,
@@ -184,8 +184,9 @@ def _send_in_the_past(campaign: Campaign) -> None:
     """Send it through the real path with the clock a week back, report opens,
     clicks and orders through the ESP-tracking and event paths, then let the A/B
     decision send the winner to the rest."""
-    from .broadcasts import campaign_dispatch, campaign_schedule, campaign_start
+    from .broadcasts import campaign_schedule, campaign_start
     from .delivery import messages_send_batch
+    from .dispatch import campaign_dispatch
     from .experiments import campaign_decide_if_due
 
     week_ago = clock.now() - dt.timedelta(days=7)

@@ -75,7 +75,7 @@ def campaign_decide_if_due(*, campaign: Campaign, now: dt.datetime) -> bool:
         "campaign winner chosen",
         extra={"campaign_id": campaign.pk, "winner": winner.label, "verdict": verdict},
     )
-    from .broadcasts import enqueue_dispatch
+    from .dispatch import enqueue_dispatch
 
     enqueue_dispatch(campaign.pk, key=f"-winner-{int(now.timestamp() * 1000)}")
     return True

@@ -1,7 +1,8 @@
 """RQ entry points for email: ids in, one service call, nothing else."""
 
-from .broadcasts import campaign_dispatch, campaign_start
+from .broadcasts import campaign_start
 from .delivery import message_send, messages_send_batch
+from .dispatch import campaign_dispatch
 
 
 def send_message(message_id: int) -> str:

@@ -4,12 +4,9 @@ flushed Redis leaves behind."""
 import pytest
 from django.conf import settings
 
-from apps.campaigns.broadcasts import (
-    campaign_dispatch,
-    campaign_schedule,
-    campaign_start,
-)
+from apps.campaigns.broadcasts import campaign_schedule, campaign_start
 from apps.campaigns.delivery import _claim_many, _take_in_hand
+from apps.campaigns.dispatch import campaign_dispatch
 from apps.campaigns.models import Campaign, Message
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,9 @@ import django_rq
 import pytest
 from django.db import connection
 
-from apps.campaigns.broadcasts import SEND_CHUNK, campaign_schedule
+from apps.campaigns.broadcasts import campaign_schedule
 from apps.campaigns.delivery import RESERVED
+from apps.campaigns.dispatch import SEND_CHUNK
 from apps.campaigns.models import Campaign, CampaignRecipient, Message
 from apps.contacts.models import Contact
 from apps.core import clock
