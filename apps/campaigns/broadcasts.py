@@ -16,7 +16,7 @@ from django.db.models import F
 from apps.core import clock, jobs
 from apps.core.hooks import MessageHold
 
-from .audience import audience, suppressed_ids, zone
+from .audience import HASH_CHUNK, audience, suppressed_ids, zone
 from .campaign_rules import setting_problems
 from .dispatch import campaign_finish_if_done, enqueue_dispatch, stamp
 from .models import Campaign, CampaignRecipient, Message
@@ -223,12 +223,13 @@ def _skip_suppressed(campaign: Campaign) -> int:
         .exclude(group=Group.HOLDOUT)
         .values_list("contact_id", "contact__email")
     )
-    listed = suppressed_ids(pairs)
-    CampaignRecipient.objects.filter(
-        campaign=campaign, contact_id__in=list(listed)
-    ).exclude(group=Group.HOLDOUT).update(
-        skipped="the address is on the suppression list"
-    )
+    listed = sorted(suppressed_ids(pairs))
+    for start in range(0, len(listed), HASH_CHUNK):
+        CampaignRecipient.objects.filter(
+            campaign=campaign, contact_id__in=listed[start : start + HASH_CHUNK]
+        ).exclude(group=Group.HOLDOUT).update(
+            skipped="the address is on the suppression list"
+        )
     return len(listed)
 
 
@@ -345,9 +346,8 @@ def message_may_go(*, message) -> MessageHold | None:
 
 def tick_campaigns(*, now: dt.datetime) -> int:
     """Start what is due, wake every sending campaign's dispatcher (a flushed Redis
-    or a killed worker loses nothing), choose A/B winners, finish what is done."""
-    from .experiments import campaign_decide_if_due
-
+    or a killed worker loses nothing), ask for A/B decisions, finish what is done.
+    Each campaign on its own: one that fails is logged, the others go on."""
     woken = 0
     for campaign in Campaign.objects.filter(status=Status.SCHEDULED):
         if start_time(campaign) <= now:
@@ -356,8 +356,23 @@ def tick_campaigns(*, now: dt.datetime) -> int:
             )
             woken += 1
     for campaign in Campaign.objects.filter(status=Status.SENDING):
-        campaign_decide_if_due(campaign=campaign, now=now)
-        if not campaign_finish_if_done(campaign=campaign, now=now):
-            enqueue_dispatch(campaign.pk)
-            woken += 1
+        try:
+            with transaction.atomic():
+                woken += _tick_sending(campaign, now)
+        except Exception:
+            logger.exception("campaign tick failed", extra={"campaign_id": campaign.pk})
     return woken
+
+
+def _tick_sending(campaign: Campaign, now: dt.datetime) -> int:
+    from .tasks import decide_campaign
+
+    if campaign.winner_id is None and campaign.test_percent:
+        # The decision reads the test group's results: a job, not the tick's work.
+        jobs.enqueue(
+            decide_campaign, campaign.pk, job_id=f"campaign-{campaign.pk}-decide"
+        )
+    if campaign_finish_if_done(campaign=campaign, now=now):
+        return 0
+    enqueue_dispatch(campaign.pk)
+    return 1

@@ -7,7 +7,8 @@ import copy
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import formats
@@ -276,6 +277,32 @@ class CampaignAdmin(admin.ModelAdmin):
         if obj is not None:
             context.update(panel_context(request, self, obj))
         return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Only a draft's settings change, and only them: a campaign scheduled or
+        # started while this form was open keeps its status and what its send has
+        # recorded (a whole-row save would put it back to draft mid-send).
+        with transaction.atomic():
+            status = (
+                Campaign.objects.select_for_update()
+                .filter(pk=obj.pk)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status != Status.DRAFT:
+                raise PermissionDenied(
+                    "This campaign was scheduled while you edited it: its settings "
+                    "can no longer be changed."
+                )
+            obj.save(
+                update_fields=[
+                    f.name
+                    for f in Campaign._meta.concrete_fields
+                    if f.name in form.fields
+                ]
+            )
 
     def response_add(self, request, obj, post_url_continue=None):
         # A new campaign's next step is its review, not the list.

@@ -3,9 +3,15 @@ is about: the admin form shows them on that field, and campaign_problems (which
 also checks the segments and variants) refuses to schedule a campaign that has
 any."""
 
+import datetime as dt
 import zoneinfo
 
+from apps.core import clock
+
 from .models import Campaign
+
+# The last place a local time arrives: UTC-12.
+LATEST_OFFSET = dt.timezone(dt.timedelta(hours=-12))
 
 
 def known_zone(name: str) -> bool:
@@ -30,6 +36,25 @@ def setting_problems(campaign: Campaign) -> list[tuple[str | None, str]]:
         )
     if campaign.send_when == Campaign.When.AT and not campaign.send_at:
         problems.append(("send_at", "Give the time it goes."))
+    elif campaign.send_when == Campaign.When.AT and campaign.send_at < clock.now():
+        problems.append(
+            ("send_at", "That time has passed: choose “now” or a later time.")
+        )
+    if (
+        campaign.send_when == Campaign.When.LOCAL
+        and campaign.local_date
+        and campaign.local_time
+        and dt.datetime.combine(
+            campaign.local_date, campaign.local_time, tzinfo=LATEST_OFFSET
+        )
+        < clock.now()
+    ):
+        problems.append(
+            (
+                "local_date",
+                "That local time has passed in every time zone: choose a later date.",
+            )
+        )
     if campaign.send_when == Campaign.When.LOCAL:
         if not campaign.local_date:
             problems.append(("local_date", "Give the local date it goes."))

@@ -113,6 +113,9 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
         try:
             for start in range(0, len(messages), RECORD_EVERY):
                 group = messages[start : start + RECORD_EVERY]
+                # Each group reads its campaign's status afresh: a pause or a
+                # cancel stops a batch within RECORD_EVERY messages.
+                campaign_status_memo()
                 in_hand = _take_in_hand(group)
                 for message in group:
                     outcome = SendOutcome.NOT_CLAIMED

@@ -7,6 +7,7 @@ import logging
 
 from django.db.models import Q
 
+from apps.core import clock
 from apps.core.stats import (
     MIN_PER_VARIANT,
     SIGNIFICANCE,
@@ -50,6 +51,15 @@ def test_finished_at(campaign: Campaign, now: dt.datetime) -> dt.datetime | None
     )
     campaign.test_sent_at = now
     return now
+
+
+def campaign_decide(*, campaign_id: int) -> bool:
+    """The decision job: choose the winner if it is time (see campaign_decide_if_due)."""
+    campaign = Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING)
+    campaign = campaign.first()
+    if campaign is None:
+        return False
+    return campaign_decide_if_due(campaign=campaign, now=clock.now())
 
 
 def campaign_decide_if_due(*, campaign: Campaign, now: dt.datetime) -> bool:

@@ -84,6 +84,26 @@ def messages_record_sent(*, sent: list[HandedOver]) -> None:
 
 def _mark_sent(sent: list[HandedOver]) -> None:
     table = Message._meta.db_table
+    if connection.vendor != "postgresql":
+        # SQLite (the zero-setup demo): one small UPDATE each, in the transaction.
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, sent_at = %s, "  # noqa: S608
+                f"esp_message_id = %s, subject = %s, error = '' "
+                f"WHERE id = %s AND status = %s",
+                [
+                    [
+                        Message.Status.SENT,
+                        s.sent_at,
+                        s.esp_message_id,
+                        s.subject,
+                        s.message.pk,
+                        Message.Status.SENDING,
+                    ]
+                    for s in sent
+                ],
+            )
+        return
     rows = ", ".join(["(%s::bigint, %s::timestamptz, %s::text, %s::text)"] * len(sent))
     params = []
     for s in sent:

@@ -3,6 +3,7 @@
 from .broadcasts import campaign_start
 from .delivery import message_send, messages_send_batch
 from .dispatch import campaign_dispatch
+from .experiments import campaign_decide
 
 
 def send_message(message_id: int) -> str:
@@ -19,3 +20,7 @@ def start_campaign(campaign_id: int) -> bool:
 
 def dispatch_campaign(campaign_id: int) -> int:
     return campaign_dispatch(campaign_id=campaign_id)
+
+
+def decide_campaign(campaign_id: int) -> bool:
+    return campaign_decide(campaign_id=campaign_id)

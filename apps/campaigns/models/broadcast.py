@@ -8,12 +8,17 @@ Messages, which go out on the same claimed path as every workflow email
 campaign up again wherever its workers stopped.
 """
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from apps.contacts.models import Contact
 from apps.segments.models import Segment
 
 from .email import EmailTemplate, Topic
+
+# The longest window, decision time or cap period a campaign may name (90 days):
+# longer ones mean nothing for an email and overflow date arithmetic.
+MAX_HOURS = 90 * 24
 
 
 class Campaign(models.Model):
@@ -109,7 +114,9 @@ class Campaign(models.Model):
         help_text="Skip people who already got this many marketing emails "
         "(workflows and campaigns) in the hours below; empty = no cap.",
     )
-    frequency_cap_hours = models.PositiveSmallIntegerField(default=24)
+    frequency_cap_hours = models.PositiveSmallIntegerField(
+        default=24, validators=[MaxValueValidator(MAX_HOURS)]
+    )
     ignore_frequency_cap = models.BooleanField(
         "must-send (ignores the frequency cap)",
         default=False,
@@ -129,14 +136,18 @@ class Campaign(models.Model):
     conversion_event = models.CharField(
         max_length=200, blank=True, help_text="For conversions: the event's name."
     )
-    conversion_window_hours = models.PositiveIntegerField(default=72)
+    conversion_window_hours = models.PositiveIntegerField(
+        default=72, validators=[MaxValueValidator(MAX_HOURS)]
+    )
     revenue_property = models.CharField(
         max_length=100,
         default="revenue",
         help_text="The conversion event's property that holds its value.",
     )
     decide_after_hours = models.PositiveIntegerField(
-        default=4, help_text="How long after the test sends the winner is chosen."
+        validators=[MaxValueValidator(MAX_HOURS)],
+        default=4,
+        help_text="How long after the test sends the winner is chosen.",
     )
     no_winner = models.CharField(
         "if there is no clear winner",
@@ -223,8 +234,10 @@ class CampaignRecipient(models.Model):
     )
     group = models.CharField(max_length=8, choices=Group.choices, default=Group.REST)
     # Empty for the rest of an A/B test until the winner is chosen.
+    # RESTRICT: a variant someone got is kept, but deleting the whole campaign
+    # (which deletes both) is allowed.
     variant = models.ForeignKey(
-        CampaignVariant, on_delete=models.PROTECT, null=True, blank=True
+        CampaignVariant, on_delete=models.RESTRICT, null=True, blank=True
     )
     # Its place in the campaign's shuffled order (groups are cut from it).
     rank = models.PositiveIntegerField(default=0)

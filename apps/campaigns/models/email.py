@@ -242,7 +242,7 @@ class Message(models.Model):
     # Which pass through the step (the enrollment's step count when it arrived): a
     # workflow that loops back through a send step sends once per pass.
     visit = models.PositiveIntegerField(default=0)
-    campaign_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    campaign_id = models.BigIntegerField(null=True, blank=True)
     # The campaign's snapshot row this message is for (CampaignRecipient).
     campaign_recipient_id = models.BigIntegerField(null=True, blank=True)
     # What it is about: only the topic's subscribers get it, and its one-click
@@ -299,6 +299,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["contact", "-created_at"], name="message_contact_idx"),
             models.Index(fields=["template", "status"], name="message_template_idx"),
+            # A campaign's progress, and whether any of its messages is in flight.
+            models.Index(fields=["campaign_id", "status"], name="message_campaign_idx"),
             # The ESP's webhooks find a message by its id (exact match only).
             models.Index(fields=["esp_message_id"], name="message_esp_id_idx"),
             # The tick: queued and due; claimed too long ago; uncertain, for health.

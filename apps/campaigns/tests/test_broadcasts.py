@@ -581,3 +581,35 @@ def test_a_topic_campaigns_one_click_unsubscribe_leaves_only_that_topic(
     ada.refresh_from_db()
     assert not subscribed_to(ada, topic)
     assert ada.email_consent == ConsentStatus.SUBSCRIBED
+
+
+def test_a_cancel_stops_a_batch_already_sending_within_a_group(
+    people, make_campaign, outbox, settle, frozen_clock, monkeypatch
+):
+    from apps.campaigns import delivery
+    from apps.campaigns.recording import RECORD_EVERY
+
+    # given a campaign of 60, all in one send job, cancelled by staff while its
+    # worker hands over the first email
+    _, everyone = people(*[f"P{i}" for i in range(60)])
+    campaign = make_campaign(segments=[everyone])
+    hand = delivery._hand_to_esp
+
+    def cancel_during_the_first(message, email, mailer=None):
+        if not outbox:
+            campaign_cancel(campaign=Campaign.objects.get(pk=campaign.pk))
+        return hand(message, email, mailer)
+
+    monkeypatch.setattr(delivery, "_hand_to_esp", cancel_during_the_first)
+
+    # when it is sent
+    campaign_schedule(campaign=campaign)
+    settle()
+
+    # then only the group in hand at the cancel went; the rest were cancelled
+    assert len(outbox) == RECORD_EVERY
+    statuses = Message.objects.filter(campaign_id=campaign.pk).values_list(
+        "status", flat=True
+    )
+    assert sorted(set(statuses)) == [Message.Status.CANCELLED, Message.Status.SENT]
+    assert list(statuses).count(Message.Status.CANCELLED) == 60 - RECORD_EVERY
