@@ -24,7 +24,7 @@ class CampaignsConfig(AppConfig):
             tick_campaigns,
         )
         from .consent_admin import consent_panel
-        from .delivery import messages_mark_uncertain, messages_reenqueue_due
+        from .recovery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
         from .topic_admin import topics_panel

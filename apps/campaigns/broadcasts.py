@@ -18,9 +18,14 @@ from apps.core.hooks import MessageHold
 
 from .audience import HASH_CHUNK, audience, suppressed_ids, zone
 from .campaign_rules import setting_problems
-from .dispatch import campaign_finish_if_done, enqueue_dispatch, stamp
+from .dispatch import (
+    SEND_CHUNK,
+    campaign_finish_if_done,
+    enqueue_batch,
+    enqueue_dispatch,
+    stamp,
+)
 from .models import Campaign, CampaignRecipient, Message
-from .services import HELD, message_enqueue_send
 
 logger = logging.getLogger(__name__)
 
@@ -247,25 +252,38 @@ def campaign_pause(*, campaign: Campaign) -> bool:
 
 
 def campaign_resume(*, campaign: Campaign) -> bool:
-    """paused -> sending: its held messages go now and the dispatcher goes on
-    where it stopped."""
-    resumed = Campaign.objects.filter(pk=campaign.pk, status=Status.PAUSED).update(
-        status=Status.SENDING, next_slot_at=None
-    )
-    if not resumed:
-        return False
-    now = clock.now()
-    held = list(
-        Message.objects.filter(
-            campaign_id=campaign.pk,
-            status=Message.Status.QUEUED,
-            error__startswith=HELD,
-        ).only("pk", "send_after", "attempts")
-    )
-    Message.objects.filter(pk__in=[m.pk for m in held]).update(send_after=now)
-    for message in held:
-        message.send_after = now
-        message_enqueue_send(message, also="-resumed")
+    """paused -> sending: what it had queued goes again, at fresh slots of its
+    rate (not all at once), and the dispatcher goes on where it stopped."""
+    with transaction.atomic():
+        campaign = (
+            Campaign.objects.select_for_update()
+            .filter(pk=campaign.pk, status=Status.PAUSED)
+            .first()
+        )
+        if campaign is None:
+            return False
+        now = clock.now()
+        waiting = list(
+            Message.objects.filter(
+                campaign_id=campaign.pk, status=Message.Status.QUEUED
+            )
+            .order_by("send_after", "pk")
+            .values_list("pk", flat=True)
+        )
+        chunk = SEND_CHUNK
+        every = dt.timedelta(0)
+        if campaign.rate_per_minute:
+            chunk = max(1, min(SEND_CHUNK, campaign.rate_per_minute // 60))
+            every = dt.timedelta(seconds=chunk * 60 / campaign.rate_per_minute)
+        slot = now
+        for start in range(0, len(waiting), chunk):
+            ids = waiting[start : start + chunk]
+            Message.objects.filter(pk__in=ids).update(send_after=slot, error="")
+            enqueue_batch(ids, at=slot if slot > now else None, key="resumed")
+            slot += every
+        Campaign.objects.filter(pk=campaign.pk).update(
+            status=Status.SENDING, next_slot_at=slot if every else None
+        )
     enqueue_dispatch(campaign.pk, key=f"-resumed-{stamp(now)}")
     return True
 

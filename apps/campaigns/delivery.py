@@ -20,11 +20,11 @@ from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from apps.contacts.models import Contact
-from apps.core import clock, hooks, jobs
+from apps.core import clock, hooks
 
 from .context import build_context, link_urls, signed_url, uses_recent_events
 from .handoff import Verdict, classify
-from .models import Message
+from .models import Campaign, Message
 from .recording import RECORD_EVERY, HandedOver, handed_over, messages_record_sent
 from .rendering import RenderedEmail, RenderError, render_email
 from .services import HELD, SendFacts, send_facts, suppression_reason
@@ -184,6 +184,7 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
     now = clock.now()
     table = Message._meta.db_table
     contacts = Contact._meta.db_table
+    campaigns = Campaign._meta.db_table
     marks = ", ".join(["%s"] * len(message_ids))
     with connection.cursor() as cursor:
         # As _claim: the address this attempt goes to is recorded with the claim.
@@ -193,6 +194,9 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
             f"WHEN kind <> %s AND NOT is_test THEN COALESCE((SELECT c.email FROM "
             f"{contacts} c WHERE c.id = {table}.contact_id), '') ELSE to_email END "
             f"WHERE id IN ({marks}) AND status = %s AND send_after <= %s "
+            # A paused campaign's messages stay queued, unclaimed, until it resumes.
+            f"AND (campaign_id IS NULL OR campaign_id NOT IN "
+            f"(SELECT id FROM {campaigns} WHERE status = %s)) "
             f"RETURNING id",
             [
                 Message.Status.SENDING,
@@ -202,6 +206,7 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
                 *message_ids,
                 Message.Status.QUEUED,
                 now,
+                Campaign.Status.PAUSED,
             ],
         )
         claimed = [row[0] for row in cursor.fetchall()]
@@ -436,69 +441,3 @@ def _finish(message: Message, status: str, *, error: str = "") -> None:
     Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=status, error=error[:2000]
     )
-
-
-# -- the tick -------------------------------------------------------------------
-
-# Per tick: enough to drain a broadcast's stragglers, small enough to stay quick.
-REENQUEUE_PER_TICK = 5_000
-
-
-def messages_reenqueue_due(*, now: dt.datetime) -> int:
-    """Tick task: queued messages that are due but whose job Redis lost.
-
-    The tick cannot tell a lost job from one still waiting behind others, so it
-    must be cheap to be wrong. A message on its own gets its own job, with the
-    id its first enqueue had (a no-op while that one waits). A broadcast's
-    messages were queued in batch jobs, thousands at once: they go again in
-    batch jobs of SEND_CHUNK, one per block of ids (``messages-due-<block>``),
-    so a job still waiting for its block absorbs the next tick's, and a message
-    another job sends first is skipped by its claim. (One job each queued a job
-    for every waiting message of a broadcast, tick after tick: more jobs than
-    messages, and the broadcast slowed under its own re-enqueues.)"""
-    from .dispatch import SEND_CHUNK
-    from .services import message_enqueue_send
-    from .tasks import send_messages
-
-    # Give the on_commit enqueue a head start before assuming it was lost.
-    due = Message.objects.filter(
-        status=Message.Status.QUEUED,
-        send_after__lte=now
-        - dt.timedelta(seconds=settings.NUDGE_REENQUEUE_AFTER_SECONDS),
-    ).only("pk", "send_after", "attempts", "campaign_id", "is_test")[
-        :REENQUEUE_PER_TICK
-    ]
-    blocks: dict[int, list[int]] = {}
-    count = 0
-    for message in due:
-        if message.campaign_id and not message.is_test:
-            blocks.setdefault(message.pk // SEND_CHUNK, []).append(message.pk)
-        else:
-            message_enqueue_send(message)
-        count += 1
-    for block, ids in blocks.items():
-        jobs.enqueue(send_messages, ids, queue="email", job_id=f"messages-due-{block}")
-    return count
-
-
-def messages_mark_uncertain(*, now: dt.datetime) -> int:
-    """Tick task: a claim with no outcome after the timeout is a worker that died.
-    What a dead batch had reserved but not taken in hand was never handed over:
-    queued again (the claim not counted as an attempt), sent by the next job."""
-    cutoff = now - dt.timedelta(seconds=settings.NUDGE_SENDING_TIMEOUT_SECONDS)
-    stale = Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=cutoff)
-    released = stale.filter(error=RESERVED).update(
-        status=Message.Status.QUEUED, attempts=F("attempts") - 1, error=""
-    )
-    if released:
-        logger.warning(
-            "a dead batch's messages queued again", extra={"count": released}
-        )
-    count = stale.update(
-        status=Message.Status.UNCERTAIN,
-        error="the worker stopped between claiming and recording the send; "
-        "it may or may not have gone out",
-    )
-    if count:
-        logger.warning("messages marked uncertain", extra={"count": count})
-    return count

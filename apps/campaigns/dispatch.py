@@ -225,15 +225,21 @@ def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
 
 
 def _enqueue_send(messages: list[Message], at: dt.datetime, now: dt.datetime) -> None:
+    enqueue_batch([m.pk for m in messages], at=at if at > now else None)
+
+
+def enqueue_batch(
+    ids: list[int], *, at: dt.datetime | None = None, key: str = ""
+) -> None:
+    """One send job for these messages (at ``at``, or now)."""
     from .tasks import send_messages
 
-    ids = [m.pk for m in messages]
     jobs.enqueue(
         send_messages,
         ids,
         queue="email",
-        job_id=f"messages-{ids[0]}-{len(ids)}",
-        at=at if at > now else None,
+        job_id=f"messages-{ids[0]}-{len(ids)}{'-' + key if key else ''}",
+        at=at,
     )
 
 

@@ -613,3 +613,41 @@ def test_a_cancel_stops_a_batch_already_sending_within_a_group(
     )
     assert sorted(set(statuses)) == [Message.Status.CANCELLED, Message.Status.SENT]
     assert list(statuses).count(Message.Status.CANCELLED) == 60 - RECORD_EVERY
+
+
+def test_a_paused_campaigns_messages_wait_unclaimed_and_resume_at_its_rate(
+    people, make_campaign, outbox, settle, frozen_clock
+):
+    # given an unthrottled campaign of 6 paused before its send jobs ran
+    _, everyone = people(*[f"P{i}" for i in range(6)])
+    campaign = make_campaign(segments=[everyone])
+    campaign_schedule(campaign=campaign)
+    from apps.campaigns.broadcasts import campaign_start
+    from apps.campaigns.dispatch import campaign_dispatch
+
+    campaign_start(campaign_id=campaign.pk)
+    campaign_dispatch(campaign_id=campaign.pk)
+    assert campaign_pause(campaign=Campaign.objects.get(pk=campaign.pk))
+
+    # when workers and ticks run for ten minutes
+    for minutes in range(1, 11):
+        with clock.frozen(START + dt.timedelta(minutes=minutes)):
+            settle()
+
+    # then nothing went, and nothing was claimed over and over meanwhile
+    assert outbox == []
+    waiting = Message.objects.filter(campaign_id=campaign.pk)
+    assert set(waiting.values_list("status", "attempts")) == {("queued", 0)}
+
+    # when it resumes with a rate of 120 a minute set meanwhile (batches of 2)
+    Campaign.objects.filter(pk=campaign.pk).update(rate_per_minute=120)
+    resumed_at = START + dt.timedelta(minutes=10)
+    with clock.frozen(resumed_at):
+        assert campaign_resume(campaign=Campaign.objects.get(pk=campaign.pk))
+        settle()
+
+    # then they go at fresh slots of the rate, not all at once
+    assert len(outbox) == 2
+    assert sorted(set(waiting.values_list("send_after", flat=True))) == [
+        resumed_at + dt.timedelta(seconds=s) for s in range(3)
+    ]
