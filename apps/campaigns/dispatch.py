@@ -56,23 +56,25 @@ def enqueue_dispatch(
 
 @dataclass
 class Throttle:
-    """Slots for batches of messages, from the campaign's own rate and its lane's."""
+    """Slots for batches of messages: the campaign's own rate and every lane it
+    goes through (its sending domain's and "*", all email), each honoured."""
 
     chunk: int
     campaign_every: dt.timedelta | None
     campaign_next: dt.datetime | None
-    lane: SendingLane | None
-    lane_every: dt.timedelta | None
+    lanes: list[tuple[SendingLane, dt.timedelta]]
 
     def next_time(self) -> dt.datetime | None:
         """When the next batch may go, as far as the rates say."""
-        times = [self.campaign_next, self.lane and self.lane.next_slot_at]
+        times = [self.campaign_next, *(lane.next_slot_at for lane, _ in self.lanes)]
         return max(filter(None, times), default=None)
 
 
 def _throttle(campaign: Campaign) -> Throttle:
-    lane = _lane_for(campaign)
-    rates = [r for r in (campaign.rate_per_minute, lane and lane.per_minute) if r]
+    lanes = _lanes_for(campaign)
+    rates = [
+        r for r in [campaign.rate_per_minute, *(la.per_minute for la in lanes)] if r
+    ]
     # A batch that fits in a second of the slowest rate: the rate holds to within
     # one batch at any moment, and each job still carries many messages.
     chunk = max(1, min([SEND_CHUNK] + [r // 60 for r in rates]))
@@ -84,13 +86,13 @@ def _throttle(campaign: Campaign) -> Throttle:
         chunk,
         every(campaign.rate_per_minute),
         campaign.next_slot_at,
-        lane,
-        every(lane and lane.per_minute),
+        [(lane, every(lane.per_minute)) for lane in lanes if lane.per_minute],
     )
 
 
-def _lane_for(campaign: Campaign) -> SendingLane | None:
-    """The lane of the sending domain, else the lane named "*" (all email)."""
+def _lanes_for(campaign: Campaign) -> list[SendingLane]:
+    """The lane of the sending domain and the lane named "*" (all email), those
+    that exist, locked: dispatchers of other campaigns wait their turn."""
     variant = campaign.variants.select_related("template").first()
     sender = campaign.from_email or (variant.template.from_email if variant else "")
     domain = sender.rpartition("@")[2].lower() if sender else ""
@@ -98,13 +100,11 @@ def _lane_for(campaign: Campaign) -> SendingLane | None:
         from django.conf import settings
 
         domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].rstrip(">").lower()
-    lanes = {
-        lane.name: lane
-        for lane in SendingLane.objects.select_for_update().filter(
-            name__in=[domain, "*"]
-        )
-    }
-    return lanes.get(domain) or lanes.get("*")
+    return list(
+        SendingLane.objects.select_for_update()
+        .filter(name__in=[domain, "*"])
+        .order_by("name")
+    )
 
 
 def campaign_dispatch(*, campaign_id: int) -> int:
@@ -136,8 +136,8 @@ def campaign_dispatch(*, campaign_id: int) -> int:
         made = _make_messages(campaign, _chunks(wanted, throttle, now), now)
         campaign.next_slot_at = throttle.campaign_next
         campaign.save(update_fields=["next_slot_at"])
-        if throttle.lane is not None:
-            throttle.lane.save(update_fields=["next_slot_at"])
+        for lane, _ in throttle.lanes:
+            lane.save(update_fields=["next_slot_at"])
     if len(due) == DISPATCH_BATCH and made == len(wanted):
         # More may be due right now: go on at once.
         enqueue_dispatch(campaign_id, key=f"-{stamp(now)}-{made}")
@@ -161,7 +161,7 @@ def _dispatchable(campaign: Campaign):
 
 def _chunks(rows, throttle: Throttle, now: dt.datetime):
     """(when, rows) batches, each at the next free slot of the campaign and its
-    lane, none beyond the horizon (those wait for a later dispatch)."""
+    lanes, none beyond the horizon (those wait for a later dispatch)."""
     campaign_next = throttle.campaign_next
     out: list[tuple[dt.datetime, list]] = []
     for start in range(0, len(rows), throttle.chunk):
@@ -170,14 +170,14 @@ def _chunks(rows, throttle: Throttle, now: dt.datetime):
         at = max(max(row[3] for row in batch), now)
         if throttle.campaign_every:
             at = max(at, campaign_next or now)
-        if throttle.lane_every:
-            at = max(at, throttle.lane.next_slot_at or now)
+        for lane, _ in throttle.lanes:
+            at = max(at, lane.next_slot_at or now)
         if at > now + HORIZON:
             break
         if throttle.campaign_every:
             campaign_next = at + throttle.campaign_every
-        if throttle.lane_every:
-            throttle.lane.next_slot_at = at + throttle.lane_every
+        for lane, every in throttle.lanes:
+            lane.next_slot_at = at + every
         out.append((at, batch))
     throttle.campaign_next = campaign_next
     return out

@@ -651,3 +651,24 @@ def test_a_paused_campaigns_messages_wait_unclaimed_and_resume_at_its_rate(
     assert sorted(set(waiting.values_list("send_after", flat=True))) == [
         resumed_at + dt.timedelta(seconds=s) for s in range(3)
     ]
+
+
+def test_a_domains_lane_does_not_lift_the_limit_of_the_lane_for_all_email(
+    people, make_campaign, outbox, settle, frozen_clock
+):
+    # given a fast lane for the sender's domain and a slow one for all email
+    SendingLane.objects.create(name="shop.example", per_minute=600)
+    SendingLane.objects.create(name="*", per_minute=60)
+    _, everyone = people("A", "B", "C")
+    campaign = make_campaign(segments=[everyone], from_email="news@shop.example")
+
+    campaign_schedule(campaign=campaign)
+    settle()
+
+    # then the slower of the two sets the pace: a second apart
+    slots = sorted(
+        Message.objects.filter(campaign_id=campaign.pk).values_list(
+            "send_after", flat=True
+        )
+    )
+    assert slots == [START + dt.timedelta(seconds=s) for s in range(3)]
