@@ -13,3 +13,7 @@ def hold_the_first_time(marker: str) -> str:
         time.sleep(60)
     path.write_text("ran again")
     return "ran again"
+
+
+def noop() -> None:
+    """A job that does nothing (for tests of enqueueing itself)."""

@@ -243,11 +243,25 @@ def _discard_dead_job(job_id: str | None, connection: Any) -> bool:
         return True
     status = job.get_status(refresh=False)
     if status in _LIVE_STATUSES and not (
-        status == JobStatus.STARTED and _outlived_its_timeout(job)
+        (status == JobStatus.STARTED and _outlived_its_timeout(job))
+        or _orphaned(job, status, connection)
     ):
         return False
     job.delete()
     return True
+
+
+def _orphaned(job: Job, status: str, connection: Any) -> bool:
+    """A job that says it waits but is on no list or registry that would run it:
+    a worker popped it off its queue and was killed before marking it started,
+    or its scheduled entry went. Nothing will ever run it."""
+    if status == JobStatus.QUEUED:
+        key = f"rq:queue:{job.origin}"
+        return connection.execute_command("LPOS", key, job.id) is None
+    if status == JobStatus.SCHEDULED:
+        key = f"rq:scheduled:{job.origin}"
+        return connection.zscore(key, job.id) is None
+    return False
 
 
 def _outlived_its_timeout(job: Job) -> bool:

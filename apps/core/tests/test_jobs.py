@@ -70,3 +70,28 @@ def test_the_processes_tests_start_share_the_tests_clock(processes):
     ).stdout.strip()
     theirs = dt.datetime.fromisoformat(shown)
     assert abs(theirs - clock.now()) < dt.timedelta(minutes=5)
+
+
+def test_a_job_popped_by_a_worker_killed_before_starting_it_can_be_enqueued_again():
+    # given a job whose id a worker took off the queue and then died, before RQ
+    # marked it started: its hash still says "queued", but no list holds it
+    from tests.jobs import noop
+
+    jobs.enqueue(noop, job_id="orphan-1", on_commit=False)
+    queue = jobs.get_queue("default")
+    assert queue.connection.lrem(queue.key, 0, "orphan-1") == 1
+
+    # when the same work is enqueued again under its id (the tick's re-enqueue)
+    jobs.enqueue(noop, job_id="orphan-1", on_commit=False)
+
+    # then it waits on the queue again, to be run
+    assert "orphan-1" in queue.get_job_ids()
+
+
+def test_a_job_still_waiting_on_its_queue_is_not_enqueued_twice():
+    from tests.jobs import noop
+
+    jobs.enqueue(noop, job_id="waiting-1", on_commit=False)
+    jobs.enqueue(noop, job_id="waiting-1", on_commit=False)
+
+    assert jobs.get_queue("default").get_job_ids().count("waiting-1") == 1
