@@ -18,8 +18,9 @@ misbehaves on demand, by the recipient's address:
 
 ``start_postmark(tls=...)`` serves HTTPS with a certificate from ``trustme``.
 
-Every request that reached it is recorded (``received``: the Message-ID header of
-each), answered or not: what a real ESP would have, and could deliver.
+Every whole request that reached it is recorded (``received``: the Message-ID
+header of each), answered or not: what a real ESP would have, and could deliver. A
+request cut off mid-body (its client killed) is not: an ESP takes nothing from it.
 """
 
 import json
@@ -102,7 +103,16 @@ def start_postmark(tls=None, *, prompt: bool = False) -> PostmarkStandIn:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length)
+            if len(raw) < length:
+                # The client went away mid-request (a killed worker): an ESP
+                # takes no message from a truncated request, so none is recorded.
+                self.close_connection = True
+                return None
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                return self._answer(422, {"ErrorCode": 402, "Message": "Invalid JSON"})
             if self.headers.get("X-Postmark-Server-Token") != TOKEN:
                 return self._answer(401, {"ErrorCode": 10, "Message": "Bad token"})
             to = str(body.get("To", ""))
