@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import connection, transaction
 from django.forms.models import model_to_dict
 
 from apps.core import clock, hooks
@@ -195,19 +194,31 @@ def contact_surviving(contact_id: int) -> Contact | None:
 
 def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
     """Move last_seen_at forward (never back) for each contact id -> time, in one
-    UPDATE for the whole batch; returns how many contacts it looked at."""
+    UPDATE for the whole batch; returns how many contacts moved. A contact whose
+    last_seen_at is already as late is not written at all (no new row version)."""
     if not seen:
         return 0
-    newer = [
-        When(
-            Q(pk=contact_id) & (Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=at)),
-            then=Value(at),
+    table = Contact._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            # SQLite (the zero-setup demo): one small UPDATE each.
+            cursor.executemany(
+                f"UPDATE {table} SET last_seen_at = %s "  # noqa: S608
+                "WHERE id = %s AND (last_seen_at IS NULL OR last_seen_at < %s)",
+                [[at, contact_id, at] for contact_id, at in seen.items()],
+            )
+            return cursor.rowcount
+        # Written out, not Case(When(...)) per contact: Django built and copied
+        # thousands of expressions for a batch of 500 (0.7 ms of CPU a contact).
+        rows = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(seen))
+        params = [value for item in seen.items() for value in item]
+        cursor.execute(
+            f"UPDATE {table} AS c SET last_seen_at = v.at "  # noqa: S608
+            f"FROM (VALUES {rows}) AS v(id, at) "
+            "WHERE c.id = v.id AND (c.last_seen_at IS NULL OR c.last_seen_at < v.at)",
+            params,
         )
-        for contact_id, at in seen.items()
-    ]
-    return Contact.objects.filter(pk__in=list(seen)).update(
-        last_seen_at=Case(*newer, default=F("last_seen_at"))
-    )
+        return cursor.rowcount
 
 
 def contact_update_traits(

@@ -15,6 +15,7 @@ from apps.core import clock, hooks, jobs
 from apps.core.db import is_transient
 
 from .models import Event, EventBatch, EventFailure
+from .services import internal_source
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +160,17 @@ def _process_alone(event_id: int) -> int:
 
 def _run(events: list[Event]) -> None:
     """The per-event work: the contacts were seen then (before the hooks, which may
-    read it), then segments and workflows through the hook."""
+    read it), then segments and workflows through the hook.
+
+    Only what a contact did makes them seen: the events Nudge records about its
+    own doings (an email sent, a segment entered, an open or a click reported by
+    the ESP) do not. A weekly newsletter must not keep every reader "seen" for
+    ever, or no one would ever be inactive for a win-back to find."""
+    internal = internal_source().pk
     last_seen: dict[int, dt.datetime] = {}
     for event in events:
+        if event.source_id == internal:
+            continue
         current = last_seen.get(event.contact_id)
         if current is None or event.timestamp > current:
             last_seen[event.contact_id] = event.timestamp
