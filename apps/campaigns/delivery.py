@@ -24,7 +24,7 @@ from apps.core import clock, hooks
 
 from .context import build_context, link_urls, signed_url, uses_recent_events
 from .handoff import Verdict, classify
-from .models import Campaign, Message
+from .models import Campaign, EmailTemplate, Message, Topic
 from .recording import RECORD_EVERY, HandedOver, handed_over, messages_record_sent
 from .rendering import RenderedEmail, RenderError, render_email
 from .services import HELD, SendFacts, send_facts, suppression_reason
@@ -210,11 +210,21 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
             ],
         )
         claimed = [row[0] for row in cursor.fetchall()]
-    return list(
-        Message.objects.select_related("contact", "template__layout", "topic")
-        .filter(pk__in=claimed)
-        .order_by("pk")
+    messages = list(
+        Message.objects.select_related("contact").filter(pk__in=claimed).order_by("pk")
     )
+    # A batch is mostly one campaign's: its template, layout and topic are read
+    # once, not joined (and built) again for every message.
+    templates = EmailTemplate.objects.select_related("layout").in_bulk(
+        {m.template_id for m in messages if m.template_id}
+    )
+    topics = Topic.objects.in_bulk({m.topic_id for m in messages if m.topic_id})
+    for message in messages:
+        if message.template_id:
+            message.template = templates[message.template_id]
+        if message.topic_id:
+            message.topic = topics[message.topic_id]
+    return messages
 
 
 def _claim(message_id: int) -> Message | None:

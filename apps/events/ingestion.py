@@ -169,7 +169,7 @@ def _ingest_postgres(this: "_Call") -> list[int]:
             sightings=this.sightings, trusted=source.is_server, lookup=lookup
         )
         records = this.records(resolution.contact_ids)
-        stored = _insert_events_postgres(records)
+        stored = insert_events_postgres(records)
         if len(stored) < len(records) and resolution.wrote:
             raise _Duplicates(
                 {
@@ -205,7 +205,7 @@ class _Write(Item):
 
 def _write_alone(records: list[dict[str, Any]]) -> list[int]:
     """One call's rows in a statement of their own, then its processing job."""
-    event_ids = _ids_in_order(records, _insert_events_postgres(records))
+    event_ids = _ids_in_order(records, insert_events_postgres(records))
     _enqueue_processing(event_ids)
     return event_ids
 
@@ -232,7 +232,7 @@ def _write_round(writes: list[_Write]) -> None:
         # retries) wait for each other rather than deadlock.
         records.sort(key=lambda r: (r["source_id"], r["message_id"]))
     try:
-        stored = _insert_events_postgres(records)
+        stored = insert_events_postgres(records)
     except Exception as exc:
         for write in writes:
             write.error = exc if len(writes) == 1 else _Alone()
@@ -382,7 +382,7 @@ RETURNING source_id, message_id, id
 Stored = dict[tuple[int, str], int]
 
 
-def _insert_events_postgres(records: list[dict[str, Any]]) -> Stored:
+def insert_events_postgres(records: list[dict[str, Any]]) -> Stored:
     """Insert the records whose (source, messageId) is new; returns the ids of
     those by (source id, messageId)."""
     with postgres_cursor() as cursor:
