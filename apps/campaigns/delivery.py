@@ -32,11 +32,6 @@ from .tokens import make_click_token
 
 logger = logging.getLogger(__name__)
 
-# A batch's claim marks each message with this until the batch takes it in hand
-# (_take_from_batch): a batch whose worker dies leaves its untouched messages so
-# marked, and the tick queues them again instead of calling them uncertain.
-RESERVED = "reserved by a batch send, not handed over yet"
-
 # Retry delays after a transient ESP error: 1, 5, 15, 60 minutes, then give up.
 RETRY_DELAYS = [60, 300, 900, 3600]
 
@@ -93,64 +88,76 @@ def message_send(*, message_id: int) -> str:
 
 def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
     """Send the queued and due ones of these messages, each exactly as message_send
-    would (claim, refuse, render, hand over, record), with what they share read
-    once: one claim, one load, one look at the address list and the topics, one
-    connection to the ESP, one record for every RECORD_EVERY handed over
-    (apps/campaigns/recording.py). What happened, counted by outcome."""
+    would (claim, refuse, render, hand over, record), RECORD_EVERY at a time: one
+    claim, one load, one look at the address list and the topics, and one record
+    (apps/campaigns/recording.py) for each group, one connection to the ESP for
+    them all. A worker killed mid-batch leaves at most its group in hand
+    (``sending``, then uncertain); the rest are still queued, for the tick to
+    queue again. What happened, counted by outcome."""
     from .broadcasts import campaign_status_memo
 
     outcomes: dict[str, int] = {}
-    messages = _claim_many(message_ids)
-    if not messages:
-        return outcomes
     memo = campaign_status_memo()
+    shared = _Shared()
+    mailer = None
     sent: list[HandedOver] = []
     try:
-        known = send_facts(messages)
-        layout = _default_layout()
-        mailer = mailers.default
-        mailer.open()
+        for start in range(0, len(message_ids), RECORD_EVERY):
+            # Each group is claimed when its turn comes and reads its campaign's
+            # status afresh: a pause or a cancel stops a batch within a group.
+            group = _claim_many(message_ids[start : start + RECORD_EVERY], shared)
+            if not group:
+                continue
+            campaign_status_memo()
+            known = send_facts(group)
+            if mailer is None:
+                mailer = mailers.default
+                mailer.open()
+            for message in group:
+                outcome = _send_claimed(message, known, shared.layout(), mailer, sent)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            messages_record_sent(sent=sent)
+            sent = []
+    finally:
         try:
-            for start in range(0, len(messages), RECORD_EVERY):
-                group = messages[start : start + RECORD_EVERY]
-                # Each group reads its campaign's status afresh: a pause or a
-                # cancel stops a batch within RECORD_EVERY messages.
-                campaign_status_memo()
-                in_hand = _take_in_hand(group)
-                for message in group:
-                    outcome = SendOutcome.NOT_CLAIMED
-                    if message.pk in in_hand:
-                        outcome = _send_claimed(message, known, layout, mailer, sent)
-                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
-                messages_record_sent(sent=sent)
-                sent = []
-        finally:
-            mailer.close()
             # What the ESP took is recorded even if a later message broke the job.
             messages_record_sent(sent=sent)
-    finally:
-        memo.var.reset(memo)
+        finally:
+            if mailer is not None:
+                mailer.close()
+            memo.var.reset(memo)
     return outcomes
 
 
-def _take_in_hand(group: list[Message]) -> set[int]:
-    """Reserved -> in hand, for the next RECORD_EVERY messages, just before they
-    are sent (they are recorded together after: a worker killed now leaves at
-    most these uncertain); their claim's time starts now. The ids taken: not
-    those the tick released first, taking this batch for a dead one."""
-    now = clock.now()
-    table = Message._meta.db_table
-    marks = ", ".join(["%s"] * len(group))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET error = '', claimed_at = %s "  # noqa: S608
-            f"WHERE id IN ({marks}) AND status = %s AND error = %s RETURNING id",
-            [now, *[m.pk for m in group], Message.Status.SENDING, RESERVED],
+class _Shared:
+    """What a batch's messages share, read once a batch: their templates (with
+    layouts), topics and the default layout."""
+
+    def __init__(self) -> None:
+        self.templates: dict[int, EmailTemplate] = {}
+        self.topics: dict[int, Topic] = {}
+        self._layout = None
+        self._layout_read = False
+
+    def attach(self, messages: list[Message]) -> None:
+        wanted = {m.template_id for m in messages if m.template_id} - set(
+            self.templates
         )
-        taken = {row[0] for row in cursor.fetchall()}
-    for message in group:
-        message.error, message.claimed_at = "", now
-    return taken
+        self.templates.update(
+            EmailTemplate.objects.select_related("layout").in_bulk(wanted)
+        )
+        wanted = {m.topic_id for m in messages if m.topic_id} - set(self.topics)
+        self.topics.update(Topic.objects.in_bulk(wanted))
+        for message in messages:
+            if message.template_id:
+                message.template = self.templates[message.template_id]
+            if message.topic_id:
+                message.topic = self.topics[message.topic_id]
+
+    def layout(self):
+        if not self._layout_read:
+            self._layout, self._layout_read = _default_layout(), True
+        return self._layout
 
 
 def _send_claimed(
@@ -176,9 +183,12 @@ def _send_claimed(
     return SendOutcome.SENT
 
 
-def _claim_many(message_ids: list[int]) -> list[Message]:
+def _claim_many(
+    message_ids: list[int], shared: "_Shared | None" = None
+) -> list[Message]:
     """queued -> sending for those of ``message_ids`` that are due, in one UPDATE;
-    the claimed messages (a message another worker holds is not among them)."""
+    the claimed messages (a message another worker holds is not among them), with
+    their contacts, templates and topics (``shared``: read once a batch)."""
     if not message_ids:
         return []
     now = clock.now()
@@ -189,7 +199,7 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
     with connection.cursor() as cursor:
         # As _claim: the address this attempt goes to is recorded with the claim.
         cursor.execute(
-            f"UPDATE {table} SET status = %s, claimed_at = %s, error = %s, "  # noqa: S608
+            f"UPDATE {table} SET status = %s, claimed_at = %s, error = '', "  # noqa: S608
             f"attempts = attempts + 1, to_email = CASE "
             f"WHEN kind <> %s AND NOT is_test THEN COALESCE((SELECT c.email FROM "
             f"{contacts} c WHERE c.id = {table}.contact_id), '') ELSE to_email END "
@@ -201,7 +211,6 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
             [
                 Message.Status.SENDING,
                 now,
-                RESERVED,
                 Message.Kind.NOTIFICATION,
                 *message_ids,
                 Message.Status.QUEUED,
@@ -213,17 +222,7 @@ def _claim_many(message_ids: list[int]) -> list[Message]:
     messages = list(
         Message.objects.select_related("contact").filter(pk__in=claimed).order_by("pk")
     )
-    # A batch is mostly one campaign's: its template, layout and topic are read
-    # once, not joined (and built) again for every message.
-    templates = EmailTemplate.objects.select_related("layout").in_bulk(
-        {m.template_id for m in messages if m.template_id}
-    )
-    topics = Topic.objects.in_bulk({m.topic_id for m in messages if m.topic_id})
-    for message in messages:
-        if message.template_id:
-            message.template = templates[message.template_id]
-        if message.topic_id:
-            message.topic = topics[message.topic_id]
+    (shared or _Shared()).attach(messages)
     return messages
 
 

@@ -5,11 +5,9 @@ import datetime as dt
 import logging
 
 from django.conf import settings
-from django.db.models import F
 
 from apps.core import jobs
 
-from .delivery import RESERVED
 from .models import Campaign, Message
 
 logger = logging.getLogger(__name__)
@@ -62,18 +60,12 @@ def messages_reenqueue_due(*, now: dt.datetime) -> int:
 
 
 def messages_mark_uncertain(*, now: dt.datetime) -> int:
-    """Tick task: a claim with no outcome after the timeout is a worker that died.
-    What a dead batch had reserved but not taken in hand was never handed over:
-    queued again (the claim not counted as an attempt), sent by the next job."""
+    """Tick task: a claim with no outcome after the timeout is a worker that died
+    with the message in hand: it may or may not have gone out, so it is marked
+    uncertain, never sent again. (A batch claims a group at a time: what a dead
+    batch had not reached is still queued, and goes with the re-enqueue.)"""
     cutoff = now - dt.timedelta(seconds=settings.NUDGE_SENDING_TIMEOUT_SECONDS)
     stale = Message.objects.filter(status=Message.Status.SENDING, claimed_at__lt=cutoff)
-    released = stale.filter(error=RESERVED).update(
-        status=Message.Status.QUEUED, attempts=F("attempts") - 1, error=""
-    )
-    if released:
-        logger.warning(
-            "a dead batch's messages queued again", extra={"count": released}
-        )
     count = stale.update(
         status=Message.Status.UNCERTAIN,
         error="the worker stopped between claiming and recording the send; "
