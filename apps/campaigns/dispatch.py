@@ -11,8 +11,8 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import Min, OuterRef, Subquery
+from django.db import connection, transaction
+from django.db.models import Min
 
 from apps.core import clock, jobs
 from apps.core.db import insert_rows
@@ -214,16 +214,28 @@ def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
             for recipient_id, contact_id, variant_id, _ in batch
         ]
         insert_rows(Message, messages)
-        CampaignRecipient.objects.filter(pk__in=[row[0] for row in batch]).update(
-            message_id=Subquery(
-                Message.objects.filter(campaign_recipient_id=OuterRef("pk")).values(
-                    "pk"
-                )[:1]
-            )
-        )
+        _link_recipients([(m.campaign_recipient_id, m.pk) for m in messages])
         _enqueue_send(messages, at, now)
         made += len(messages)
     return made
+
+
+def _link_recipients(pairs: list[tuple[int, int]]) -> None:
+    """Each recipient -> its message, in one UPDATE (one a row on SQLite)."""
+    table = CampaignRecipient._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.executemany(
+                f"UPDATE {table} SET message_id = %s WHERE id = %s",  # noqa: S608
+                [(message_id, recipient_id) for recipient_id, message_id in pairs],
+            )
+            return
+        rows = ", ".join(["(%s::bigint, %s::bigint)"] * len(pairs))
+        cursor.execute(
+            f"UPDATE {table} AS r SET message_id = v.message_id "  # noqa: S608
+            f"FROM (VALUES {rows}) AS v(id, message_id) WHERE r.id = v.id",
+            [value for pair in pairs for value in pair],
+        )
 
 
 def _enqueue_send(messages: list[Message], at: dt.datetime, now: dt.datetime) -> None:
