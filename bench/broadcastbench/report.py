@@ -32,7 +32,8 @@ def print_table(report: dict[str, Any], cfg: Config) -> None:
             "send -> last hand-off",
             f"{send['per_s']:,} msg/s ({send['seconds']:g} s)",
             f">= {TARGET_PER_S:,}/s",
-            f"{base['per_s']:,} msg/s",
+            f"{base['per_s']:,} msg/s (before {base['before']['per_s']:,}, "
+            f"after {base['after']['per_s']:,})",
             status(send["per_s"] >= TARGET_PER_S, applies=not cfg.small),
         ),
         (
@@ -84,7 +85,8 @@ def print_table(report: dict[str, Any], cfg: Config) -> None:
     ]
     title = (
         f"Broadcast: {cfg.recipients:,} recipients, {cfg.rq_workers} workers; the bare "
-        f"loop made {base['messages']:,} messages in {base['processes']} processes"
+        f"loop made {base['before']['messages']:,} messages in {base['processes']} "
+        "processes before the send and again after"
     )
     print_rows(report, title, rows)
     for phase in ("baseline", "send"):
