@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -34,6 +35,30 @@ def _shift_clock_everywhere() -> None:
 
 
 _shift_clock_everywhere()
+
+
+def _redis_db_of_this_worker() -> None:
+    """Under pytest-xdist (``-n 2``), each worker process its own Redis db: the
+    tests flush theirs. (Each has its own test database already: pytest-django
+    names it after the worker.) Set before Django reads its settings; the
+    processes a test starts inherit it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("REDIS_URL", "")
+    if not worker.startswith("gw") or not url:
+        return
+    n = int(worker.removeprefix("gw"))
+    parts = urlsplit(url)
+    if parts.scheme == "unix":  # the embedded Redis: db in the query
+        query = dict(parse_qsl(parts.query))
+        base = int(query.get("db", 0))
+        query["db"] = str(base + n)
+        os.environ["REDIS_URL"] = f"unix://{parts.path}?{urlencode(query)}"
+    else:
+        base = int(parts.path.strip("/") or 0)
+        os.environ["REDIS_URL"] = urlunsplit(parts._replace(path=f"/{base + n}"))
+
+
+_redis_db_of_this_worker()
 
 # The suite runs with DEBUG off, as production does, so the processes it starts
 # (workers, the scheduler) would refuse the built-in development key (nudge.E001).
