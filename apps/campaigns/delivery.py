@@ -93,14 +93,18 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
     (apps/campaigns/recording.py) for each group, one connection to the ESP for
     them all. A worker killed mid-batch leaves at most its group in hand
     (``sending``, then uncertain); the rest are still queued, for the tick to
-    queue again. What happened, counted by outcome."""
+    queue again. An error before a message is handed over puts it, and the rest
+    of its group, back in the queue. What happened, counted by outcome."""
     from .broadcasts import campaign_status_memo
 
     outcomes: dict[str, int] = {}
-    memo = campaign_status_memo()
     shared = _Shared()
-    mailer = None
     sent: list[HandedOver] = []
+    # Opened before anything is claimed: an ESP (or SMTP server) that cannot be
+    # reached fails the job with every message still queued.
+    mailer = mailers.default
+    mailer.open()
+    memo = campaign_status_memo()
     try:
         for start in range(0, len(message_ids), RECORD_EVERY):
             # Each group is claimed when its turn comes and reads its campaign's
@@ -108,14 +112,21 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
             group = _claim_many(message_ids[start : start + RECORD_EVERY], shared)
             if not group:
                 continue
-            campaign_status_memo()
-            known = send_facts(group)
-            if mailer is None:
-                mailer = mailers.default
-                mailer.open()
-            for message in group:
-                outcome = _send_claimed(message, known, shared.layout(), mailer, sent)
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            reached = 0
+            try:
+                campaign_status_memo()
+                known = send_facts(group)
+                for message in group:
+                    reached += 1
+                    outcome = _send_claimed(
+                        message, known, shared.layout(), mailer, sent
+                    )
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            except BaseException:
+                # Not handed over: the group's messages after the one that broke
+                # (that one may have been, so it is left to be uncertain).
+                _unclaim([m.pk for m in (group[reached:] if reached else group)])
+                raise
             messages_record_sent(sent=sent)
             sent = []
     finally:
@@ -123,10 +134,18 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
             # What the ESP took is recorded even if a later message broke the job.
             messages_record_sent(sent=sent)
         finally:
-            if mailer is not None:
-                mailer.close()
+            mailer.close()
             memo.var.reset(memo)
     return outcomes
+
+
+def _unclaim(message_ids: list[int]) -> None:
+    """sending -> queued for claimed messages never handed over, their claim not
+    counted as an attempt: the next job sends them."""
+    if message_ids:
+        Message.objects.filter(
+            pk__in=message_ids, status=Message.Status.SENDING
+        ).update(status=Message.Status.QUEUED, attempts=F("attempts") - 1)
 
 
 class _Shared:
@@ -219,10 +238,16 @@ def _claim_many(
             ],
         )
         claimed = [row[0] for row in cursor.fetchall()]
-    messages = list(
-        Message.objects.select_related("contact").filter(pk__in=claimed).order_by("pk")
-    )
-    (shared or _Shared()).attach(messages)
+    try:
+        messages = list(
+            Message.objects.select_related("contact")
+            .filter(pk__in=claimed)
+            .order_by("pk")
+        )
+        (shared or _Shared()).attach(messages)
+    except BaseException:
+        _unclaim(claimed)  # none was handed over
+        raise
     return messages
 
 

@@ -214,27 +214,24 @@ def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
             for recipient_id, contact_id, variant_id, _ in batch
         ]
         insert_rows(Message, messages)
-        _link_recipients([(m.campaign_recipient_id, m.pk) for m in messages])
+        _link_recipients([row[0] for row in batch])
         _enqueue_send(messages, at, now)
         made += len(messages)
     return made
 
 
-def _link_recipients(pairs: list[tuple[int, int]]) -> None:
-    """Each recipient -> its message, in one UPDATE (one a row on SQLite)."""
-    table = CampaignRecipient._meta.db_table
+def _link_recipients(recipient_ids: list[int]) -> None:
+    """Each recipient -> the message made for it, in one UPDATE: joined by the
+    message's campaign_recipient_id (unique), not by the order ids came back in."""
+    recipients = CampaignRecipient._meta.db_table
+    messages = Message._meta.db_table
+    marks = ", ".join(["%s"] * len(recipient_ids))
     with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            cursor.executemany(
-                f"UPDATE {table} SET message_id = %s WHERE id = %s",  # noqa: S608
-                [(message_id, recipient_id) for recipient_id, message_id in pairs],
-            )
-            return
-        rows = ", ".join(["(%s::bigint, %s::bigint)"] * len(pairs))
         cursor.execute(
-            f"UPDATE {table} AS r SET message_id = v.message_id "  # noqa: S608
-            f"FROM (VALUES {rows}) AS v(id, message_id) WHERE r.id = v.id",
-            [value for pair in pairs for value in pair],
+            f"UPDATE {recipients} SET message_id = m.id FROM {messages} m "  # noqa: S608
+            f"WHERE m.campaign_recipient_id = {recipients}.id "
+            f"AND m.campaign_recipient_id IS NOT NULL AND {recipients}.id IN ({marks})",
+            recipient_ids,
         )
 
 

@@ -78,6 +78,8 @@ def topic_set(
             },
             dedupe_key=f"topic:{change.pk}",
             timestamp=now,
+            # the contact's own choice on the preference page makes them seen
+            by_contact=source == TopicSubscriptionChange.Source.PREFERENCES,
         )
     logger.info(
         "topic subscription changed",

@@ -221,6 +221,8 @@ def _apply_to_contact(
         },
         dedupe_key=f"esp:{esp}:{key}",
         timestamp=timestamp,
+        # a click is the contact's doing (an open may be a mail client's prefetch)
+        by_contact=event_type == EventType.CLICKED,
     )
     consent = CONSENT_AFTER.get(event_type)
     if not consent:

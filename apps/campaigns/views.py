@@ -259,6 +259,7 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
             },
             # one click event per message, link and minute: a double click is one
             dedupe_key=f"click:{message.pk}:{_digest(url)}:{clock.now():%Y%m%d%H%M}",
+            by_contact=True,
         )
     return HttpResponseRedirect(url)
 

@@ -209,7 +209,7 @@ def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
             )
             return cursor.rowcount
         # Written out, not Case(When(...)) per contact: Django built and copied
-        # thousands of expressions for a batch of 500 (0.7 ms of CPU a contact).
+        # thousands of expressions for a batch of 500 (bench/README.md, broadcast).
         rows = ", ".join(["(%s::bigint, %s::timestamptz)"] * len(seen))
         params = [value for item in seen.items() for value in item]
         cursor.execute(

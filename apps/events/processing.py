@@ -15,7 +15,7 @@ from apps.core import clock, hooks, jobs
 from apps.core.db import is_transient
 
 from .models import Event, EventBatch, EventFailure
-from .services import internal_source
+from .services import BY_CONTACT, internal_source
 
 logger = logging.getLogger(__name__)
 
@@ -162,14 +162,15 @@ def _run(events: list[Event]) -> None:
     """The per-event work: the contacts were seen then (before the hooks, which may
     read it), then segments and workflows through the hook.
 
-    Only what a contact did makes them seen: the events Nudge records about its
-    own doings (an email sent, a segment entered, an open or a click reported by
-    the ESP) do not. A weekly newsletter must not keep every reader "seen" for
-    ever, or no one would ever be inactive for a win-back to find."""
+    Only what a contact did makes them seen: what they sent (ingested events)
+    and what Nudge saw them do (a click, a choice on the preference page); not
+    what Nudge did to them (an email sent, a segment entered, a score changed, a
+    delivery or an open the ESP reports). A weekly newsletter must not keep every
+    reader "seen" for ever, or no one would ever be inactive for a win-back."""
     internal = internal_source().pk
     last_seen: dict[int, dt.datetime] = {}
     for event in events:
-        if event.source_id == internal:
+        if event.source_id == internal and not (event.context or {}).get(BY_CONTACT):
             continue
         current = last_seen.get(event.contact_id)
         if current is None or event.timestamp > current:

@@ -64,6 +64,18 @@ def internal_source() -> Source:
     return source
 
 
+# The context of an event Nudge records itself; BY_CONTACT marks one the contact
+# did (apps/events/processing.py: only those, and ingested events, make them seen).
+BY_CONTACT = "by_contact"
+
+
+def internal_context(*, by_contact: bool) -> dict:
+    context: dict = {"library": {"name": "nudge"}}
+    if by_contact:
+        context[BY_CONTACT] = True
+    return context
+
+
 def event_record(
     *,
     contact_id: int,
@@ -72,12 +84,15 @@ def event_record(
     dedupe_key: str,
     timestamp: dt.datetime | None = None,
     process_now: bool = True,
+    by_contact: bool = False,
 ) -> Event | None:
     """Record an event Nudge itself observed; None if ``dedupe_key`` was seen before.
 
     It goes through the same processing job as ingested events, so it can trigger
     and resume workflows and move segment membership. High-volume facts (one per
     email sent) pass ``process_now=False`` and are processed by the tick's sweep.
+    ``by_contact``: the contact did it (a click, a choice on the preference page),
+    so it makes them seen (last_seen_at); what Nudge did to them does not.
     """
     from .tasks import process_events
 
@@ -91,7 +106,7 @@ def event_record(
                 type=Event.Type.TRACK,
                 name=name,
                 properties=properties,
-                context={"library": {"name": "nudge"}},
+                context=internal_context(by_contact=by_contact),
                 timestamp=timestamp or now,
                 received_at=now,
                 message_id=dedupe_key[:100],
@@ -132,7 +147,7 @@ def events_record_many(*, events: list[InternalEvent]) -> int:
             "type": Event.Type.TRACK.value,
             "name": e.name,
             "properties": e.properties,
-            "context": {"library": {"name": "nudge"}},
+            "context": internal_context(by_contact=False),
             "timestamp": e.timestamp or now,
             "received_at": now,
             "message_id": e.dedupe_key[:100],

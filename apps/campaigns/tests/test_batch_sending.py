@@ -4,6 +4,7 @@ gives."""
 
 import pytest
 from django.conf import settings
+from django.db import OperationalError
 from django.urls import reverse
 
 from apps.campaigns import delivery
@@ -20,6 +21,7 @@ from apps.contacts.models import Contact
 from apps.core import clock
 from apps.events.models import Event
 from apps.events.services import InternalEvent, events_record_many
+from tests.smtp_server import start_smtp
 
 pytestmark = pytest.mark.django_db
 
@@ -76,13 +78,61 @@ def test_a_batch_that_breaks_records_what_the_esp_took_and_sends_nothing_twice(
     with pytest.raises(RuntimeError):
         messages_send_batch(message_ids=ids)
 
-    # then the two the ESP took are recorded sent; the rest stay claimed (the
-    # tick makes them uncertain), and running the batch again sends none of them
+    # then the two the ESP took are recorded sent; the one that broke stays
+    # claimed (the tick makes it uncertain); the two after it were never reached
+    # and are queued again, their claim not counted as an attempt
     statuses = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
-    assert [statuses[i] for i in ids] == ["sent", "sent"] + ["sending"] * 3
+    assert [statuses[i] for i in ids] == ["sent", "sent", "sending", "queued", "queued"]
+    assert Message.objects.get(pk=ids[3]).attempts == 0
+    # and running the batch again sends those two, and nothing twice
     monkeypatch.setattr(delivery, "_build_email", build)
-    assert messages_send_batch(message_ids=ids) == {}
-    assert len(outbox) == 2
+    assert messages_send_batch(message_ids=ids) == {"sent": 2}
+    assert sorted(address for email in outbox for address in email.to) == sorted(
+        Message.objects.get(pk=i).to_email for i in (ids[0], ids[1], ids[3], ids[4])
+    )
+
+
+def test_a_batch_whose_esp_cannot_be_reached_leaves_every_message_queued(
+    template, settings
+):
+    # given queued messages and an SMTP server that is down (its port closed)
+    ids = _queued(template, RECORD_EVERY + 2)
+    server = start_smtp()
+    settings.MAILERS = {"default": server.mailer()}
+    server.stop()
+
+    # when a batch runs, it fails to connect
+    with pytest.raises(OSError):
+        messages_send_batch(message_ids=ids)
+
+    # then nothing was claimed: all still queued, no attempt counted, none for
+    # the tick to call uncertain
+    assert set(
+        Message.objects.filter(pk__in=ids).values_list("status", "attempts")
+    ) == {(Message.Status.QUEUED, 0)}
+
+
+def test_a_batch_whose_load_fails_after_the_claim_puts_the_group_back(
+    outbox, template, monkeypatch
+):
+    # given queued messages, and the batch's read of the address list failing
+    # (the database gone for a moment) right after its first group's claim
+    ids = _queued(template, 3)
+
+    def broken(messages):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(delivery, "send_facts", broken)
+
+    # when the batch runs
+    with pytest.raises(OperationalError):
+        messages_send_batch(message_ids=ids)
+
+    # then none was handed over and all are queued again, for the next job
+    assert outbox == []
+    assert set(
+        Message.objects.filter(pk__in=ids).values_list("status", "attempts")
+    ) == {(Message.Status.QUEUED, 0)}
 
 
 def test_internal_events_recorded_together_keep_their_dedupe_keys(contact):

@@ -69,24 +69,34 @@ def test_a_batch_killed_mid_send_loses_only_the_group_in_hand(
 def test_an_address_on_the_list_is_left_out_however_its_contact_writes_it(
     people, make_campaign, frozen_clock
 ):
-    # given two people, one whose stored address differs from the listed one
-    # only in case and surrounding spaces (written straight to the row)
-    (ada, bob), everyone = people("Ada", "Bob")
-    address_suppress(email="ada@example.com", reason="complained")
-    Contact.objects.filter(pk=ada.pk).update(email=" ADA@Example.com ")
+    # given people whose addresses are on the list, one stored as listed and one
+    # differing only in case and surrounding whitespace (written straight to the
+    # row), and two whose addresses only look like listed ones
+    (ada, bob, val, vann), everyone = people("Ada", "Bob", "Val", "Vann")
+    for address in ("ada@example.com", "val@agency.gov", "ann@example.com"):
+        address_suppress(email=address, reason="complained")
+    stored = {
+        ada: " ADA@Example.com\t",
+        val: "val@agency.gov",
+        vann: "vann@example.com",
+        bob: "bob@example.gov",
+    }
+    for contact, email in stored.items():
+        Contact.objects.filter(pk=contact.pk).update(email=email)
     campaign = make_campaign(segments=[everyone])
 
     # when the campaign starts
     campaign_schedule(campaign=campaign)
     campaign_start(campaign_id=campaign.pk)
 
-    # then the snapshot skipped her (hashed as the list hashes), not Bob
+    # then the snapshot skipped exactly the listed addresses, hashed as the list
+    # hashes them (email_hash), on PostgreSQL as on SQLite
     skipped = dict(
         CampaignRecipient.objects.filter(campaign=campaign).values_list(
             "contact_id", "skipped"
         )
     )
-    assert skipped[ada.pk] == "the address is on the suppression list"
-    assert skipped[bob.pk] == ""
+    listed = "the address is on the suppression list"
+    assert skipped == {ada.pk: listed, val.pk: listed, vann.pk: "", bob.pk: ""}
     campaign.refresh_from_db()
-    assert campaign.audience_detail["suppressed"] == 1
+    assert campaign.audience_detail["suppressed"] == 2

@@ -12,7 +12,7 @@ from apps.events.ingestion import events_ingest
 from apps.events.models import Event
 from apps.events.processing import events_process
 from apps.events.schemas import Track
-from apps.events.services import InternalEvent, events_record_many
+from apps.events.services import InternalEvent, event_record, events_record_many
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,3 +78,33 @@ def test_what_nudge_records_about_a_contact_does_not_make_them_seen(
     assert events_process(event_ids=[sent.pk]) == 1
     # then they are still last seen at START: a win-back still finds them
     assert _seen("cat") == START
+
+
+def test_what_the_contact_did_through_nudge_makes_them_seen(browser_source):
+    # given a contact last seen on the site at START
+    seen = _did_something(browser_source, "dan", START)
+    events_process(event_ids=seen)
+    contact = Contact.objects.get(external_id="dan")
+    # when Nudge records, a day later, a click of theirs (by_contact) and, two
+    # days later, an open the ESP reported (not by_contact: may be a prefetch)
+    clicked_at, opened_at = START + dt.timedelta(days=1), START + dt.timedelta(days=2)
+    with clock.frozen(clicked_at):
+        click = event_record(
+            contact_id=contact.pk,
+            name="email_clicked",
+            properties={"url": "https://shop.example/"},
+            dedupe_key="click:1",
+            process_now=False,
+            by_contact=True,
+        )
+    with clock.frozen(opened_at):
+        opened = event_record(
+            contact_id=contact.pk,
+            name="email_opened",
+            properties={},
+            dedupe_key="open:1",
+            process_now=False,
+        )
+    assert events_process(event_ids=[click.pk, opened.pk]) == 2
+    # then the click made them seen, the open did not
+    assert _seen("dan") == clicked_at
