@@ -134,18 +134,28 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
             # What the ESP took is recorded even if a later message broke the job.
             messages_record_sent(sent=sent)
         finally:
-            mailer.close()
-            memo.var.reset(memo)
+            try:
+                mailer.close()
+            finally:
+                # The worker runs the next job in this process: no stale statuses.
+                memo.var.reset(memo)
     return outcomes
 
 
 def _unclaim(message_ids: list[int]) -> None:
-    """sending -> queued for claimed messages never handed over, their claim not
-    counted as an attempt: the next job sends them."""
-    if message_ids:
-        Message.objects.filter(
-            pk__in=message_ids, status=Message.Status.SENDING
-        ).update(status=Message.Status.QUEUED, attempts=F("attempts") - 1)
+    """sending -> queued for claimed messages never handed over: the next job
+    sends them. The claim counts as an attempt, so a group that breaks every
+    time gives up (failed) after NUDGE_SEND_MAX_ATTEMPTS instead of going round
+    for ever."""
+    if not message_ids:
+        return
+    claimed = Message.objects.filter(pk__in=message_ids, status=Message.Status.SENDING)
+    limit = settings.NUDGE_SEND_MAX_ATTEMPTS
+    claimed.filter(attempts__gte=limit).update(
+        status=Message.Status.FAILED,
+        error=f"gave up after {limit} attempts: the batch broke before sending it",
+    )
+    claimed.update(status=Message.Status.QUEUED)
 
 
 class _Shared:

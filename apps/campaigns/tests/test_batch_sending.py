@@ -80,10 +80,10 @@ def test_a_batch_that_breaks_records_what_the_esp_took_and_sends_nothing_twice(
 
     # then the two the ESP took are recorded sent; the one that broke stays
     # claimed (the tick makes it uncertain); the two after it were never reached
-    # and are queued again, their claim not counted as an attempt
+    # and are queued again (their claim counted as an attempt)
     statuses = dict(Message.objects.filter(pk__in=ids).values_list("pk", "status"))
     assert [statuses[i] for i in ids] == ["sent", "sent", "sending", "queued", "queued"]
-    assert Message.objects.get(pk=ids[3]).attempts == 0
+    assert Message.objects.get(pk=ids[3]).attempts == 1
     # and running the batch again sends those two, and nothing twice
     monkeypatch.setattr(delivery, "_build_email", build)
     assert messages_send_batch(message_ids=ids) == {"sent": 2}
@@ -132,7 +132,17 @@ def test_a_batch_whose_load_fails_after_the_claim_puts_the_group_back(
     assert outbox == []
     assert set(
         Message.objects.filter(pk__in=ids).values_list("status", "attempts")
-    ) == {(Message.Status.QUEUED, 0)}
+    ) == {(Message.Status.QUEUED, 1)}
+
+    # and a group that breaks every time gives up after the attempts allowed,
+    # instead of going round the queue for ever
+    for _ in range(settings.NUDGE_SEND_MAX_ATTEMPTS - 1):
+        with pytest.raises(OperationalError):
+            messages_send_batch(message_ids=ids)
+    assert set(Message.objects.filter(pk__in=ids).values_list("status", flat=True)) == {
+        Message.Status.FAILED
+    }
+    assert messages_send_batch(message_ids=ids) == {}
 
 
 def test_internal_events_recorded_together_keep_their_dedupe_keys(contact):
