@@ -20,7 +20,8 @@ from apps.core.hooks import MessageHold
 from .audience import HASH_CHUNK, audience, suppressed_ids, zone
 from .campaign_rules import setting_problems
 from .dispatch import (
-    SEND_CHUNK,
+    batch_every,
+    batch_size,
     campaign_finish_if_done,
     enqueue_batch,
     enqueue_dispatch,
@@ -311,11 +312,8 @@ def campaign_resume(*, campaign: Campaign) -> bool:
             .order_by("send_after", "pk")
             .values_list("pk", flat=True)
         )
-        chunk = SEND_CHUNK
-        every = dt.timedelta(0)
-        if campaign.rate_per_minute:
-            chunk = max(1, min(SEND_CHUNK, campaign.rate_per_minute // 60))
-            every = dt.timedelta(seconds=chunk * 60 / campaign.rate_per_minute)
+        chunk = batch_size([campaign.rate_per_minute])
+        every = batch_every(chunk, campaign.rate_per_minute) or dt.timedelta(0)
         slot = now
         for start in range(0, len(waiting), chunk):
             ids = waiting[start : start + chunk]
@@ -376,6 +374,13 @@ _status_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 
 def campaign_status_memo() -> contextvars.Token:
     return _status_memo.set({})
+
+
+def campaign_status_forget() -> None:
+    """Read each campaign's status afresh from now on (a batch, group by group)."""
+    memo = _status_memo.get()
+    if memo is not None:
+        memo.clear()
 
 
 def message_may_go(*, message) -> MessageHold | None:

@@ -32,7 +32,7 @@ from .broadcasts import (
 )
 from .campaign_reports import campaign_progress, campaign_report
 from .delivery import message_render
-from .dispatch import sender_overrides
+from .dispatch import render_context
 from .models import Campaign, CampaignVariant, Message
 from .rendering import RenderError
 from .testsends import TestSendForm, send_test_from_form
@@ -101,7 +101,7 @@ def render_variant(variant: CampaignVariant, contact: Contact | None) -> dict:
         contact=contact or Contact(),
         template=variant.template,
         topic=campaign.topic,
-        render_context=_render_context(campaign),
+        render_context=render_context(campaign),
         is_test=True,
     )
     try:
@@ -109,12 +109,6 @@ def render_variant(variant: CampaignVariant, contact: Contact | None) -> dict:
     except RenderError as exc:
         return {"variant": variant, "error": str(exc)}
     return {"variant": variant, "subject": rendered.subject, "html": rendered.html}
-
-
-def _render_context(campaign: Campaign) -> dict:
-    """As the campaign's messages will have it (dispatch._make_messages)."""
-    sender = sender_overrides(campaign)
-    return {"campaign": campaign.name, **({"sender": sender} if sender else {})}
 
 
 def panel_context(request: HttpRequest, model_admin, campaign: Campaign) -> dict:
@@ -264,7 +258,7 @@ class CampaignPages:
             form,
             template=variant.template,
             topic=campaign.topic,
-            render_context=_render_context(campaign),
+            render_context=render_context(campaign),
         )
         return self.redirect_to_review(campaign)
 

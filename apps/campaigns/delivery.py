@@ -95,7 +95,7 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
     (``sending``, then uncertain); the rest are still queued, for the tick to
     queue again. An error before a message is handed over puts it, and the rest
     of its group, back in the queue. What happened, counted by outcome."""
-    from .broadcasts import campaign_status_memo
+    from .broadcasts import campaign_status_forget, campaign_status_memo
 
     outcomes: dict[str, int] = {}
     shared = _Shared()
@@ -114,7 +114,7 @@ def messages_send_batch(*, message_ids: list[int]) -> dict[str, int]:
                 continue
             reached = 0
             try:
-                campaign_status_memo()
+                campaign_status_forget()
                 known = send_facts(group)
                 for message in group:
                     reached += 1

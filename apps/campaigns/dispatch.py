@@ -76,19 +76,29 @@ def _throttle(campaign: Campaign) -> Throttle:
     rates = [
         r for r in [campaign.rate_per_minute, *(la.per_minute for la in lanes)] if r
     ]
-    # A batch that fits in a second of the slowest rate: the rate holds to within
-    # one batch at any moment, and each job still carries many messages.
-    chunk = max(1, min([SEND_CHUNK] + [r // 60 for r in rates]))
-
-    def every(rate):
-        return dt.timedelta(seconds=chunk * 60 / rate) if rate else None
-
+    chunk = batch_size(rates)
     return Throttle(
         chunk,
-        every(campaign.rate_per_minute),
+        batch_every(chunk, campaign.rate_per_minute),
         campaign.next_slot_at,
-        [(lane, every(lane.per_minute)) for lane in lanes if lane.per_minute],
+        [
+            (lane, batch_every(chunk, lane.per_minute))
+            for lane in lanes
+            if lane.per_minute
+        ],
     )
+
+
+def batch_size(rates) -> int:
+    """Messages a send job carries under these per-minute rates: a batch that fits
+    in a second of the slowest, so the rate holds to within one batch at any
+    moment and each job still carries many messages."""
+    return max(1, min([SEND_CHUNK] + [r // 60 for r in rates if r]))
+
+
+def batch_every(chunk: int, rate: int | None) -> dt.timedelta | None:
+    """The time between two batches of ``chunk`` at ``rate`` a minute."""
+    return dt.timedelta(seconds=chunk * 60 / rate) if rate else None
 
 
 def _lanes_for(campaign: Campaign) -> list[SendingLane]:
@@ -184,6 +194,16 @@ def _chunks(rows, throttle: Throttle, now: dt.datetime):
     return out
 
 
+def render_context(campaign: Campaign) -> dict:
+    """The render_context of each of the campaign's messages: its name, and its
+    own sender fields where it has them (delivery reads those before the
+    template's)."""
+    context: dict = {"campaign": campaign.name}
+    if sender := sender_overrides(campaign):
+        context["sender"] = sender
+    return context
+
+
 def sender_overrides(campaign: Campaign) -> dict[str, str]:
     """The campaign's own sender fields that are set: they go in each message's
     render_context, where delivery reads them instead of the template's."""
@@ -193,9 +213,7 @@ def sender_overrides(campaign: Campaign) -> dict[str, str]:
 
 def _make_messages(campaign: Campaign, chunks, now: dt.datetime) -> int:
     variants = {v.pk: v for v in CampaignVariant.objects.filter(campaign=campaign)}
-    context = {"campaign": campaign.name}
-    if sender := sender_overrides(campaign):
-        context["sender"] = sender
+    context = render_context(campaign)
     made = 0
     for at, batch in chunks:
         # insert_rows, not bulk_create: Django's preparing of the 29 fields of

@@ -140,6 +140,7 @@ def events_record_many(*, events: list[InternalEvent]) -> int:
         return 0
     now = clock.now()
     source_id = internal_source().pk
+    context = internal_context(by_contact=False)
     records = [
         {
             "contact_id": e.contact_id,
@@ -147,7 +148,7 @@ def events_record_many(*, events: list[InternalEvent]) -> int:
             "type": Event.Type.TRACK.value,
             "name": e.name,
             "properties": e.properties,
-            "context": internal_context(by_contact=False),
+            "context": context,
             "timestamp": e.timestamp or now,
             "received_at": now,
             "message_id": e.dedupe_key[:100],

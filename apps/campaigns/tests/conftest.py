@@ -12,6 +12,11 @@ from apps.segments.services import segment_add_contacts
 START = dt.datetime(2026, 12, 7, 6, 0, tzinfo=dt.UTC)
 
 
+def sent_to(outbox) -> list[str]:
+    """Every address the outbox's emails went to, sorted."""
+    return sorted(address for email in outbox for address in email.to)
+
+
 @pytest.fixture
 def frozen_clock():
     with clock.frozen(START):

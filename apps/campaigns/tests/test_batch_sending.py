@@ -23,6 +23,8 @@ from apps.events.models import Event
 from apps.events.services import InternalEvent, events_record_many
 from tests.smtp_server import start_smtp
 
+from .conftest import sent_to
+
 pytestmark = pytest.mark.django_db
 
 
@@ -87,7 +89,7 @@ def test_a_batch_that_breaks_records_what_the_esp_took_and_sends_nothing_twice(
     # and running the batch again sends those two, and nothing twice
     monkeypatch.setattr(delivery, "_build_email", build)
     assert messages_send_batch(message_ids=ids) == {"sent": 2}
-    assert sorted(address for email in outbox for address in email.to) == sorted(
+    assert sent_to(outbox) == sorted(
         Message.objects.get(pk=i).to_email for i in (ids[0], ids[1], ids[3], ids[4])
     )
 

@@ -11,6 +11,8 @@ from apps.campaigns.models import Campaign, CampaignRecipient, Message
 from apps.contacts.models import Contact
 from apps.contacts.suppression import address_suppress
 
+from .conftest import sent_to
+
 pytestmark = pytest.mark.django_db
 
 
@@ -27,7 +29,7 @@ def test_a_campaign_sent_now_starts_on_a_running_clock(
 
     # then it started, both got it, and it finished
     campaign.refresh_from_db()
-    assert sorted(address for email in outbox for address in email.to) == [
+    assert sent_to(outbox) == [
         "ada@example.com",
         "bob@example.com",
     ]
@@ -58,9 +60,7 @@ def test_a_batch_killed_mid_send_loses_only_the_group_in_hand(
     assert statuses[first.pk] == Message.Status.UNCERTAIN
     # and the two it had not reached went out, once each, by another job
     assert [statuses[m.pk] for m in rest] == [Message.Status.SENT] * 2
-    assert sorted(address for email in outbox for address in email.to) == sorted(
-        m.contact.email for m in rest
-    )
+    assert sent_to(outbox) == sorted(m.contact.email for m in rest)
     assert Message.objects.get(pk=rest[0].pk).attempts == 1
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENT

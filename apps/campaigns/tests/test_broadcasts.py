@@ -26,15 +26,11 @@ from apps.contacts.suppression import address_suppress
 from apps.core import clock
 from apps.segments.services import segment_add_contacts
 
-from .conftest import START
+from .conftest import START, sent_to
 
 pytestmark = pytest.mark.django_db
 Status = Campaign.Status
 Group = CampaignRecipient.Group
-
-
-def _sent_to(outbox) -> list[str]:
-    return sorted(address for email in outbox for address in email.to)
 
 
 # -- the audience -------------------------------------------------------------------
@@ -55,7 +51,7 @@ def test_a_campaign_sent_now_reaches_each_person_in_its_segments_once(
     settle()
 
     # then each of the four got it once, personalised, and the campaign is sent
-    assert _sent_to(outbox) == [
+    assert sent_to(outbox) == [
         "ada@example.com",
         "bob@example.com",
         "cy@example.com",
@@ -80,7 +76,7 @@ def test_a_campaign_sent_now_starts_while_the_clock_runs(
     settle()
 
     # then it started and went out: "now" was not always a moment away
-    assert _sent_to(outbox) == ["ada@example.com"]
+    assert sent_to(outbox) == ["ada@example.com"]
     campaign.refresh_from_db()
     assert campaign.status in (Status.SENDING, Status.SENT)
     assert campaign.started_at is not None
@@ -101,7 +97,7 @@ def test_the_audience_is_fixed_when_the_send_starts(
         settle()
 
     # then the newcomer is not in it
-    assert "late@example.com" not in _sent_to(outbox)
+    assert "late@example.com" not in sent_to(outbox)
     assert CampaignRecipient.objects.filter(campaign=campaign).count() == 2
 
 
@@ -128,7 +124,7 @@ def test_exclusions_consent_topic_and_the_address_list_leave_people_out(
     settle()
 
     # then only Ada got it, and the figures say why the others did not
-    assert _sent_to(outbox) == ["ada@example.com"]
+    assert sent_to(outbox) == ["ada@example.com"]
     campaign.refresh_from_db()
     assert campaign.audience_count == 2  # Ada, and Eve (left out by the list)
     assert campaign.audience_detail["suppressed"] == 1
@@ -170,7 +166,7 @@ def test_two_contacts_in_one_campaign_merged_mid_send_get_one_email_between_them
     )
     campaign_schedule(campaign=campaign)
     settle()
-    assert _sent_to(outbox) == ["tokyo@example.com"]
+    assert sent_to(outbox) == ["tokyo@example.com"]
 
     # when the one who got it is merged into the other
     contact_merge(source=first, target=second, reason="same person")
@@ -217,7 +213,7 @@ def test_the_frequency_cap_skips_people_unless_the_campaign_is_must_send(
     settle()
 
     # then the capped one skipped both (they had one already), the must-send did not
-    assert _sent_to(outbox) == ["ada@example.com", "bob@example.com"]
+    assert sent_to(outbox) == ["ada@example.com", "bob@example.com"]
     assert set(
         CampaignRecipient.objects.filter(campaign=capped).values_list(
             "skipped", flat=True
@@ -276,14 +272,14 @@ def test_a_send_window_holds_people_until_it_opens_in_their_zone(
     )
     campaign_schedule(campaign=campaign)
     settle()
-    assert _sent_to(outbox) == ["tokyo@example.com"]
+    assert sent_to(outbox) == ["tokyo@example.com"]
 
     # when Paris reaches 08:00
     with clock.frozen(START + dt.timedelta(hours=1)):
         settle()
 
     # then Paris gets it too
-    assert _sent_to(outbox) == ["paris@example.com", "tokyo@example.com"]
+    assert sent_to(outbox) == ["paris@example.com", "tokyo@example.com"]
 
 
 # -- throttling ---------------------------------------------------------------------
@@ -367,7 +363,7 @@ def test_a_paused_campaign_sends_nothing_until_it_resumes_where_it_stopped(
 
     # then everyone got exactly one, and it finished
     assert len(outbox) == 6
-    assert len(set(_sent_to(outbox))) == 6
+    assert len(set(sent_to(outbox))) == 6
     campaign.refresh_from_db()
     assert campaign.status == Status.SENT
 

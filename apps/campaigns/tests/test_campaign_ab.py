@@ -24,10 +24,6 @@ Status = Campaign.Status
 Group = CampaignRecipient.Group
 
 
-def _sent_to(outbox) -> list[str]:
-    return sorted(address for email in outbox for address in email.to)
-
-
 # -- A/B test and holdout -----------------------------------------------------------
 
 
