@@ -323,6 +323,10 @@ NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 # Privacy (docs/privacy.md). IP addresses of browser calls and consent records are
 # kept with their host part zeroed unless this is off.
 NUDGE_ANONYMISE_IP = envbool("NUDGE_ANONYMISE_IP", True)
+# A person's data export: where the archives are written, and for how many hours
+# one can be downloaded before it is deleted.
+NUDGE_EXPORT_DIR = os.environ.get("NUDGE_EXPORT_DIR", str(VAR_DIR / "exports"))
+NUDGE_EXPORT_HOURS = envint("NUDGE_EXPORT_HOURS", 72)
 # Webhook destinations (issue 13, item 10): steps post to public addresses only.
 # Internal receivers are listed here: host names (".corp.example" for every
 # subdomain), addresses or CIDR ranges, e.g. "10.0.0.0/8,hooks.internal".
