@@ -16,7 +16,7 @@ from apps.core.permissions import guarded
 
 from .erasure import ErasureRefused, erasure_request
 from .exports import export_path, export_request
-from .models import DataExport, Erasure, RetentionRun
+from .models import DataExport, Erasure
 
 DOWNLOAD = "privacy.download_dataexport"
 
@@ -177,14 +177,6 @@ class DataExportAdmin(ReadOnly):
             as_attachment=True,
             filename=f"nudge-contact-{export.contact_id}.zip",
         )
-
-
-@admin.register(RetentionRun)
-class RetentionRunAdmin(ReadOnly):
-    list_display = ["started_at", "finished_at", "deleted", "error"]
-
-    def has_add_permission(self, request):
-        return False
 
 
 def _progress(export: DataExport) -> str:
