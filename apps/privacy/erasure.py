@@ -291,11 +291,10 @@ def _scrub_mail_files(addresses: Iterable[str]) -> int:
     """Drop the messages to ``addresses`` from the file mail backend's files (the
     demo's and development's outbox); how many messages were dropped."""
     addresses = [a.lower() for a in addresses if a]
-    folder = Path(getattr(settings, "MAIL_DIR", "") or "")
-    if not addresses or not folder.is_dir():
+    if not addresses:
         return 0
     dropped = 0
-    for path in folder.iterdir():
+    for path in (p for folder in _mail_dirs() for p in folder.iterdir()):
         if not path.is_file():
             continue
         try:
@@ -311,6 +310,18 @@ def _scrub_mail_files(addresses: Iterable[str]) -> int:
         temporary.write_text((MAIL_FILE_SEPARATOR + "\n").join(kept))
         os.replace(temporary, path)
     return dropped
+
+
+def _mail_dirs() -> list[Path]:
+    """Where the file mail backend writes: its configured folder, and MAIL_DIR
+    (files left from before a change of backend)."""
+    folders = {Path(settings.MAIL_DIR)} if getattr(settings, "MAIL_DIR", "") else set()
+    mailer = settings.MAILERS.get("default", {})
+    if str(mailer.get("BACKEND", "")).endswith("filebased.EmailBackend"):
+        path = (mailer.get("OPTIONS") or {}).get("file_path")
+        if path:
+            folders.add(Path(path))
+    return sorted(f for f in folders if f.is_dir())
 
 
 def erasures_resume(*, now) -> int:
