@@ -37,11 +37,17 @@ class ErasureAdmin(ReadOnly):
         "contact_id",
         "status",
         "requested_by",
+        "reason",
+        "rows",
         "requested_at",
         "finished_at",
     ]
     list_filter = ["status"]
     readonly_fields = [f.name for f in Erasure._meta.fields]
+
+    @admin.display(description="rows removed or emptied")
+    def rows(self, erasure: Erasure) -> int:
+        return sum(v for v in erasure.removed.values() if isinstance(v, int))
 
     def has_add_permission(self, request):
         # Erasing starts from the contact's page (the "add" permission is the right
@@ -101,6 +107,7 @@ class EraseForm(forms.Form):
     )
     reason = forms.CharField(
         max_length=300,
+        widget=forms.TextInput(attrs={"size": 60}),
         help_text="Who asked and how (kept in the erasure record; no personal data).",
     )
 
@@ -183,11 +190,15 @@ def _progress(export: DataExport) -> str:
     if export.status == DataExport.Status.BUILDING:
         return (
             f"{export.sections_done} of {export.sections_total} tables, "
-            f"{export.rows:,} rows"
+            f"{_rows(export.rows)}"
         )
     if export.status == DataExport.Status.READY:
-        return f"{export.rows:,} rows, {export.size_bytes / 1024:,.0f} KB"
+        return f"{_rows(export.rows)}, {export.size_bytes / 1024:,.0f} KB"
     return export.get_status_display()
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
 
 
 def privacy_panel(request, contact) -> str:
