@@ -329,13 +329,16 @@ NUDGE_STALE_SECONDS = envint("NUDGE_STALE_SECONDS", 30)
 NUDGE_WEBHOOK_SECRET = os.environ.get("NUDGE_WEBHOOK_SECRET", "")
 # "Why wasn't this contact enrolled?" records are kept this many days.
 NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
-# Privacy (docs/privacy.md). IP addresses of browser calls and consent records are
-# kept with their host part zeroed unless this is off.
+# Privacy (docs/privacy.md). IP addresses of browser calls (any context.ip of an
+# event, whichever key sent it) and consent records are kept with their host part
+# zeroed unless this is off.
 NUDGE_ANONYMISE_IP = envbool("NUDGE_ANONYMISE_IP", True)
 # A person's data export: where the archives are written, and for how many hours
 # one can be downloaded before it is deleted.
 NUDGE_EXPORT_DIR = os.environ.get("NUDGE_EXPORT_DIR", str(VAR_DIR / "exports"))
 NUDGE_EXPORT_HOURS = envint("NUDGE_EXPORT_HOURS", 72)
+# Events are stored without context.userAgent (and context.userAgentData) if on.
+NUDGE_DROP_USER_AGENT = envbool("NUDGE_DROP_USER_AGENT", False)
 # Webhook destinations (issue 13, item 10): steps post to public addresses only.
 # Internal receivers are listed here: host names (".corp.example" for every
 # subdomain), addresses or CIDR ranges, e.g. "10.0.0.0/8,hooks.internal".
