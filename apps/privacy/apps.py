@@ -10,3 +10,11 @@ class PrivacyConfig(AppConfig):
     name = "apps.privacy"
     label = "privacy"
     verbose_name = "Privacy"
+
+    def ready(self) -> None:
+        from apps.core.scheduler import register_tick_task
+
+        from . import retention_admin  # noqa: F401  (registers its admin)
+        from .retention import retention_due
+
+        register_tick_task("privacy-retention", retention_due)
