@@ -176,6 +176,7 @@ def _fill_the_rest() -> None:
     from apps.campaigns.topics import topic_set
     from apps.contacts.models import Contact, ContactMerge, SuppressedAddress
     from apps.events.models import Event, EventFailure
+    from apps.privacy.models import RetentionRun
     from apps.segments.models import ScoringRule, Segment
     from apps.workflows.models import (
         Enrollment,
@@ -235,6 +236,7 @@ def _fill_the_rest() -> None:
         next_attempt_at=now,
         created_at=now,
     )
+    RetentionRun.objects.create(started_at=now, deleted={"events": 1})
 
 
 def django_apps():
