@@ -47,7 +47,7 @@ class Kind:
     delete: Callable[[list[int], dt.datetime], int]
 
 
-def walk_oldest_first(
+def old_rows(
     rows: QuerySet,
     *,
     age: str,
@@ -55,9 +55,9 @@ def walk_oldest_first(
     fields: tuple[str, ...] = (),
     deletable: Callable[[tuple], bool] = lambda row: True,
     size: int | None = None,
-) -> Iterator[list[int]]:
-    """The ids of ``rows`` older than ``cutoff`` (by ``age``) that are ``deletable``
-    (given ``(pk, age, *fields)``), a batch at a time, in primary key order.
+) -> Iterator[list[tuple]]:
+    """``(pk, age, *fields)`` of ``rows`` older than ``cutoff`` (by ``age``) that are
+    ``deletable``, a batch at a time, in primary key order.
 
     On these append-only tables ids grow with ``age``, so the walk stops at the first
     younger row rather than reading the rest of the table, and needs no index on
@@ -73,12 +73,18 @@ def walk_oldest_first(
             .values_list("pk", age, *fields)[:size]
         )
         old = [row for row in page if row[1] < cutoff]
-        ids = [row[0] for row in old if deletable(row)]
-        if ids:
-            yield ids
+        batch = [row for row in old if deletable(row)]
+        if batch:
+            yield batch
         if len(page) < size or len(old) < len(page):
             return
         after = page[-1][0]
+
+
+def walk_oldest_first(rows: QuerySet, **options) -> Iterator[list[int]]:
+    """The primary keys of old_rows(rows, **options)."""
+    for batch in old_rows(rows, **options):
+        yield [row[0] for row in batch]
 
 
 def _delete_by_pk(model) -> Callable[[list[int]], int]:
@@ -96,19 +102,25 @@ def _event_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
     # By received_at (when Nudge got it), not timestamp (when the sender says it
     # happened): it grows with the id, so the walk needs no new index, and it is what
     # a table partitioned by month would drop whole partitions by.
-    for ids in walk_oldest_first(
+    for batch in old_rows(
         Event.objects.all(),
         age="received_at",
         cutoff=cutoff,
-        fields=("processed_at",),
+        fields=("processed_at", "contact_id"),
         deletable=lambda row: row[2] is not None,
     ):
+        ids = [row[0] for row in batch]
         kept = set(
             EventFailure.objects.filter(event_id__in=ids).values_list("pk", flat=True)
         )
+        # Through the batch's contacts: (contact, status) is indexed, and no index
+        # starts with trigger_event_id, so this reads a few rows per contact rather
+        # than every running enrollment.
         kept |= set(
             Enrollment.objects.filter(
-                status__in=Enrollment.RUNNING, trigger_event_id__in=ids
+                contact_id__in={row[3] for row in batch},
+                status__in=Enrollment.RUNNING,
+                trigger_event_id__in=ids,
             ).values_list("trigger_event_id", flat=True)
         )
         ids = [pk for pk in ids if pk not in kept]
