@@ -108,18 +108,26 @@ def _interrupted_runs_close(now: dt.datetime) -> None:
 
 
 def retention_due(*, now: dt.datetime) -> int:
-    """Tick task: enqueue the retention job a day after the last run started, or at
-    once after one that ran out of time; 1 if it did. Until the job starts, each
-    tick's enqueue is a no-op (the stable job id); if Redis loses it, or its worker
-    dies before it starts, a later tick enqueues it again."""
+    """Tick task: enqueue the retention job when a run is due; 1 if it did.
+
+    Due a day after the last run started; at once after one that ran out of time;
+    and after one still running past its job's timeout (its worker died: RQ would
+    have ended it by then). Until the job starts, each tick's enqueue is a no-op
+    (the stable job id); if Redis loses it, a later tick enqueues it again."""
     from .jobs import run_retention
 
     last = RetentionRun.objects.order_by("-started_at", "-pk").first()
-    if (
-        last is not None
-        and last.started_at > now - RUN_EVERY
-        and last.status != RetentionRun.Status.PARTIAL
-    ):
+    if last is not None and not _next_run_due(last, now):
         return 0
     jobs.enqueue(run_retention, queue=QUEUE, job_id=JOB_ID)
     return 1
+
+
+def _next_run_due(last: RetentionRun, now: dt.datetime) -> bool:
+    if last.status == RetentionRun.Status.PARTIAL:
+        return True
+    if last.status == RetentionRun.Status.RUNNING:
+        timeout = settings.RQ_QUEUES[QUEUE]["DEFAULT_TIMEOUT"]
+        dead_after = dt.timedelta(seconds=timeout + jobs.DEATH_MARGIN_SECONDS)
+        return last.started_at < now - dead_after
+    return last.started_at <= now - RUN_EVERY

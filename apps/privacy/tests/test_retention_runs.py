@@ -115,17 +115,33 @@ def test_a_run_out_of_time_stops_between_batches_and_the_next_tick_goes_on(
     assert (last.status, last.deleted) == (RetentionRun.Status.DONE, {"events": 1})
 
 
-def test_a_run_whose_worker_died_is_marked_by_the_next_one():
-    # given
-    dead = RetentionRun.objects.create(started_at=days_ago(1))
+def test_a_run_whose_worker_died_is_taken_over_once_its_job_timeout_has_passed(
+    settle,
+):
+    # given a run that began 6 minutes ago (the job timeout is 5) and never ended
+    event = an_event(a_contact(), days_ago(400))
+    dead = RetentionRun.objects.create(started_at=NOW - dt.timedelta(minutes=6))
 
-    # when
-    retention_run()
+    # when the scheduler ticks
+    settle()
 
-    # then
+    # then a new run did the work, and says what became of the other one
     dead.refresh_from_db()
     assert dead.status == RetentionRun.Status.FAILED
     assert "worker died" in dead.error
+    assert not exists(event)
+    assert RetentionRun.objects.filter(status="done").count() == 1
+
+
+def test_a_run_still_within_its_job_timeout_is_left_to_finish(settle):
+    # given
+    running = RetentionRun.objects.create(started_at=NOW - dt.timedelta(minutes=1))
+
+    # when the scheduler ticks
+    settle()
+
+    # then
+    assert list(RetentionRun.objects.all()) == [running]
 
 
 # --- the daily job -------------------------------------------------------------------
