@@ -8,7 +8,8 @@ What is never deleted, whatever its age:
   running enrollment;
 - messages and campaign recipients (reports count them), and so the anonymous
   contacts that have any, and those still in a running enrollment;
-- the trace of a running enrollment, and webhook deliveries still pending.
+- the trace and the webhook deliveries of a running enrollment, and webhook deliveries
+  still being retried.
 """
 
 import datetime as dt
@@ -162,13 +163,15 @@ def _decision_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
 
 
 def _webhook_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
+    # A delivery is also what makes a webhook step post once per enrollment (a loop
+    # back through the step finds it): it stays while its enrollment runs.
     finished = {WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.FAILED}
     return walk_oldest_first(
         WebhookDelivery.objects.all(),
         age="created_at",
         cutoff=cutoff,
-        fields=("status",),
-        deletable=lambda row: row[2] in finished,
+        fields=("status", "enrollment__status"),
+        deletable=lambda row: row[2] in finished and row[3] in FINISHED,
     )
 
 

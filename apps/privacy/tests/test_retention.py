@@ -218,6 +218,20 @@ def test_a_pending_webhook_delivery_is_kept_whatever_its_age():
     assert exists(pending)
 
 
+def test_a_running_enrollment_keeps_its_webhook_deliveries():
+    # given a delivery made long ago, by a run that may loop back to its step
+    delivery = a_webhook_delivery(days_ago(400))
+    Enrollment.objects.filter(pk=delivery.enrollment_id).update(
+        status=Enrollment.Status.WAITING, finished_at=None
+    )
+
+    # when
+    retention_run()
+
+    # then
+    assert exists(delivery)
+
+
 # --- anonymous contacts ------------------------------------------------------------
 
 
