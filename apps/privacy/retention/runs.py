@@ -55,9 +55,7 @@ def retention_run(*, budget_seconds: float | None = None) -> RetentionRun:
                 continue
             try:
                 _kind_purge(run, kind, now - dt.timedelta(days=days), deadline)
-            except jobs.JOB_INTERRUPTIONS:
-                raise
-            except _OutOfTime:
+            except (*jobs.JOB_INTERRUPTIONS, _OutOfTime):
                 raise
             except Exception:
                 logger.exception("retention of %s failed", kind.name)
@@ -67,7 +65,9 @@ def retention_run(*, budget_seconds: float | None = None) -> RetentionRun:
         status = RetentionRun.Status.PARTIAL
     run.status, run.error, run.finished_at = status, "\n".join(errors), clock.now()
     run.save(update_fields=["status", "error", "finished_at"])
-    logger.info("retention run %s", run.status, extra={"run_id": run.pk, **run.deleted})
+    logger.info(
+        "retention run %s", run.status, extra={"run_id": run.pk, "deleted": run.deleted}
+    )
     return run
 
 

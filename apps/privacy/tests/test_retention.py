@@ -1,7 +1,11 @@
 """Retention, kind by kind: each goes once past its window and not a minute before;
 0 keeps it for ever; what something still needs stays, whatever its age."""
 
+import runpy
+from pathlib import Path
+
 import pytest
+from django.conf import settings as django_settings
 
 from apps.campaigns.models import Message
 from apps.contacts.models import Identity
@@ -294,6 +298,18 @@ def test_zero_days_keeps_anonymous_contacts(settings):
 
     # then
     assert exists(old)
+
+
+def test_the_decisions_older_setting_name_still_sets_their_window(monkeypatch):
+    # given an install that set the setting's name from before retention
+    monkeypatch.delenv("NUDGE_RETAIN_DECISIONS_DAYS", raising=False)
+    monkeypatch.setenv("NUDGE_DECISIONS_DAYS", "7")
+
+    # when the settings are read
+    read = runpy.run_path(str(Path(django_settings.BASE_DIR) / "config/settings.py"))
+
+    # then
+    assert read["NUDGE_RETAIN_DECISIONS_DAYS"] == 7
 
 
 def test_the_retention_package_names_every_kind_with_its_setting(settings):
