@@ -330,7 +330,7 @@ NUDGE_RETAIN_DECISIONS_DAYS = envint(
 # ESP tracking events seen (their ids stop replays; ESPs retry for days, not months).
 NUDGE_RETAIN_ESP_EVENTS_DAYS = envint("NUDGE_RETAIN_ESP_EVENTS_DAYS", 90)
 NUDGE_RETAIN_SEGMENT_REFRESHES_DAYS = envint("NUDGE_RETAIN_SEGMENT_REFRESHES_DAYS", 90)
-# Delivered or failed webhook POSTs (their payloads name the contact).
+# Delivered or failed webhook POSTs of finished enrollments (payloads name the contact).
 NUDGE_RETAIN_WEBHOOK_DELIVERIES_DAYS = envint(
     "NUDGE_RETAIN_WEBHOOK_DELIVERIES_DAYS", 30
 )
