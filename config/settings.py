@@ -327,8 +327,27 @@ NUDGE_STALE_SECONDS = envint("NUDGE_STALE_SECONDS", 30)
 # database on first use (apps/core/secrets.py); `manage.py nudge_webhook_secret`
 # prints it, and admin shows it to those allowed to view signing secrets.
 NUDGE_WEBHOOK_SECRET = os.environ.get("NUDGE_WEBHOOK_SECRET", "")
-# "Why wasn't this contact enrolled?" records are kept this many days.
-NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
+# Retention (docs/privacy.md): how many days each kind of data is kept; 0 keeps it
+# for ever. A daily job (apps/privacy/retention) deletes what is older.
+NUDGE_RETAIN_EVENTS_DAYS = envint("NUDGE_RETAIN_EVENTS_DAYS", 396)  # 13 months
+# The trace (StepRun) of enrollments that finished this long ago.
+NUDGE_RETAIN_STEP_RUNS_DAYS = envint("NUDGE_RETAIN_STEP_RUNS_DAYS", 180)
+# "Why wasn't this contact enrolled?" records. NUDGE_DECISIONS_DAYS is its older name.
+NUDGE_RETAIN_DECISIONS_DAYS = envint(
+    "NUDGE_RETAIN_DECISIONS_DAYS", envint("NUDGE_DECISIONS_DAYS", 30)
+)
+# ESP tracking events seen (their ids stop replays; ESPs retry for days, not months).
+NUDGE_RETAIN_ESP_EVENTS_DAYS = envint("NUDGE_RETAIN_ESP_EVENTS_DAYS", 90)
+NUDGE_RETAIN_SEGMENT_REFRESHES_DAYS = envint("NUDGE_RETAIN_SEGMENT_REFRESHES_DAYS", 90)
+# Delivered or failed webhook POSTs of finished enrollments (payloads name the contact).
+NUDGE_RETAIN_WEBHOOK_DELIVERIES_DAYS = envint(
+    "NUDGE_RETAIN_WEBHOOK_DELIVERIES_DAYS", 30
+)
+# Contacts that never identified (no email, no user id), unseen this long, are
+# deleted with their events and everything else of theirs.
+NUDGE_RETAIN_ANONYMOUS_CONTACTS_DAYS = envint(
+    "NUDGE_RETAIN_ANONYMOUS_CONTACTS_DAYS", 30
+)
 # Privacy (docs/privacy.md). IP addresses of browser calls (any context.ip of an
 # event, whichever key sent it) and consent records are kept with their host part
 # zeroed unless this is off.
