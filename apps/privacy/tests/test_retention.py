@@ -321,5 +321,6 @@ def test_the_retention_package_names_every_kind_with_its_setting(settings):
         "segment_refreshes",
         "webhook_deliveries",
         "anonymous_contacts",
+        "unconfirmed_contacts",
     }
     assert all(hasattr(settings, kind.setting) for kind in retention.KINDS)
