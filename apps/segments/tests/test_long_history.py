@@ -146,3 +146,22 @@ def test_a_windowed_read_of_a_name_also_read_without_one_asks_the_database(
     assert result is True
     if connection.vendor == "postgresql":
         assert sum(rows) < 10
+
+
+def test_the_count_reads_the_contacts_events_through_an_index(long_history):
+    if connection.vendor != "postgresql":
+        pytest.skip("EXPLAIN of PostgreSQL's plan")
+    # given the count "viewed at least 3 times" for the contact
+    with CaptureQueriesContext(connection) as queries:
+        evaluate(
+            {"event": "viewed", "count": {"op": "gte", "value": 3}},
+            long_history,
+            now=NOW,
+        )
+    (sql,) = [q["sql"] for q in queries if Event._meta.db_table in q["sql"]]
+    # when PostgreSQL plans it, with no statistics gathered since the inserts
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # then it reads the contact's rows through an index, not the whole table
+    assert "Index" in plan and "Seq Scan" not in plan, plan
