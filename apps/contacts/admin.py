@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.contrib.admin.options import ActionLocation
 from django.utils.html import format_html
 
+from apps.core.paging import LargeTablePaginator
+
 from .identity import normalize_email
 from .models import (
     SUPPRESSION_FOR_CONSENT,
@@ -108,7 +110,12 @@ class ContactAdmin(admin.ModelAdmin):
         ("Activity", {"fields": ["created_at", "first_seen_at", "last_seen_at"]}),
     ]
     inlines = [IdentityInline]
+    # Contacts grow with traffic (anonymous visitors): no COUNT(*) of them all, and
+    # no facet counts. Search stays by part of a name or address (a scan of
+    # contacts, not of events).
+    paginator = LargeTablePaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     change_form_template = "admin/contacts/contact/change_form.html"
 
     def save_model(self, request, obj, form, change):
