@@ -36,8 +36,8 @@ UPDATED = {
 # fits on the same page (a HOT update: no new index entries).
 ROOM_FOR_UPDATES = {"fillfactor": "90"}
 
-# Logs: inserted, never updated, deleted when they age out (step traces with
-# their enrollment, trigger decisions after NUDGE_DECISIONS_DAYS).
+# Logs: inserted, never updated (step traces; trigger decisions, deleted after
+# NUDGE_DECISIONS_DAYS).
 APPENDED = {
     # Vacuum after 2% of new rows (default 20%): the visibility map stays
     # current, so the admin's per-contact and per-enrollment reads stay
@@ -46,7 +46,8 @@ APPENDED = {
     # Statistics once 2% is new (default 10%): "the last N days" plans need
     # to know the newest rows exist.
     "autovacuum_analyze_scale_factor": "0.02",
-    # The retention delete frees 5% at a time or more: reuse the space soon.
+    # Deletes (old decisions, a contact's erasure) are rare and in bulk: vacuum
+    # at 5% dead (default 20%) to reuse the space soon.
     "autovacuum_vacuum_scale_factor": "0.05",
 }
 
