@@ -46,8 +46,8 @@ APPENDED = {
     # Statistics once 2% is new (default 10%): "the last N days" plans need
     # to know the newest rows exist.
     "autovacuum_analyze_scale_factor": "0.02",
-    # Deletes (old decisions, a contact's erasure) are rare and in bulk: vacuum
-    # at 5% dead (default 20%) to reuse the space soon.
+    # Deletes (decisions past their days) come in bulk: vacuum at 5% dead
+    # (default 20%) to reuse the space soon.
     "autovacuum_vacuum_scale_factor": "0.05",
 }
 
