@@ -3,10 +3,12 @@ import json
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import ActionLocation
+from django.db.models import Q
 from django.utils.html import format_html
 
 from apps.core.paging import LargeTablePaginator
 
+from .admin_search import CONTACT_HELP, LargeTableAdminMixin
 from .identity import normalize_email
 from .models import (
     SUPPRESSION_FOR_CONSENT,
@@ -163,10 +165,15 @@ class ContactAdmin(admin.ModelAdmin):
 
 
 @admin.register(ContactMerge)
-class ContactMergeAdmin(admin.ModelAdmin):
+class ContactMergeAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+    """One row per identify that joins two people: it grows with traffic."""
+
     list_display = ["merged_contact_id", "into", "reason", "moved", "merged_at"]
     list_select_related = ["into"]
-    search_fields = ["into__email", "=merged_contact_id"]
+    # Only shown in the search box; LargeTableAdminMixin says what is searched.
+    search_fields = ["=merged_contact_id"]
+    search_help_text = f"Exact match: {CONTACT_HELP} it was merged into, or its id."
+    contact_search = "into"
     readonly_fields = [f.name for f in ContactMerge._meta.fields]
 
     def has_add_permission(self, request):
@@ -174,6 +181,11 @@ class ContactMergeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def exact_search_q(self, term: str) -> Q:
+        if term.isdigit() and len(term) < 19:
+            return Q(merged_contact_id=int(term))
+        return Q(pk__in=[])
 
 
 class SuppressedAddressForm(forms.ModelForm):

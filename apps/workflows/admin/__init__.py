@@ -327,7 +327,8 @@ class TriggerRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+    contact_search = None  # no search box: its rows hold no contact
     list_display = ["id", "url", "status", "attempts", "response_status", "created_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]

@@ -1,6 +1,6 @@
 """The admin lists of tables that grow with traffic (messages, enrollments, trigger
-decisions, contacts) neither count nor group the whole table, and search by a
-contact's exact email or ids."""
+decisions, contacts, merges, webhook deliveries) neither count nor group the whole
+table, and search by a contact's exact email or ids."""
 
 import pytest
 from django.db import connection
@@ -65,7 +65,14 @@ def _whole_table_reads(queries, table: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("url", [*LISTS, "/admin/contacts/contact/"])
+OTHER_LISTS = [
+    "/admin/contacts/contact/",
+    "/admin/contacts/contactmerge/",
+    "/admin/workflows/webhookdelivery/",
+]
+
+
+@pytest.mark.parametrize("url", [*LISTS, *OTHER_LISTS])
 def test_a_large_tables_list_counts_no_further_than_it_shows(
     admin_client, histories, url
 ):
