@@ -9,7 +9,9 @@
 ``all`` / ``any`` / ``not`` over leaves (see leaves.py; apps register more with
 ``register_leaf``). ``matching_contacts`` compiles a condition to one SQL query over
 all contacts (segments, counts, broadcasts); ``evaluate`` answers it for one contact
-in Python (the hot path of triggers). ``describe`` says it in English.
+(the hot path of triggers): in Python over the events it loads, which are only those
+within the condition's windows; what looks back without a limit is counted or found
+in the database for that contact (history.py). ``describe`` says it in English.
 """
 
 import datetime as dt
