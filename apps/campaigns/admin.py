@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
@@ -9,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from liquid.exceptions import LiquidError
 
+from apps.contacts.admin_search import CONTACT_HELP, LargeTableAdminMixin
 from apps.contacts.models import Contact
 from apps.core.permissions import guarded, require
 
@@ -227,7 +229,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "contact",
@@ -239,9 +241,10 @@ class MessageAdmin(admin.ModelAdmin):
         "sent_at",
     ]
     list_filter = ["status", "delivery", "kind", "is_test", "template", "created_at"]
-    search_fields = ["contact__email", "=esp_message_id", "subject"]
+    # Only shown in the search box; LargeTableAdminMixin says what is searched.
+    search_fields = ["=esp_message_id"]
+    search_help_text = f"Exact match: {CONTACT_HELP}, a message id or the ESP's id."
     list_select_related = ["contact", "template"]
-    show_full_result_count = False
     readonly_fields = [f.name for f in Message._meta.fields] + ["rendered"]
     actions = ["requeue_uncertain", "mark_uncertain_sent"]
 
@@ -255,6 +258,9 @@ class MessageAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [*consent_urls(self), *super().get_urls()]
+
+    def exact_search_q(self, term: str) -> Q:
+        return super().exact_search_q(term) | Q(esp_message_id=term)
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

@@ -3,8 +3,12 @@ import json
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import ActionLocation
+from django.db.models import Q
 from django.utils.html import format_html
 
+from apps.core.paging import LargeTablePaginator
+
+from .admin_search import CONTACT_HELP, LargeTableAdminMixin
 from .identity import normalize_email
 from .models import (
     SUPPRESSION_FOR_CONSENT,
@@ -108,7 +112,12 @@ class ContactAdmin(admin.ModelAdmin):
         ("Activity", {"fields": ["created_at", "first_seen_at", "last_seen_at"]}),
     ]
     inlines = [IdentityInline]
+    # Contacts grow with traffic (anonymous visitors): no COUNT(*) of them all, and
+    # no facet counts. Search stays by part of a name or address (a scan of
+    # contacts, not of events).
+    paginator = LargeTablePaginator
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     change_form_template = "admin/contacts/contact/change_form.html"
 
     def save_model(self, request, obj, form, change):
@@ -156,10 +165,15 @@ class ContactAdmin(admin.ModelAdmin):
 
 
 @admin.register(ContactMerge)
-class ContactMergeAdmin(admin.ModelAdmin):
+class ContactMergeAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+    """One row per identify that joins two people: it grows with traffic."""
+
     list_display = ["merged_contact_id", "into", "reason", "moved", "merged_at"]
     list_select_related = ["into"]
-    search_fields = ["into__email", "=merged_contact_id"]
+    # Only shown in the search box; LargeTableAdminMixin says what is searched.
+    search_fields = ["=merged_contact_id"]
+    search_help_text = f"Exact match: {CONTACT_HELP} it was merged into, or its id."
+    contact_search = "into"
     readonly_fields = [f.name for f in ContactMerge._meta.fields]
 
     def has_add_permission(self, request):
@@ -167,6 +181,11 @@ class ContactMergeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def exact_search_q(self, term: str) -> Q:
+        if term.isdigit() and len(term) < 19:
+            return Q(merged_contact_id=int(term))
+        return Q(pk__in=[])
 
 
 class SuppressedAddressForm(forms.ModelForm):

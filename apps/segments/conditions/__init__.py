@@ -9,7 +9,9 @@
 ``all`` / ``any`` / ``not`` over leaves (see leaves.py; apps register more with
 ``register_leaf``). ``matching_contacts`` compiles a condition to one SQL query over
 all contacts (segments, counts, broadcasts); ``evaluate`` answers it for one contact
-in Python (the hot path of triggers). ``describe`` says it in English.
+(the hot path of triggers): in Python over the events it loads, which are only those
+within the condition's windows; what looks back without a limit is counted or found
+in the database for that contact (history.py). ``describe`` says it in English.
 """
 
 import datetime as dt
@@ -291,14 +293,22 @@ def references(condition: Any) -> Refs:
 
 def load_facts(contact: Contact, refs: Refs, *, now: dt.datetime) -> Facts:
     """The contact's events (only the names the condition reads, only as far back as
-    it looks) and segment memberships."""
+    it looks) and segment memberships.
+
+    Names read without a time limit are left in the database (Facts.in_database):
+    their leaves ask it for a count or a row, rather than load the whole history.
+    """
     from apps.segments.models import SegmentMembership
 
     events: list[EventFact] = []
+    in_database: frozenset[str] = frozenset()
     if refs.event_names and contact.pk:
-        unbounded = [n for n, delta in refs.events_since.items() if delta is None]
-        bounded = {n: d for n, d in refs.events_since.items() if d is not None}
-        since = now - max(bounded.values()) if bounded and not unbounded else None
+        in_database = frozenset(
+            n for n, delta in refs.events_since.items() if delta is None
+        )
+        bounded = [d for d in refs.events_since.values() if d is not None]
+        since = now - max(bounded) if bounded else None
+        names = sorted(refs.event_names - in_database)
         events = [
             EventFact(
                 id=pk,
@@ -306,8 +316,8 @@ def load_facts(contact: Contact, refs: Refs, *, now: dt.datetime) -> Facts:
                 properties=properties if isinstance(properties, dict) else {},
                 timestamp=timestamp,
             )
-            for pk, name, properties, timestamp in _contact_events(
-                contact.pk, sorted(refs.event_names), since
+            for pk, name, properties, timestamp in (
+                _contact_events(contact.pk, names, since) if names else []
             )
         ]
     segment_ids: set[int] = set()
@@ -319,7 +329,12 @@ def load_facts(contact: Contact, refs: Refs, *, now: dt.datetime) -> Facts:
                 exited_at__isnull=True,
             ).values_list("segment_id", flat=True)
         )
-    return Facts(contact=contact, events=events, segment_ids=segment_ids)
+    return Facts(
+        contact=contact,
+        events=events,
+        segment_ids=segment_ids,
+        in_database=in_database,
+    )
 
 
 def _contact_events(contact_id: int, names: list[str], since: dt.datetime | None):

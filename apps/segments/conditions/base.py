@@ -32,8 +32,21 @@ class Facts:
     contact: Any  # apps.contacts.models.Contact
     events: list[EventFact] = field(default_factory=list)  # by (timestamp, id)
     segment_ids: set[int] = field(default_factory=set)
+    # Event names read without a time limit: their events are not in ``events``.
+    # The built-in leaves ask the database about them (history.py), so that a
+    # long history is never fetched.
+    in_database: frozenset[str] = frozenset()
+    _fetched: dict[str, list[EventFact]] = field(default_factory=dict, repr=False)
 
     def events_named(self, name: str) -> list[EventFact]:
+        if name in self.in_database:
+            # A leaf that reads the events themselves (an app's own, say) gets
+            # all of them, fetched once.
+            if name not in self._fetched:
+                from .history import all_events
+
+                self._fetched[name] = all_events(contact_id=self.contact.pk, name=name)
+            return self._fetched[name]
         return [e for e in self.events if e.name == name]
 
 

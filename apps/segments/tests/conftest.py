@@ -42,7 +42,14 @@ def add_event(server_source):
 @pytest.fixture
 def matches():
     """Who a condition holds for, asserting SQL and Python agree."""
-    from apps.segments.conditions import evaluate, matching_contacts
+    from apps.segments.conditions import (
+        evaluate,
+        evaluate_facts,
+        matching_contacts,
+        references,
+    )
+
+    from .memory import facts_in_memory
 
     def run(condition) -> set[int]:
         by_sql = set(matching_contacts(condition, now=NOW).values_list("pk", flat=True))
@@ -50,6 +57,13 @@ def matches():
             c.pk for c in Contact.objects.all() if evaluate(condition, c, now=NOW)
         }
         assert by_sql == by_python, {"sql": by_sql, "python": by_python}
+        refs = references(condition)
+        in_memory = {
+            c.pk
+            for c in Contact.objects.all()
+            if evaluate_facts(condition, facts_in_memory(c, refs, now=NOW), now=NOW)
+        }
+        assert by_sql == in_memory, {"sql": by_sql, "in memory": in_memory}
         return by_sql
 
     return run

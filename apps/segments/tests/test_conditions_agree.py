@@ -23,6 +23,7 @@ from apps.segments.conditions import (
     validate,
 )
 from apps.segments.models import Segment, SegmentMembership
+from apps.segments.tests.memory import facts_in_memory
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
@@ -419,3 +420,9 @@ def assert_agree(condition, contacts: list[Contact]) -> None:
         if evaluate_facts(condition, load_facts(c, refs, now=NOW), now=NOW)
     }
     assert by_sql == by_python, {"sql": sorted(by_sql), "python": sorted(by_python)}
+    in_memory = {
+        c.pk
+        for c in contacts
+        if evaluate_facts(condition, facts_in_memory(c, refs, now=NOW), now=NOW)
+    }
+    assert by_sql == in_memory, {"sql": sorted(by_sql), "memory": sorted(in_memory)}

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.campaigns.models import Message
+from apps.contacts.admin_search import CONTACT_HELP, LargeTableAdminMixin
 from apps.contacts.panels import register_contact_action
 
 from ..definition import validate_definition
@@ -263,7 +264,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "contact",
@@ -275,9 +276,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "exit_reason",
     ]
     list_filter = ["status", "workflow", "is_test"]
-    search_fields = ["contact__email", "=id", "trigger_key"]
+    # Only shown in the search box; LargeTableAdminMixin says what is searched.
+    search_fields = ["=id"]
+    search_help_text = f"Exact match: {CONTACT_HELP}, or an enrollment id."
     list_select_related = ["contact", "workflow", "current_step"]
-    show_full_result_count = False
     inlines = [StepRunInline]
     readonly_fields = [f.name for f in Enrollment._meta.fields]
 
@@ -286,10 +288,12 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(TriggerDecision)
-class TriggerDecisionAdmin(admin.ModelAdmin):
+class TriggerDecisionAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     list_display = ["decided_at", "contact", "workflow", "event_name", "reason"]
     list_filter = ["workflow"]
-    search_fields = ["contact__email", "reason"]
+    # Only shown in the search box; LargeTableAdminMixin says what is searched.
+    search_fields = ["=contact__email"]
+    search_help_text = f"Exact match: {CONTACT_HELP}."
     list_select_related = ["contact", "workflow"]
 
     def has_add_permission(self, request):
@@ -323,7 +327,8 @@ class TriggerRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+    contact_search = None  # no search box: its rows hold no contact
     list_display = ["id", "url", "status", "attempts", "response_status", "created_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]

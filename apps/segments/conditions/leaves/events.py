@@ -3,6 +3,7 @@
 import datetime as dt
 from typing import Any
 
+from .. import history
 from ..base import (
     Env,
     EventFact,
@@ -123,7 +124,19 @@ class EventLeaf(Leaf):
         return f'({contact}."id" {"NOT IN" if negate else "IN"} ({subquery}))', params
 
     def matches(self, node: dict, facts: Facts, env: Env) -> bool:
+        rule = node.get("count", DEFAULT_COUNT)
         start = window_start(node.get("window"), env.now, env.since)
+        if node["event"] in facts.in_database:
+            # Counting past value + 1 changes no answer (see _count_ok).
+            count = history.count_events(
+                contact_id=facts.contact.pk,
+                name=node["event"],
+                filters=node.get("where"),
+                start=start,
+                env=env,
+                limit=rule["value"] + 1,
+            )
+            return _count_ok(count, rule)
         today = Today(env.now)
         count = sum(
             1
@@ -131,7 +144,7 @@ class EventLeaf(Leaf):
             if (start is None or e.timestamp >= start)
             and _where_matches(e, node.get("where"), today)
         )
-        return _count_ok(count, node.get("count", DEFAULT_COUNT))
+        return _count_ok(count, rule)
 
     def describe(self, node: dict) -> str:
         rule = node.get("count", DEFAULT_COUNT)
@@ -273,6 +286,12 @@ class SequenceLeaf(Leaf):
         return f"({step_sql(0)})", params
 
     def matches(self, node: dict, facts: Facts, env: Env) -> bool:
+        if facts.in_database & set(self._names(node)):
+            # Pairs of events, in SQL: per contact, through the (contact, name,
+            # timestamp) index, stopping at the first chain that holds.
+            return history.holds_in_database(
+                self, node, contact_id=facts.contact.pk, env=env
+            )
         steps = node["sequence"]
         today = Today(env.now)
         start = window_start(node.get("window"), env.now, env.since)
@@ -342,11 +361,15 @@ class SequenceLeaf(Leaf):
                 )
         return text
 
-    def collect(self, node: dict, refs: Refs) -> None:
-        for step in node["sequence"]:
-            _collect_event(refs, step["event"], None)
+    def _names(self, node: dict) -> list[str]:
+        names = [step["event"] for step in node["sequence"]]
         if node.get("not_followed_by"):
-            _collect_event(refs, node["not_followed_by"]["event"], None)
+            names.append(node["not_followed_by"]["event"])
+        return names
+
+    def collect(self, node: dict, refs: Refs) -> None:
+        for name in self._names(node):
+            _collect_event(refs, name, None)
         if node.get("window") or node.get("not_followed_by", {}).get("within"):
             refs.time_based = True
 
@@ -377,11 +400,15 @@ class LastEventLeaf(Leaf):
         return json_compare(d, ref, node["op"], node.get("value"))
 
     def matches(self, node: dict, facts: Facts, env: Env) -> bool:
-        events = facts.events_named(node["last_event"])
-        if not events:
+        name = node["last_event"]
+        if name in facts.in_database:
+            latest = history.latest_event(contact_id=facts.contact.pk, name=name)
+        else:
+            events = facts.events_named(name)
+            latest = max(events, key=lambda e: (e.timestamp, e.id)) if events else None
+        if latest is None:
             actual = MISSING
         else:
-            latest = max(events, key=lambda e: (e.timestamp, e.id))
             actual = dig(latest.properties, node["property"].split("."))
         return compare(actual, node["op"], node.get("value"), today=Today(env.now))
 
