@@ -1,9 +1,9 @@
 """Email consent in admin: the contact page's panel, and the page that changes it.
 
 Consent is changed only through contact_set_consent (its precedence, the address
-list, the event it records), never as a plain field: tightening is one click;
-lowering (resubscribing someone, lifting a bounce or a complaint) needs a reason, which
-is recorded.
+list, the event and the consent record it writes), never as a plain field: tightening
+is one click; lowering (resubscribing someone, lifting a bounce or a complaint) needs
+a reason, which is recorded with the staff user and their IP.
 """
 
 from django import forms

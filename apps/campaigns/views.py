@@ -59,7 +59,9 @@ WORDING = {
 }
 
 
-def _proof(request: HttpRequest, link: _Link, *, source: str, wording: str):
+def _proof(
+    request: HttpRequest, link: _Link, *, source: str, wording: str
+) -> ConsentProof:
     """Where a change made through a link came from: the page, the address the
     link's email went to, the person's IP (anonymised when recorded)."""
     message = link.message
@@ -211,16 +213,17 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
             proof = _proof(
                 request, link, source=Source.PREFERENCES, wording=WORDING[choice]
             )
-        if choice == "unsubscribe":
-            contact_unsubscribe(
-                contact=contact,
-                reason="preference page",
-                proof=proof,
-                message=link.message,
-            )
-            saved = True
-        elif choice == "subscribe":
-            contact_resubscribe(contact=contact, reason="preference page", proof=proof)
+            if choice == "unsubscribe":
+                contact_unsubscribe(
+                    contact=contact,
+                    reason="preference page",
+                    proof=proof,
+                    message=link.message,
+                )
+            else:
+                contact_resubscribe(
+                    contact=contact, reason="preference page", proof=proof
+                )
             saved = True
         if request.POST.get("topics_shown"):
             _save_topics(

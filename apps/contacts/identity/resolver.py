@@ -454,10 +454,11 @@ class IdentityResolver:
         self.people[person.contact.pk] = person
         person.forget_changes()
 
-    @staticmethod
-    def _consent_of_new(person: _Person) -> None:
+    def _consent_of_new(self, person: _Person) -> None:
         if CONSENT_TRAIT in person.changed:
-            consent_of_new_contact(person.contact, person.consent_proof)
+            consent_of_new_contact(
+                person.contact, person.consent_proof, default=self.default_consent
+            )
 
     def _flush_changes(self, person: _Person) -> None:
         if person.has_changes and not person.is_new:

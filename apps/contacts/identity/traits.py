@@ -141,8 +141,8 @@ def apply_traits(
             # A server key may tighten consent, or record the person's own
             # resubscribe; never lift a bounce or a complaint (staff do that, in
             # admin, with a reason).
-            # A new contact's consent is recorded even when it is the default: it
-            # was given, not assumed.
+            # A new contact's consent is recorded even when it is the default
+            # (consent_of_new_contact).
             if (
                 trusted
                 and value in ConsentStatus.values
@@ -220,16 +220,21 @@ def save_traits(
             consent_reaches_address_list(contact, consent)
 
 
-def consent_of_new_contact(contact: Contact, proof: ConsentProof | None) -> None:
+def consent_of_new_contact(
+    contact: Contact, proof: ConsentProof | None, *, default: str
+) -> None:
     """A contact created with a consent trait: the consent it was given, recorded
-    (from nothing), and the address list in step, as for a stored contact."""
+    (from nothing, even when it is the ``default``: it was given, not assumed), and
+    the address list in step, as for a stored contact, when it is not the default
+    (a trait restating it moves no entry of the list, as it never did)."""
     consent_record(
         contact_id=contact.pk,
         previous="",
         value=contact.email_consent,
         proof=proof or ConsentProof(source=Source.SYSTEM),
     )
-    consent_reaches_address_list(contact, contact.email_consent)
+    if contact.email_consent != default:
+        consent_reaches_address_list(contact, contact.email_consent)
 
 
 def consent_reaches_address_list(contact: Contact, status: str) -> None:
