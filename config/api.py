@@ -8,6 +8,7 @@ from apps.campaigns.api import router as topics_router
 from apps.events.api import router as tracking_router
 from apps.events.auth import ApiError, BodyParser
 from apps.events.problems import api_error, invalid_payload
+from apps.privacy.api import router as privacy_router
 from apps.segments.api import router as segments_router
 from apps.workflows.api import router as workflows_router
 
@@ -26,6 +27,7 @@ api.add_router("/", tracking_router)
 api.add_router("/", segments_router)
 api.add_router("/", workflows_router)
 api.add_router("/", topics_router)
+api.add_router("/", privacy_router)
 
 
 @api.exception_handler(ValidationError)

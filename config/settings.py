@@ -293,6 +293,15 @@ NUDGE_TRUSTED_PROXY_COUNT = envint("NUDGE_TRUSTED_PROXY_COUNT", 1)
 # Consent given to a contact created by ingestion. "subscribed" suits sites whose
 # sign-up forms collect consent; "pending" holds marketing mail until it is confirmed.
 NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
+# Double opt-in for every source (else per source, in admin): new people stay
+# "pending" until they confirm by the emailed link; the unconfirmed are deleted
+# this many days after their confirmation email. The email's template is the
+# EmailTemplate of this name (created by migration, editable).
+NUDGE_DOUBLE_OPT_IN = envbool("NUDGE_DOUBLE_OPT_IN", False)
+NUDGE_DOUBLE_OPT_IN_PURGE_DAYS = envint("NUDGE_DOUBLE_OPT_IN_PURGE_DAYS", 30)
+NUDGE_DOUBLE_OPT_IN_TEMPLATE = os.environ.get(
+    "NUDGE_DOUBLE_OPT_IN_TEMPLATE", "Confirm your subscription"
+)
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 # An event whose processing failed this many times is set aside (dead-lettered):
@@ -323,6 +332,10 @@ NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
 # Privacy (docs/privacy.md). IP addresses of browser calls and consent records are
 # kept with their host part zeroed unless this is off.
 NUDGE_ANONYMISE_IP = envbool("NUDGE_ANONYMISE_IP", True)
+# A person's data export: where the archives are written, and for how many hours
+# one can be downloaded before it is deleted.
+NUDGE_EXPORT_DIR = os.environ.get("NUDGE_EXPORT_DIR", str(VAR_DIR / "exports"))
+NUDGE_EXPORT_HOURS = envint("NUDGE_EXPORT_HOURS", 72)
 # Webhook destinations (issue 13, item 10): steps post to public addresses only.
 # Internal receivers are listed here: host names (".corp.example" for every
 # subdomain), addresses or CIDR ranges, e.g. "10.0.0.0/8,hooks.internal".

@@ -81,7 +81,7 @@ class SubscriptionsOut(Schema):
     summary="A contact's topic subscriptions (by userId, email or anonymousId)",
 )
 def get_subscriptions(request: HttpRequest, who: Query[ContactKeys]):
-    contact = _contact(who)
+    contact = contact_named(who)
     return {"contact_id": contact.pk, "topics": _states(contact), "changed": []}
 
 
@@ -92,7 +92,7 @@ def get_subscriptions(request: HttpRequest, who: Query[ContactKeys]):
     summary="Subscribe a contact to topics or unsubscribe them, all or nothing",
 )
 def set_subscriptions(request: HttpRequest, payload: SubscriptionsIn):
-    contact = _contact(payload)
+    contact = contact_named(payload)
     try:
         changed = topic_set_many(
             contact=contact,
@@ -110,7 +110,7 @@ def set_subscriptions(request: HttpRequest, payload: SubscriptionsIn):
     return {"contact_id": contact.pk, "topics": _states(contact), "changed": changed}
 
 
-def _contact(keys: ContactKeys) -> Contact:
+def contact_named(keys: ContactKeys) -> Contact:
     """The one contact the keys name; 400 without a key or with keys naming
     different contacts, 404 if none is known."""
     given = {f: getattr(keys, f) for f in KEY_FIELDS if getattr(keys, f)}

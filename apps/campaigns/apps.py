@@ -24,6 +24,7 @@ class CampaignsConfig(AppConfig):
             tick_campaigns,
         )
         from .consent_admin import consent_panel
+        from .optin import confirmations_for_identifies, unconfirmed_purge
         from .recovery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
@@ -40,11 +41,13 @@ class CampaignsConfig(AppConfig):
         hooks.register(hooks.CONTACTS_MERGED, topic_subscriptions_move)
         hooks.register(hooks.CONTACTS_MERGED, campaign_recipients_move)
         hooks.register(hooks.EVENTS_INGESTED, topics_from_identify)
+        hooks.register(hooks.EVENTS_INGESTED, confirmations_for_identifies)
         register_leaf(TopicLeaf())
         register_vocabulary("topics", topics_vocabulary)
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
         register_tick_task("campaigns", tick_campaigns)
+        register_tick_task("unconfirmed-purge", unconfirmed_purge)
         hooks.register(hooks.MESSAGE_MAY_GO, message_may_go)
         register_backlog("email", queued_backlog)
         register_panel(

@@ -7,12 +7,12 @@ from typing import Any
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
 
-from apps.contacts.models import Contact
+from apps.contacts.models import ConsentStatus, Contact
 from apps.core import clock
 from apps.events.models import Event
 
 from .models import Topic
-from .tokens import UNSUBSCRIBE_SALT, VIEW_SALT, make_contact_token
+from .tokens import CONFIRM_SALT, UNSUBSCRIBE_SALT, VIEW_SALT, make_contact_token
 
 # "Recently viewed" blocks look back this far, at most this many events.
 RECENT_EVENTS_DAYS = 30
@@ -157,6 +157,18 @@ def build_context(
         # What the email is about: layouts say "Unsubscribe from {{ topic.name }}".
         "topic": {"name": topic.name, "slug": topic.slug} if topic else {},
     }
+    # Double opt-in's link, in the email that asks a pending contact to confirm.
+    context["confirm_url"] = ""
+    if contact.pk is not None and contact.email_consent == ConsentStatus.PENDING:
+        context["confirm_url"] = signed_url(
+            "campaigns:confirm",
+            make_contact_token(
+                contact_id=contact.pk,
+                message_id=message_id,
+                salt=CONFIRM_SALT,
+                is_test=is_test,
+            ),
+        )
     if contact.pk is not None:
         context.update(
             link_urls(

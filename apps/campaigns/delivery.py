@@ -295,6 +295,18 @@ def _refuse_unsendable(
     message: Message, log: dict, known: SendFacts | None = None
 ) -> str | None:
     """The outcome if the claimed message must not go out, else None."""
+    if message.contact.erased_at:
+        # Queued by a dispatch that read the contact just before its erasure: not
+        # sent, and emptied as the erasure empties the others.
+        Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.CANCELLED,
+            error="not sent: the person was erased",
+            to_email="",
+            subject="",
+            body_text="",
+            render_context={},
+        )
+        return SendOutcome.CANCELLED
     if not message.recipient:
         _finish(
             message, Message.Status.FAILED, error="the contact has no email address"

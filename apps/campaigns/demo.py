@@ -21,6 +21,7 @@ from .models import (
     Message,
     Topic,
 )
+from .optin import confirmation_template
 from .services import message_create
 from .tracking import on_tracking
 
@@ -40,7 +41,23 @@ CART_REMINDER_HTML = """<p>Hi {{ contact.first_name | default: "there" }},</p>
 """
 
 
+WELCOME_HTML = """<h1>Welcome to Trailhead Outfitters{% if contact.first_name %},
+{{ contact.first_name }}{% endif %}!</h1>
+<p>Thanks for confirming. Once a month we write about new gear and the trails we
+tested it on; nothing more.</p>
+<p><a href="http://127.0.0.1:8000/demo/shop/">See what is new</a></p>"""
+
+
 def demo_templates() -> EmailTemplate:
+    EmailTemplate.objects.get_or_create(
+        name="Welcome",
+        defaults={
+            "subject": "Welcome to Trailhead Outfitters",
+            "html_body": WELCOME_HTML,
+            "tags": ["welcome", "demo"],
+        },
+    )
+    confirmation_template()
     template, _created = EmailTemplate.objects.get_or_create(
         name="Cart reminder",
         defaults={

@@ -69,6 +69,7 @@ def message_create(
     is_test: bool = False,
     topic: Topic | None = None,
     transactional: bool = False,
+    confirmation: bool = False,
 ) -> tuple[Message, bool]:
     """Create the message for this cause and queue it; returns (message, created).
 
@@ -76,9 +77,12 @@ def message_create(
     returned and nothing is queued again: the engine can retry a step without
     sending twice. ``topic``: what it is about (only its subscribers get it);
     ``transactional``: about the contact's own business, sent without marketing
-    consent (see suppression_reason).
+    consent (see suppression_reason); ``confirmation``: double opt-in's request to
+    confirm (see optin.py).
     """
     kind = Message.Kind.TRANSACTIONAL if transactional else Message.Kind.MARKETING
+    if confirmation:
+        kind = Message.Kind.CONFIRMATION
     return _message_create_once(
         Message(
             kind=kind,
@@ -404,6 +408,9 @@ def send_refusal(
             return f"contact is not subscribed to the topic “{topic.name}”"
     if kind == Message.Kind.TRANSACTIONAL and consent in UNDELIVERABLE:
         return f"contact is {consent}"
+    if kind == Message.Kind.CONFIRMATION and consent != ConsentStatus.PENDING:
+        # Confirmed (or opted out) since it was queued: nothing left to ask.
+        return f"contact is {consent}, no longer pending confirmation"
     return ""
 
 

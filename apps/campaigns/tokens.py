@@ -13,6 +13,7 @@ from django.core import signing
 UNSUBSCRIBE_SALT = "nudge.campaigns.unsubscribe"
 VIEW_SALT = "nudge.campaigns.view"
 CLICK_SALT = "nudge.campaigns.click"
+CONFIRM_SALT = "nudge.campaigns.confirm"
 
 
 @dataclass(frozen=True)

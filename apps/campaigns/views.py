@@ -56,10 +56,17 @@ WORDING = {
     "unsubscribe": "Unsubscribe me from all marketing email",
     "topics": "What we send you",
     "one_click": "Unsubscribe",
+    "confirm": "Yes, subscribe me",
+}
+# The page each source's changes are made on.
+PAGES = {
+    Source.PREFERENCES: "preference page",
+    Source.ONE_CLICK: "unsubscribe link",
+    Source.CONFIRMATION: "confirmation page (double opt-in)",
 }
 
 
-def _proof(
+def link_proof(
     request: HttpRequest, link: _Link, *, source: str, wording: str
 ) -> ConsentProof:
     """Where a change made through a link came from: the page, the address the
@@ -73,7 +80,7 @@ def _proof(
         source=source,
         who=who,
         ip=client_ip(request.META),
-        form="preference page" if source == Source.PREFERENCES else "unsubscribe link",
+        form=PAGES[source],
         wording=wording,
     )
 
@@ -135,7 +142,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         contact_unsubscribe(
             contact=contact,
             reason="unsubscribe link",
-            proof=_proof(
+            proof=link_proof(
                 request, link, source=Source.ONE_CLICK, wording=_one_click_wording()
             ),
             message=link.message,
@@ -165,7 +172,7 @@ def _leave_topic(request: HttpRequest, link: _Link) -> HttpResponse:
             contact=contact,
             topic=topic,
             subscribed=False,
-            proof=_proof(
+            proof=link_proof(
                 request,
                 link,
                 source=Source.ONE_CLICK,
@@ -210,7 +217,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         choice = request.POST.get("marketing")
         if choice in ("unsubscribe", "subscribe"):
-            proof = _proof(
+            proof = link_proof(
                 request, link, source=Source.PREFERENCES, wording=WORDING[choice]
             )
             if choice == "unsubscribe":
@@ -269,7 +276,7 @@ def _save_topics(
             contact=link.contact,
             topic=topic,
             subscribed=str(topic.pk) in ticked,
-            proof=_proof(
+            proof=link_proof(
                 request,
                 link,
                 source=Source.PREFERENCES,

@@ -66,6 +66,9 @@ class Contact(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     first_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Set when the person was erased (apps/privacy): the row stays as a tombstone
+    # with no personal data, so reports still count what it did.
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -81,6 +84,8 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.erased_at:
+            return f"erased #{self.pk}"
         if self.email:
             return self.email
         if self.external_id:
@@ -150,6 +155,7 @@ class ConsentRecord(models.Model):
         FORM = "form", "Form (identify)"
         PREFERENCES = "preferences", "Preference page"
         ONE_CLICK = "one_click", "One-click unsubscribe"
+        CONFIRMATION = "confirmation", "Confirmation link (double opt-in)"
         ESP = "esp", "ESP webhook"
         STAFF = "staff", "Admin user"
         IMPORT = "import", "Import"

@@ -20,7 +20,7 @@ from .identity import (
     resolve_identities,
 )
 from .identity.refusals import Refusal, log_refusals
-from .models import CONSENT_STRICTNESS, Contact, ContactMerge, Identity
+from .models import CONSENT_STRICTNESS, ConsentStatus, Contact, ContactMerge, Identity
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 
-def contacts_lookup(*, sightings: list[Sighting], trusted: bool) -> Lookup:
+def contacts_lookup(
+    *, sightings: list[Sighting], trusted: bool, default_consent: str | None = None
+) -> Lookup:
     """Who sent each sighting, as far as reading tells: ``.contact_ids`` when every
     one is known and nothing about them changes (nothing to write), else None.
 
@@ -46,7 +48,7 @@ def contacts_lookup(*, sightings: list[Sighting], trusted: bool) -> Lookup:
     lookup = lookup_identities(
         sightings,
         trusted=trusted,
-        default_consent=settings.NUDGE_DEFAULT_CONSENT,
+        default_consent=default_consent or settings.NUDGE_DEFAULT_CONSENT,
         merge=contact_merge,
     )
     # Decided for good when it needs no write (else contacts_resolve decides).
@@ -57,7 +59,11 @@ def contacts_lookup(*, sightings: list[Sighting], trusted: bool) -> Lookup:
 
 
 def contacts_resolve(
-    *, sightings: list[Sighting], trusted: bool, lookup: Lookup | None = None
+    *,
+    sightings: list[Sighting],
+    trusted: bool,
+    lookup: Lookup | None = None,
+    default_consent: str | None = None,
 ) -> Resolution:
     """Find or create the contact behind each sighting: their ids in order, and
     whether anything was written (nothing is, when everyone is known and unchanged).
@@ -71,7 +77,7 @@ def contacts_resolve(
     resolution = resolve_identities(
         sightings,
         trusted=trusted,
-        default_consent=settings.NUDGE_DEFAULT_CONSENT,
+        default_consent=default_consent or settings.NUDGE_DEFAULT_CONSENT,
         merge=contact_merge,
         lookup=lookup,
     )
@@ -165,9 +171,19 @@ def _merge_fields(*, source: Contact, target: Contact) -> None:
         preferred = getattr(newer, field) or getattr(older, field)
         setattr(target, field, preferred)
     target.score += source.score
-    target.email_consent = _stricter_consent(source.email_consent, target.email_consent)
+    target.email_consent = _merged_consent(source, target)
     target.first_seen_at = _min_time(source.first_seen_at, target.first_seen_at)
     target.last_seen_at = _max_time(source.last_seen_at, target.last_seen_at)
+
+
+def _merged_consent(source: Contact, target: Contact) -> str:
+    """The stricter side's, except a "pending" of a side with no address: that is
+    a double opt-in source's anonymous visitor, who has nothing to confirm yet, and
+    must not make a subscribed customer who logs in pending again."""
+    for side, other in ((source, target), (target, source)):
+        if side.email_consent == ConsentStatus.PENDING and not side.email:
+            return other.email_consent
+    return _stricter_consent(source.email_consent, target.email_consent)
 
 
 def _stricter_consent(a: str, b: str) -> str:

@@ -60,13 +60,28 @@ class SourceForm(forms.ModelForm):
 
     class Meta:
         model = Source
-        fields = ["name", "kind", "allowed_origins", "rate_limit_per_second", "enabled"]
+        fields = [
+            "name",
+            "kind",
+            "allowed_origins",
+            "rate_limit_per_second",
+            "double_opt_in",
+            "enabled",
+        ]
 
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
     form = SourceForm
-    list_display = ["name", "kind", "key_display", "enabled", "origins", "created_at"]
+    list_display = [
+        "name",
+        "kind",
+        "key_display",
+        "enabled",
+        "double_opt_in",
+        "origins",
+        "created_at",
+    ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]
     readonly_fields = ["key_display", "created_at", "key_rotated_at"]

@@ -19,6 +19,7 @@ from apps.core.group_commit import GroupCommit, Item
 
 from . import schemas
 from .models import Event, Source
+from .optin import new_contact_consent
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,10 @@ def _ingest_once(
 
 def _ingest_postgres(this: "_Call") -> list[int]:
     source = this.source
-    lookup = contacts_lookup(sightings=this.sightings, trusted=source.is_server)
+    consent = new_contact_consent(source)
+    lookup = contacts_lookup(
+        sightings=this.sightings, trusted=source.is_server, default_consent=consent
+    )
     if lookup.contact_ids is not None:
         # Everyone is known and nothing about them changes, so the events are the
         # only write: one INSERT, a transaction of its own (no BEGIN and COMMIT
@@ -167,7 +171,10 @@ def _ingest_postgres(this: "_Call") -> list[int]:
         return _known_senders.submit(_Write(records)).outcome()
     with transaction.atomic():
         resolution = contacts_resolve(
-            sightings=this.sightings, trusted=source.is_server, lookup=lookup
+            sightings=this.sightings,
+            trusted=source.is_server,
+            lookup=lookup,
+            default_consent=consent,
         )
         records = this.records(resolution.contact_ids)
         stored = insert_events_postgres(records)
@@ -267,7 +274,9 @@ def _ingest_portable(this: "_Call") -> list[int]:
         if not this.messages:
             return []
         resolution = contacts_resolve(
-            sightings=this.sightings, trusted=this.source.is_server
+            sightings=this.sightings,
+            trusted=this.source.is_server,
+            default_consent=new_contact_consent(this.source),
         )
         # A messageId stored by a concurrent request since the check above raises
         # IntegrityError here, and the retry in events_ingest skips it.

@@ -39,6 +39,13 @@ class Source(models.Model):
         null=True, blank=True, help_text="Requests per second; empty = the default."
     )
     enabled = models.BooleanField(default=True)
+    double_opt_in = models.BooleanField(
+        "double opt-in",
+        default=False,
+        help_text="People this source adds stay “pending” until they click the link "
+        "in a confirmation email; they get no marketing email before (GDPR proof "
+        "of consent). NUDGE_DOUBLE_OPT_IN turns it on for every source.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     key_rotated_at = models.DateTimeField(null=True, blank=True)
 

@@ -10,3 +10,17 @@ class PrivacyConfig(AppConfig):
     name = "apps.privacy"
     label = "privacy"
     verbose_name = "Privacy"
+
+    def ready(self):
+        from apps.contacts.panels import Panel, register_panel
+        from apps.core.scheduler import register_tick_task
+
+        from .admin import privacy_panel
+        from .erasure import erasures_resume
+        from .exports import exports_tick
+
+        register_tick_task("erasures", erasures_resume)
+        register_tick_task("exports", exports_tick)
+        register_panel(
+            Panel(key="privacy", title="Privacy", render=privacy_panel, order=200)
+        )

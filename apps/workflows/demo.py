@@ -31,7 +31,32 @@ CART_ABANDONMENT = {
 }
 
 
+# The newsletter box of the demo shop signs people up with double opt-in: their
+# confirmation (the email_subscribed event) starts this.
+WELCOME = {
+    "trigger": {"type": "event", "event": "email_subscribed"},
+    "reentry": {"rule": "once"},
+    "steps": [
+        {"key": "welcome", "type": "send_email", "config": {"template": "Welcome"}},
+    ],
+}
+
+
+def demo_welcome() -> Workflow | None:
+    if Workflow.objects.filter(name="Welcome (demo)").exists():
+        return None
+    workflow = workflow_create(
+        name="Welcome (demo)",
+        description="Sign up in the demo shop's newsletter box and confirm by the "
+        "link in the email: the welcome email follows.",
+        definition=WELCOME,
+    )
+    workflow_activate(workflow=workflow)
+    return workflow
+
+
 def demo_workflows() -> Workflow | None:
+    demo_welcome()
     if Workflow.objects.filter(name="Cart abandonment (demo)").exists():
         return None
     workflow = workflow_create(

@@ -138,7 +138,25 @@
     });
   }
 
+  // The footer's newsletter box: an identify with the address (the demo source has
+  // double opt-in, so Nudge emails a link to confirm before anything else).
+  function newsletterBox() {
+    var form = $('newsletter-form');
+    if (!form) return;
+    form.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var email = $('newsletter-email').value.trim();
+      if (!email) return;
+      nudge('identify', { email: email });
+      nudge('track', 'newsletter_signup', { form: 'footer' });
+      nudge('flush');
+      form.hidden = true;
+      $('newsletter-done').hidden = false;
+    });
+  }
+
   showCount(loadCart());
+  newsletterBox();
   var pages = { product: productPage, cart: cartPage, checkout: checkoutPage, consent: consentPage };
   if (pages[page]) pages[page]();
 })();

@@ -153,6 +153,9 @@ class Message(models.Model):
             "transactional",
             "Transactional (sent without marketing consent)",
         )
+        # Double opt-in: the email that asks a pending contact to confirm; sent only
+        # while they are pending (services.send_refusal).
+        CONFIRMATION = "confirmation", "Opt-in confirmation"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from apps.campaigns.context import link_urls
+from apps.campaigns.context import link_urls, signed_url
 from apps.campaigns.models import Topic
 from apps.campaigns.services import message_create
+from apps.campaigns.tokens import CONFIRM_SALT, make_contact_token
 from apps.contacts.consent import Source
 from apps.contacts.models import ConsentRecord, ConsentStatus, Contact, Identity
 
@@ -124,6 +125,36 @@ def test_the_one_click_unsubscribe_records_its_source_and_the_ip_once(
         "203.0.113.0",
         "unsubscribe link",
         "Unsubscribe",
+    )
+
+
+def test_confirming_a_double_opt_in_records_the_link_the_button_and_the_ip(
+    live_server, behind_a_proxy, template
+):
+    # given a pending contact and the email that asks them to confirm
+    pending = Contact.objects.create(
+        email="walker@example.com", email_consent=ConsentStatus.PENDING
+    )
+    message, _ = message_create(contact=pending, template=template)
+    token = make_contact_token(
+        contact_id=pending.pk, message_id=message.pk, salt=CONFIRM_SALT
+    )
+    url = _url(live_server, signed_url("campaigns:confirm", token))
+    # when they open the link and press the button
+    assert "Yes, subscribe me" in httpx.get(url).text
+    assert httpx.post(url, headers=behind_a_proxy).status_code == 200
+    # then
+    record = ConsentRecord.objects.get(contact=pending)
+    assert (record.previous, record.value, record.source) == (
+        "pending",
+        "subscribed",
+        Source.CONFIRMATION,
+    )
+    assert record.who == f"walker@example.com (link in message #{message.pk})"
+    assert (record.ip, record.form, record.wording) == (
+        "203.0.113.0",
+        "confirmation page (double opt-in)",
+        "Yes, subscribe me",
     )
 
 

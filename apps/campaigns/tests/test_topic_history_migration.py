@@ -11,8 +11,8 @@ from apps.events.models import Source
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("campaigns", "0008_requeue_reserved_messages")]
-AFTER = [("campaigns", "0009_topic_history_in_consent_records")]
+BEFORE = [("campaigns", "0009_confirmation_messages")]
+AFTER = [("campaigns", "0010_topic_history_in_consent_records")]
 AT = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 

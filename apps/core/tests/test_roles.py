@@ -65,6 +65,10 @@ CUSTOM = {
     "workflows_workflow_library": EDITORS,
     "workflows_workflow_status": EDITORS,
     "auth_user_password_change": ADMINS,
+    # a person's data: the data protection officer's (Admins)
+    "privacy_erasure_erase": ADMINS,
+    "privacy_dataexport_request": ADMINS,
+    "privacy_dataexport_download": ADMINS,
 }
 DJANGO_RQ = "django_rq_"  # the RQ dashboard's pages: Admins only
 
@@ -241,6 +245,10 @@ def _fill_the_rest() -> None:
         next_attempt_at=now,
         created_at=now,
     )
+    from apps.privacy.models import DataExport, Erasure
+
+    Erasure.objects.create(contact_id=10**9, requested_by="test", requested_at=now)
+    DataExport.objects.create(contact=contact, requested_by="test", requested_at=now)
 
 
 def django_apps():
@@ -262,6 +270,7 @@ ARGS = {
     "pk": 1,
     "contact_id": 1,  # (a missing contact is refused before it is looked up)
     "id": 1,
+    "export_id": 1,
     "verb": "pause",
     "queue_index": 0,
     "scheduler_index": 0,

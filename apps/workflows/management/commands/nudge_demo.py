@@ -19,6 +19,11 @@ class Command(BaseCommand):
             self.stdout.write(f"Created superuser {DEMO_USER} / {DEMO_PASSWORD}")
         source = demo_source()
         events = demo_history()
+        # After the demo shoppers' history: people who sign up in the shop's
+        # newsletter box from now on confirm by email first.
+        if not source.double_opt_in:
+            source.double_opt_in = True
+            source.save(update_fields=["double_opt_in"])
         emails = demo_messages()
         demo_templates()
         if demo_campaigns():
@@ -27,7 +32,9 @@ class Command(BaseCommand):
                 "December newsletter (demo), a draft."
             )
         if demo_workflows():
-            self.stdout.write("Active workflow: Cart abandonment (demo).")
+            self.stdout.write(
+                "Active workflows: Cart abandonment (demo), Welcome (demo)."
+            )
         self.stdout.write(
             f"Demo source {source.name!r} (key {source.public_key}); "
             f"{events} demo events and {emails} demo emails added. Sent mail: "

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0002_suppressed_addresses'),
+        ('contacts', '0003_contact_erased_at'),
     ]
 
     operations = [
@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
                 ('topic', models.CharField(blank=True, help_text="A topic's slug; blank: email consent.", max_length=60)),
                 ('previous', models.CharField(blank=True, max_length=20)),
                 ('value', models.CharField(max_length=20)),
-                ('source', models.CharField(choices=[('api_server', 'API (server key)'), ('api_browser', 'API (browser key)'), ('form', 'Form (identify)'), ('preferences', 'Preference page'), ('one_click', 'One-click unsubscribe'), ('esp', 'ESP webhook'), ('staff', 'Admin user'), ('import', 'Import'), ('merge', 'Merge'), ('system', 'System')], max_length=12)),
+                ('source', models.CharField(choices=[('api_server', 'API (server key)'), ('api_browser', 'API (browser key)'), ('form', 'Form (identify)'), ('preferences', 'Preference page'), ('one_click', 'One-click unsubscribe'), ('confirmation', 'Confirmation link (double opt-in)'), ('esp', 'ESP webhook'), ('staff', 'Admin user'), ('import', 'Import'), ('merge', 'Merge'), ('system', 'System')], max_length=12)),
                 ('who', models.CharField(blank=True, help_text="The key's source, the staff username, the ESP, the address a link went to.", max_length=200)),
                 ('ip', models.GenericIPAddressField(blank=True, null=True, verbose_name='IP address')),
                 ('form', models.CharField(blank=True, help_text='The form or page: its id or URL.', max_length=500)),

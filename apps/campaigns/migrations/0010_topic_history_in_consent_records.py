@@ -54,8 +54,8 @@ def copy_history(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0008_requeue_reserved_messages"),
-        ("contacts", "0003_consent_records"),
+        ("campaigns", "0009_confirmation_messages"),
+        ("contacts", "0004_consent_records"),
         ("events", "0001_initial"),
     ]
 
