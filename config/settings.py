@@ -327,15 +327,37 @@ NUDGE_STALE_SECONDS = envint("NUDGE_STALE_SECONDS", 30)
 # database on first use (apps/core/secrets.py); `manage.py nudge_webhook_secret`
 # prints it, and admin shows it to those allowed to view signing secrets.
 NUDGE_WEBHOOK_SECRET = os.environ.get("NUDGE_WEBHOOK_SECRET", "")
-# "Why wasn't this contact enrolled?" records are kept this many days.
-NUDGE_DECISIONS_DAYS = envint("NUDGE_DECISIONS_DAYS", 30)
-# Privacy (docs/privacy.md). IP addresses of browser calls and consent records are
-# kept with their host part zeroed unless this is off.
+# Retention (docs/privacy.md): how many days each kind of data is kept; 0 keeps it
+# for ever. A daily job (apps/privacy/retention) deletes what is older.
+NUDGE_RETAIN_EVENTS_DAYS = envint("NUDGE_RETAIN_EVENTS_DAYS", 396)  # 13 months
+# The trace (StepRun) of enrollments that finished this long ago.
+NUDGE_RETAIN_STEP_RUNS_DAYS = envint("NUDGE_RETAIN_STEP_RUNS_DAYS", 180)
+# "Why wasn't this contact enrolled?" records. NUDGE_DECISIONS_DAYS is its older name.
+NUDGE_RETAIN_DECISIONS_DAYS = envint(
+    "NUDGE_RETAIN_DECISIONS_DAYS", envint("NUDGE_DECISIONS_DAYS", 30)
+)
+# ESP tracking events seen (their ids stop replays; ESPs retry for days, not months).
+NUDGE_RETAIN_ESP_EVENTS_DAYS = envint("NUDGE_RETAIN_ESP_EVENTS_DAYS", 90)
+NUDGE_RETAIN_SEGMENT_REFRESHES_DAYS = envint("NUDGE_RETAIN_SEGMENT_REFRESHES_DAYS", 90)
+# Delivered or failed webhook POSTs of finished enrollments (payloads name the contact).
+NUDGE_RETAIN_WEBHOOK_DELIVERIES_DAYS = envint(
+    "NUDGE_RETAIN_WEBHOOK_DELIVERIES_DAYS", 30
+)
+# Contacts that never identified (no email, no user id), unseen this long, are
+# deleted with their events and everything else of theirs.
+NUDGE_RETAIN_ANONYMOUS_CONTACTS_DAYS = envint(
+    "NUDGE_RETAIN_ANONYMOUS_CONTACTS_DAYS", 30
+)
+# Privacy (docs/privacy.md). IP addresses of browser calls (any context.ip of an
+# event, whichever key sent it) and consent records are kept with their host part
+# zeroed unless this is off.
 NUDGE_ANONYMISE_IP = envbool("NUDGE_ANONYMISE_IP", True)
 # A person's data export: where the archives are written, and for how many hours
 # one can be downloaded before it is deleted.
 NUDGE_EXPORT_DIR = os.environ.get("NUDGE_EXPORT_DIR", str(VAR_DIR / "exports"))
 NUDGE_EXPORT_HOURS = envint("NUDGE_EXPORT_HOURS", 72)
+# Events are stored without context.userAgent (and context.userAgentData) if on.
+NUDGE_DROP_USER_AGENT = envbool("NUDGE_DROP_USER_AGENT", False)
 # Webhook destinations (issue 13, item 10): steps post to public addresses only.
 # Internal receivers are listed here: host names (".corp.example" for every
 # subdomain), addresses or CIDR ranges, e.g. "10.0.0.0/8,hooks.internal".

@@ -24,7 +24,7 @@ class CampaignsConfig(AppConfig):
             tick_campaigns,
         )
         from .consent_admin import consent_panel
-        from .optin import confirmations_for_identifies, unconfirmed_purge
+        from .optin import confirmations_for_identifies
         from .recovery import messages_mark_uncertain, messages_reenqueue_due
         from .selectors import queued_backlog
         from .services import messages_move_to_contact
@@ -47,7 +47,6 @@ class CampaignsConfig(AppConfig):
         register_tick_task("email", messages_reenqueue_due)
         register_tick_task("email-uncertain", messages_mark_uncertain)
         register_tick_task("campaigns", tick_campaigns)
-        register_tick_task("unconfirmed-purge", unconfirmed_purge)
         hooks.register(hooks.MESSAGE_MAY_GO, message_may_go)
         register_backlog("email", queued_backlog)
         register_panel(

@@ -8,8 +8,8 @@ click the link in a confirmation email; the unconfirmed are deleted after a whil
 - The signed link leads to a page whose button (a POST: link scanners only GET)
   makes them ``subscribed``, recorded as their own choice with the email_subscribed
   event that starts a welcome workflow.
-- A tick task, at most hourly, deletes contacts still pending
-  NUDGE_DOUBLE_OPT_IN_PURGE_DAYS after their confirmation email.
+- The daily retention job deletes contacts still pending
+  NUDGE_DOUBLE_OPT_IN_PURGE_DAYS after their confirmation email (unconfirmed_since).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from apps.contacts.consent import ConsentProof
 from apps.contacts.models import ConsentStatus, Contact
 from apps.core import clock
-from apps.core.redis import redis_connection
 from apps.events.models import Event
 
 from .models import EmailLayout, EmailTemplate, Message
@@ -33,11 +33,6 @@ logger = logging.getLogger(__name__)
 
 # However often a pending person is identified, one confirmation email a day.
 RESEND_AFTER = dt.timedelta(days=1)
-# The purge looks at most this often (a Redis key with this expiry says it did).
-PURGE_EVERY_SECONDS = 3600
-PURGE_KEY = "nudge:optin:purged"
-# Contacts deleted per statement: cascades to their events and messages.
-PURGE_BATCH = 500
 
 SUBJECT = "Please confirm your subscription"
 HTML = """<p>Hi {{ contact.first_name | default: 'there' }},</p>
@@ -125,30 +120,15 @@ def contact_confirm(
     )
 
 
-def unconfirmed_purge(*, now: dt.datetime) -> int:
-    """Tick task: delete the contacts still pending NUDGE_DOUBLE_OPT_IN_PURGE_DAYS
-    after their last confirmation email (at most hourly); how many."""
-    days = settings.NUDGE_DOUBLE_OPT_IN_PURGE_DAYS
-    if not days or not redis_connection().set(
-        PURGE_KEY, 1, nx=True, ex=PURGE_EVERY_SECONDS
-    ):
-        return 0
-    cutoff = now - dt.timedelta(days=days)
-    stale = Contact.objects.filter(
+def unconfirmed_since(cutoff: dt.datetime) -> QuerySet[Contact]:
+    """Contacts still pending whose last confirmation email went before ``cutoff``:
+    the retention job deletes them (apps/privacy/retention, the setting
+    NUDGE_DOUBLE_OPT_IN_PURGE_DAYS)."""
+    return Contact.objects.filter(
         email_consent=ConsentStatus.PENDING,
+        erased_at__isnull=True,
         messages__kind=Message.Kind.CONFIRMATION,
         messages__created_at__lt=cutoff,
     ).exclude(
         messages__kind=Message.Kind.CONFIRMATION, messages__created_at__gte=cutoff
     )
-    deleted = 0
-    while ids := list(stale.values_list("pk", flat=True).distinct()[:PURGE_BATCH]):
-        with transaction.atomic():
-            deleted += (
-                Contact.objects.filter(pk__in=ids, email_consent=ConsentStatus.PENDING)
-                .delete()[1]
-                .get("contacts.Contact", 0)
-            )
-    if deleted:
-        logger.info("unconfirmed contacts deleted", extra={"contacts": deleted})
-    return deleted

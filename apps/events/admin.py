@@ -3,6 +3,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
@@ -11,6 +12,7 @@ from django.utils.html import format_html
 
 from .auth import forget_cached_sources
 from .models import Event, EventFailure, Source
+from .privacy import dropped_without_consent
 from .processing import events_retry
 from .services import source_rotate_key
 
@@ -66,8 +68,51 @@ class SourceForm(forms.ModelForm):
             "allowed_origins",
             "rate_limit_per_second",
             "double_opt_in",
+            "consent_category",
+            "consent_when_missing",
             "enabled",
         ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a post (a script's, an older form's): the default, keep.
+        self.fields["consent_when_missing"].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        category = (cleaned.get("consent_category") or "").strip()
+        cleaned["consent_category"] = category
+        if not cleaned.get("consent_when_missing"):
+            cleaned["consent_when_missing"] = Source.WhenConsentMissing.KEEP
+        kind = cleaned.get("kind") or self.instance.kind
+        if category and kind == Source.Kind.SERVER:
+            self.add_error(
+                "consent_category",
+                "Calls with a server key are never gated: the server decides what "
+                "to send. Leave this empty, or gate the site's browser source.",
+            )
+        if (
+            not category
+            and cleaned.get("consent_when_missing") == Source.WhenConsentMissing.DROP
+        ):
+            self.add_error(
+                "consent_when_missing",
+                "Without a consent category nothing is gated: choose one first.",
+            )
+        return cleaned
+
+
+class SourceChangeList(ChangeList):
+    """The sources' page, with each one's count of events dropped for want of
+    consent read from Redis once for the page."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        counts = dropped_without_consent([source.pk for source in self.result_list])
+        for source in self.result_list:
+            source.consent_dropped_count = (
+                None if counts is None else counts.get(source.pk, 0)
+            )
 
 
 @admin.register(Source)
@@ -80,12 +125,22 @@ class SourceAdmin(admin.ModelAdmin):
         "enabled",
         "double_opt_in",
         "origins",
+        "consent",
+        "dropped_without_consent",
         "created_at",
     ]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]
-    readonly_fields = ["key_display", "created_at", "key_rotated_at"]
+    readonly_fields = [
+        "key_display",
+        "created_at",
+        "key_rotated_at",
+        "dropped_without_consent",
+    ]
     actions = ["rotate_keys"]
+
+    def get_changelist(self, request, **kwargs):
+        return SourceChangeList
 
     def get_readonly_fields(self, request, obj=None):
         # The kind decides the key type; changing it later would orphan the key.
@@ -94,6 +149,28 @@ class SourceAdmin(admin.ModelAdmin):
     @admin.display(description="allowed origins")
     def origins(self, obj: Source) -> str:
         return ", ".join(obj.allowed_origins or []) or "any"
+
+    @admin.display(description="consent required")
+    def consent(self, obj: Source) -> str:
+        if not obj.gates_consent:
+            return "no"
+        missing = (
+            "kept"
+            if obj.consent_when_missing == Source.WhenConsentMissing.KEEP
+            else "dropped"
+        )
+        return f"{obj.consent_category} (calls without consent context {missing})"
+
+    @admin.display(description="events dropped without consent")
+    def dropped_without_consent(self, obj: Source) -> str:
+        if not obj.pk:
+            return "-"
+        if hasattr(obj, "consent_dropped_count"):  # the changelist read them all
+            count = obj.consent_dropped_count
+        else:
+            count = (dropped_without_consent([obj.pk]) or {}).get(obj.pk)
+        # Counted in Redis (privacy.py): since Redis last started empty.
+        return "unknown (Redis did not answer)" if count is None else f"{count:,}"
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -15,6 +15,7 @@ from .auth import authenticate_write_key, check_event_size, read_json_body
 from .clients import client_ip
 from .ingestion import events_ingest
 from .models import Source
+from .privacy import count_dropped_without_consent, messages_with_consent
 from .problems import ERROR_RESPONSES
 
 
@@ -90,14 +91,26 @@ def accept_call(
         messages, sent_at, context = [payload], None, {}
     context = dict(context)
     if not source.is_server:
-        # As Segment does: a browser's own address, unless the message says otherwise.
+        # As Segment does: a browser's own address, unless the message says otherwise
+        # (ingestion anonymises it, privacy.context_to_store).
         context.setdefault("ip", remote_addr)
-    result = events_ingest(
+    # Events without the consent a source asks for get the same answer as the rest
+    # (Segment's clients would retry an error), but are only counted.
+    consented = messages_with_consent(
         source=source,
         messages=messages,
+        batch_context=context,
+        batch=isinstance(payload, schemas.Batch),
+    )
+    result = events_ingest(
+        source=source,
+        messages=consented,
         received_at=received_at,
         batch_sent_at=sent_at,
         batch_context=context,
+    )
+    count_dropped_without_consent(
+        source_id=source.pk, dropped=len(messages) - len(consented)
     )
     return {
         "success": True,

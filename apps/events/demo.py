@@ -41,10 +41,19 @@ DEMO_PRODUCTS = [
 ]
 
 
+# The category the demo's consent page (/demo/consent/) asks for; the demo source is
+# gated on it, keeping calls without a consent context (the shop's pages).
+DEMO_CONSENT_CATEGORY = "Marketing"
+
+
 def demo_source() -> Source:
     source, _created = Source.objects.get_or_create(
         name=DEMO_SOURCE_NAME,
-        defaults={"kind": Source.Kind.BROWSER, "public_key": DEMO_SHOP_KEY},
+        defaults={
+            "kind": Source.Kind.BROWSER,
+            "public_key": DEMO_SHOP_KEY,
+            "consent_category": DEMO_CONSENT_CATEGORY,
+        },
     )
     return source
 

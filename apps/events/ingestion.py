@@ -20,6 +20,7 @@ from apps.core.group_commit import GroupCommit, Item
 from . import schemas
 from .models import Event, Source
 from .optin import new_contact_consent
+from .privacy import context_to_store
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ class _Call:
         batch_sent_at: dt.datetime | None,
         batch_context: dict,
     ) -> "_Call":
-        contexts = [{**batch_context, **m.context} for m in messages]
+        contexts = [context_to_store({**batch_context, **m.context}) for m in messages]
         timestamps = [
             event_timestamp(m, received_at=received_at, batch_sent_at=batch_sent_at)
             for m in messages

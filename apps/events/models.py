@@ -21,6 +21,10 @@ class Source(models.Model):
         BROWSER = "browser", "Browser (public key)"
         SERVER = "server", "Server (secret key)"
 
+    class WhenConsentMissing(models.TextChoices):
+        KEEP = "keep", "Keep the call"
+        DROP = "drop", "Drop the call"
+
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BROWSER)
     # A browser key is public by nature: it sits in the page. It is stored as is.
@@ -37,6 +41,27 @@ class Source(models.Model):
     )
     rate_limit_per_second = models.PositiveIntegerField(
         null=True, blank=True, help_text="Requests per second; empty = the default."
+    )
+    # Consent-gated tracking (docs/privacy.md): browser-key calls whose
+    # context.consent.categoryPreferences does not set this category to true are
+    # not stored. Server-key calls are never gated: the server decided.
+    consent_category = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Browser calls are stored only if their consent context "
+        "(context.consent.categoryPreferences, as Segment's consent management and "
+        "nudge.js's consentCategory send it) sets this category to true, e.g. "
+        "Marketing or analytics (compared ignoring case). Empty: no gating. "
+        "Calls with a server key are never gated.",
+    )
+    consent_when_missing = models.CharField(
+        max_length=4,
+        choices=WhenConsentMissing.choices,
+        default=WhenConsentMissing.KEEP,
+        help_text="What to do with a browser call that carries no consent context "
+        "at all, when a consent category is set: keep it (the site asks for "
+        "consent itself, or not for every page) or drop it (only calls that show "
+        "consent are stored).",
     )
     enabled = models.BooleanField(default=True)
     double_opt_in = models.BooleanField(
@@ -65,6 +90,11 @@ class Source(models.Model):
                 else ""
             )
         return self.public_key or ""
+
+    @property
+    def gates_consent(self) -> bool:
+        """Whether this source's calls are stored only with consent."""
+        return bool(self.consent_category) and not self.is_server
 
     @property
     def effective_rate_limit(self) -> int:

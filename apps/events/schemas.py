@@ -228,8 +228,11 @@ class Batch(BaseModel):
 
 class Accepted(BaseModel):
     success: bool = True
-    accepted: int
-    duplicates: int
+    accepted: int = Field(
+        description="events stored now; not those a source's consent gate dropped "
+        "(docs/privacy.md), which are answered alike and not counted here"
+    )
+    duplicates: int = Field(description="events whose messageId was stored before")
 
 
 class FieldProblem(BaseModel):

@@ -11,16 +11,19 @@ class PrivacyConfig(AppConfig):
     label = "privacy"
     verbose_name = "Privacy"
 
-    def ready(self):
+    def ready(self) -> None:
         from apps.contacts.panels import Panel, register_panel
         from apps.core.scheduler import register_tick_task
 
+        from . import retention_admin  # noqa: F401  (registers its admin)
         from .admin import privacy_panel
         from .erasure import erasures_resume
         from .exports import exports_tick
+        from .retention import retention_due
 
         register_tick_task("erasures", erasures_resume)
         register_tick_task("exports", exports_tick)
+        register_tick_task("privacy-retention", retention_due)
         register_panel(
             Panel(key="privacy", title="Privacy", render=privacy_panel, order=200)
         )

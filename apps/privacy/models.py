@@ -68,8 +68,21 @@ class DataExport(models.Model):
 
 
 class RetentionRun(models.Model):
-    """One run of the retention job: what it deleted, per kind of data."""
+    """One run of the retention job: what it deleted, per kind of data.
 
+    A run that ran out of time stops between two batches as PARTIAL, and the next
+    scheduler tick starts another at once; a FAILED one (an error in one kind, or a
+    worker that died) leaves the rest to the next day's run."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        PARTIAL = "partial", "Out of time, continued by the next run"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.RUNNING
+    )
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     # {"events": 1200, "anonymous_contacts": 3, ...}

@@ -13,12 +13,7 @@ class WorkflowsConfig(AppConfig):
 
         from . import steps  # noqa: F401  (registers the step types)
         from .admin import enrollments_panel
-        from .handlers import (
-            decisions_expire,
-            enrollments_due,
-            on_events_ingested,
-            webhooks_due,
-        )
+        from .handlers import enrollments_due, on_events_ingested, webhooks_due
         from .merging import enrollments_move_to_contact
         from .selectors import due_backlog, message_may_go, trigger_runs_backlog
         from .trigger_runs import time_triggers_due, trigger_runs_expire
@@ -29,7 +24,6 @@ class WorkflowsConfig(AppConfig):
         register_tick_task("workflows", enrollments_due)
         register_tick_task("workflow-triggers", time_triggers_due)
         register_tick_task("webhooks", webhooks_due)
-        register_tick_task("workflow-decisions", decisions_expire)
         register_tick_task("workflow-trigger-runs", trigger_runs_expire)
         register_backlog("workflows", due_backlog)
         register_backlog("workflow-trigger-runs", trigger_runs_backlog)

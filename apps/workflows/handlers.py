@@ -268,9 +268,3 @@ def webhooks_due(*, now: dt.datetime) -> int:
         enqueue_delivery(delivery)
         count += 1
     return count
-
-
-def decisions_expire(*, now: dt.datetime) -> int:
-    cutoff = now - dt.timedelta(days=django_settings.NUDGE_DECISIONS_DAYS)
-    deleted, _ = TriggerDecision.objects.filter(decided_at__lt=cutoff).delete()
-    return deleted

@@ -206,7 +206,8 @@ class StepRun(models.Model):
 
 class TriggerDecision(models.Model):
     """Why a trigger event did *not* enroll someone: the other half of "why didn't
-    this contact get the email?". Kept for NUDGE_DECISIONS_DAYS."""
+    this contact get the email?". Kept for NUDGE_RETAIN_DECISIONS_DAYS (apps/privacy
+    retention)."""
 
     workflow = models.ForeignKey(
         Workflow, on_delete=models.CASCADE, related_name="decisions"

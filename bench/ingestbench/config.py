@@ -49,6 +49,7 @@ class Config:
     force: bool
     profile: str | None
     profile_requests: int
+    retention_rows: int
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -121,6 +122,13 @@ def _add_phase_args(add: Any) -> None:
     add("--open-seconds", type=float, help="open-loop seconds (full 20, small 5)")
     add("--open-threads", type=int, default=64, help="open-loop sender threads (64)")
     add("--copy-rows", type=int, help="COPY rows (full: as many as batch, small 20000)")
+    add(
+        "--retention-rows",
+        type=int,
+        default=0,
+        help="write this many 500-day-old events first, then run the batch phase a "
+        "second time while a retention pass deletes them (default 0: not done)",
+    )
 
 
 def _add_profile_args(add: Any) -> None:
@@ -169,4 +177,5 @@ def _config_from(a: argparse.Namespace) -> Config:
         force=a.force,
         profile=a.profile,
         profile_requests=a.profile_requests or (300 if a.profile == "batch" else 3000),
+        retention_rows=a.retention_rows,
     )

@@ -15,6 +15,7 @@ from ingestbench.copybaseline import copy_baseline
 from ingestbench.cpu import Meter, cpu_ms_per
 from ingestbench.events import EventFactory, build_batches, build_tracks
 from ingestbench.ledger import Ledger
+from ingestbench.retention import RetentionPass, summary
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Requests:
     track_open: list[Request]
     floor: list[Request]  # track_sat's bodies, sent with an unknown key
     users: int  # the batch visitors' pool
+    # The batch phase again, while retention deletes old events (--retention-rows).
+    retention_batches: list[Request]
 
 
 def build_requests(cfg: Config, report: dict[str, Any]) -> Requests:
@@ -40,6 +43,10 @@ def build_requests(cfg: Config, report: dict[str, Any]) -> Requests:
     warm = max(2, cfg.batch_concurrency)
     batches = build_batches(cfg, factory, warm + cfg.batches)
     warm_batches, batches = batches[:warm], batches[warm:]
+    retention_batches = []
+    if cfg.retention_rows:
+        again = EventFactory(cfg.seed + 3, users, run="r")
+        retention_batches = build_batches(cfg, again, cfg.batches)
     report["event_bytes_avg"] = round(
         sum(len(b.body) for b in batches) / (len(batches) * cfg.batch_size)
     )
@@ -59,6 +66,7 @@ def build_requests(cfg: Config, report: dict[str, Any]) -> Requests:
         track_open=tracks[single_warm + cfg.single_requests :],
         floor=[Request("/api/v1/track", r.body) for r in track_sat],
         users=users,
+        retention_batches=retention_batches,
     )
 
 
@@ -114,6 +122,38 @@ class Phases:
             )
         )
         self._resend(sent, res)
+
+    def batch_with_retention(self, reqs: Requests) -> None:
+        """The batch phase again, while a retention pass deletes the old events."""
+        cfg, report = self.cfg, self.report
+        batches = reqs.retention_batches
+        log(f"batch while retention deletes {cfg.retention_rows:,} old events")
+        deleting = RetentionPass(cfg)
+        deleting.start()
+        try:
+            deleting.wait_started()
+            c0 = self.meter.sample()
+            res, secs = closed_loop(
+                self.port, self.headers, batches, cfg.batch_concurrency, cfg.max_seconds
+            )
+            self.meter.measure("batch with retention", c0)
+            done = deleting.result()
+        finally:
+            deleting.stop()
+        self.ledger.record("batch with retention", batches[: len(res)], res)
+        accepted = sum(r.accepted for r in res)
+        within = {
+            "events_per_s": round(accepted / secs),
+            "seconds": secs,
+            "latency_ms": latency_ms(res),
+        }
+        report["retention"] = r = summary(cfg, report["batch"], within, done)
+        log(
+            f"  {r['batch_events_per_s_with']:,} events/s with retention "
+            f"({r['pct_of_without']}% of {r['batch_events_per_s_without']:,}); "
+            f"retention {r['retention_rows_per_s']:,} rows/s over "
+            f"{r['overlap_pct']}% of the phase"
+        )
 
     def _resend(self, sent: list[Request], res: list[Result]) -> None:
         # Dedupe: batches sent again are all duplicates and change nothing.

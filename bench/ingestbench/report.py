@@ -19,6 +19,7 @@ def verdicts(report: dict[str, Any]) -> list[Row]:
         _batch_rows(report["batch"], report["copy"], cfg)
         + _single_rows(report["single"], report["floor_401"])
         + _open_loop_rows(report["open_loop"])
+        + _retention_rows(report.get("retention"))
     )
 
 
@@ -110,6 +111,28 @@ def _open_loop_rows(o: dict[str, Any]) -> list[Row]:
                 o["latency_ms"]["p99"] <= TARGETS["open_p99_ms"] and not o["gave_up"],
                 at_target_rate,
             ),
+        ),
+    ]
+
+
+def _retention_rows(r: dict[str, Any] | None) -> list[Row]:
+    """Batch ingestion while retention deletes old events (--retention-rows)."""
+    if r is None:
+        return []
+    return [
+        (
+            "batch while retention runs (events/s)",
+            f"{r['batch_events_per_s_with']:,}",
+            "-",
+            f"{r['pct_of_without']}% of {r['batch_events_per_s_without']:,} without",
+            "",
+        ),
+        (
+            "  retention meanwhile (rows/s)",
+            f"{r['retention_rows_per_s']:,}",
+            "-",
+            f"{r['deleted']:,} rows, {r['overlap_pct']}% of the phase",
+            "",
         ),
     ]
 

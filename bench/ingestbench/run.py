@@ -17,6 +17,7 @@ from ingestbench.config import Config
 from ingestbench.cpu import Meter, PgMonitor
 from ingestbench.ledger import Ledger
 from ingestbench.phases import Phases, build_requests
+from ingestbench.retention import preload_old_events
 from ingestbench.setup import Server, create_sources, manage
 
 SENTINEL = "nudge-bench:sentinel"
@@ -29,6 +30,9 @@ def run(cfg: Config) -> dict[str, Any]:
     ledger = Ledger()
 
     rds, sources = prepare(cfg)
+    if cfg.retention_rows:
+        # First: old rows have the lowest ids, as they would in a real table.
+        preload_old_events(cfg, sources["copy_id"])
     key = sources["api_key"]
     headers = {"Content-Type": "application/json", "Authorization": basic(key)}
     bad_key = "sk_not-a-real-key"
@@ -51,6 +55,8 @@ def run(cfg: Config) -> dict[str, Any]:
         meter = Meter(server, monitor, report["warnings"])
         phases = Phases(cfg, report, ledger, meter, server.port, headers, bad_headers)
         phases.batch(reqs)
+        if cfg.retention_rows:
+            phases.batch_with_retention(reqs)
         phases.copy(sources["copy_id"], reqs.users)
         phases.floor(reqs)
         phases.track(reqs)

@@ -124,7 +124,8 @@
 
   function consentPage() {
     var state = $('consent-state');
-    if (localStorage.getItem('nudge_consent') === 'granted') state.textContent = 'on (you accepted earlier)';
+    // (nudge.js keeps a yes there until consent(false): 'granted' or the categories)
+    if (localStorage.getItem('nudge_consent')) state.textContent = 'on (you accepted earlier)';
     $('consent-accept').addEventListener('click', function () {
       nudge('consent', true);
       state.textContent = 'on';

@@ -9,12 +9,13 @@
  * Calls made before the script loads wait in nudge.q and run once it does.
  *
  *   nudge('init', writeKey, options)  options (defaults): host (this script's origin),
- *       requireConsent (false), autoPage (true: a page view now), flushInterval (2000 ms),
- *       batchSize (20), engagement (false; true or {minSeconds} = trackEngagement), debug
+ *       requireConsent (false), consentCategory (none), autoPage (true: a page view now),
+ *       flushInterval (2000 ms), batchSize (20), engagement (false; true or {minSeconds}
+ *       = trackEngagement), debug
  *   nudge('track', event, properties)
  *   nudge('identify', userIdOrNull, traits)    the user id is kept for later calls
  *   nudge('page', name, properties)            url, path, title, referrer, search added
- *   nudge('consent', true | false)             see below
+ *   nudge('consent', true | false | {Marketing: true, Analytics: false})   see below
  *   nudge('reset')                             on logout: a new anonymous id, no user id
  *   nudge('flush')                             send now; a Promise of {pending, error}
  *   nudge('trackEngagement', {minSeconds: 5})  one page_engaged {seconds, percent} track
@@ -25,7 +26,14 @@
  * SameSite=Lax) and in localStorage, either restoring the other; the user id in
  * localStorage. Consent: with requireConsent, nothing is stored or sent until
  * consent(true) (remembered in localStorage); calls before it are ignored.
- * consent(false) forgets the ids and drops what is not sent yet.
+ * consent(false) forgets the ids and drops what is not sent yet. consentCategory names
+ * the category the Source gates on (its "consent category", e.g. 'Marketing'; it
+ * implies requireConsent): consent(true) then means {<category>: true}, and consent may
+ * be given the visitor's categories as the consent tool has them, {category: boolean},
+ * a yes when the category is true (case aside), a no otherwise. Without
+ * consentCategory such an object is a yes if any category is true. Once known, the
+ * categories go with every message as Segment's context.consent.categoryPreferences,
+ * which the server checks too (docs/privacy.md).
  *
  * Delivery: messages queue in localStorage (at most 500; the oldest go first) and go to
  * POST host/api/v1/batch as text/plain (no CORS preflight) every flushInterval or per
@@ -41,7 +49,7 @@
   var stub = window.nudge;
   if (stub && stub.loaded) return; // included twice
 
-  var VERSION = '1.0.0';
+  var VERSION = '1.1.0'; // 1.1: consentCategory, consent categories sent as context.consent
   var AID = 'nudge_aid', UID = 'nudge_uid', CONSENT = 'nudge_consent';
   var MAX_QUEUE = 500; // stored messages; beyond this the oldest are dropped
   var MAX_BODY = 60000; // bytes: browsers refuse beacons and keepalive fetches over 64 KB
@@ -55,6 +63,7 @@
   var running = null, inFlight = {}, beaconed = {}, sendLimit = 20;
   var failures = 0, retryAt = 0, lastError = null, timer = null, timerDue = 0;
   var engagement = null;
+  var preferences = null; // the visitor's consent categories, once known
 
   function now() { return Date.now(); }
   function warn() {
@@ -129,6 +138,7 @@
     var ctx = { page: pageInfo(), userAgent: navigator.userAgent, locale: navigator.language,
       library: { name: 'nudge.js', version: VERSION } };
     try { ctx.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) {}
+    if (preferences) ctx.consent = { categoryPreferences: plain(preferences) };
     try {
       new URLSearchParams(location.search).forEach(function (value, key) {
         if (UTM[key]) (ctx.campaign = ctx.campaign || {})[UTM[key]] = value;
@@ -276,6 +286,46 @@
       percent: engagement.percent, url: page.url, path: page.path, title: page.title } });
   }
 
+  // -- consent categories: Segment's categoryPreferences, checked as the server does --
+  // {category: boolean} from what consent() was given; null for a plain yes or no.
+  function categoriesOf(answer) {
+    var plainYes = !!answer && (typeof answer !== 'object' || Array.isArray(answer));
+    if (plainYes && opts.consentCategory) {
+      var only = {};
+      only[opts.consentCategory] = true;
+      return only;
+    }
+    if (!answer || plainYes) return null;
+    var categories = {};
+    for (var key in answer) {
+      var own = Object.prototype.hasOwnProperty.call(answer, key);
+      if (own && typeof answer[key] === 'boolean') categories[key] = answer[key];
+    }
+    return categories;
+  }
+  function grants(answer, categories) {
+    if (!categories) return !!answer;
+    var wanted = (opts.consentCategory || '').toLowerCase(), seen = false;
+    for (var key in categories) {
+      if (wanted && key.toLowerCase() !== wanted) continue;
+      if (categories[key] === true) seen = true;
+      else if (wanted) return false; // two spellings that disagree: no
+    }
+    return seen;
+  }
+  // The answer given on an earlier page (until consent(false)): true if it was a yes.
+  function restoreConsent() {
+    var stored = lsGet(CONSENT), answer = stored === 'granted';
+    if (!stored) return false;
+    if (!answer) { // the categories, as JSON
+      try { answer = JSON.parse(stored); } catch (e) { return false; }
+    }
+    var categories = categoriesOf(answer);
+    if (!grants(answer, categories)) return false;
+    preferences = categories;
+    return true;
+  }
+
   // -- commands -------------------------------------------------------------------------
   function start() {
     allowed = true;
@@ -297,8 +347,10 @@
       var o = options || {};
       var host = o.host || location.origin;
       try { host = o.host || new URL(script.src).origin; } catch (e) {} // inline: no src
+      var category = typeof o.consentCategory === 'string' ? o.consentCategory : '';
       opts = { writeKey: writeKey, host: String(host).replace(/\/+$/, ''),
-        requireConsent: !!o.requireConsent, autoPage: o.autoPage !== false,
+        requireConsent: !!o.requireConsent || !!category, consentCategory: category,
+        autoPage: o.autoPage !== false,
         flushInterval: o.flushInterval > 0 ? +o.flushInterval : 2000,
         batchSize: Math.min(o.batchSize > 0 ? +o.batchSize : 20, 100), debug: !!o.debug };
       sendLimit = opts.batchSize;
@@ -310,7 +362,7 @@
       window.addEventListener('online', guard(function () { retryAt = 0; schedule(0); }));
       if (o.engagement) commands.trackEngagement(o.engagement);
       // A yes given on an earlier page holds until consent(false).
-      if (!opts.requireConsent || lsGet(CONSENT) === 'granted') start();
+      if (restoreConsent() || !opts.requireConsent) start();
       waiting.splice(0).forEach(guard(run));
     },
     track: function (event, properties) {
@@ -334,13 +386,17 @@
       for (var key in extra) props[key] = extra[key];
       enqueue('page', name ? { name: String(name), properties: props } : { properties: props });
     },
-    consent: function (granted) {
-      if (granted) {
-        lsSet(CONSENT, 'granted');
+    consent: function (answer) {
+      var categories = categoriesOf(answer);
+      if (grants(answer, categories)) {
+        preferences = categories;
+        lsSet(CONSENT, categories ? JSON.stringify(categories) : 'granted');
         if (!allowed) start();
         return;
       }
-      // Withdrawn: forget the visitor and what is not sent yet, and stay quiet.
+      // Withdrawn (or the category declined): forget the visitor and what is not sent
+      // yet, and stay quiet.
+      preferences = null;
       writeQueue([]);
       allowed = false;
       clearTimeout(timer);

@@ -181,6 +181,7 @@ def _fill_the_rest() -> None:
     from apps.contacts.consent import ConsentProof, Source
     from apps.contacts.models import Contact, ContactMerge, SuppressedAddress
     from apps.events.models import Event, EventFailure
+    from apps.privacy.models import RetentionRun
     from apps.segments.models import ScoringRule, Segment
     from apps.workflows.models import (
         Enrollment,
@@ -249,6 +250,7 @@ def _fill_the_rest() -> None:
 
     Erasure.objects.create(contact_id=10**9, requested_by="test", requested_at=now)
     DataExport.objects.create(contact=contact, requested_by="test", requested_at=now)
+    RetentionRun.objects.create(started_at=now, deleted={"events": 1})
 
 
 def django_apps():

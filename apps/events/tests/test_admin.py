@@ -7,6 +7,7 @@ from django.core.management import call_command
 from apps.contacts.models import Contact
 from apps.events.ingestion import events_ingest
 from apps.events.models import Event, EventFailure, Source, hash_key
+from apps.events.privacy import count_dropped_without_consent
 from apps.events.processing import events_process
 from apps.events.schemas import Identify, Track
 
@@ -213,3 +214,70 @@ def test_retrying_failed_events_needs_the_retry_permission(
         {"action": "retry_events", "_selected_action": [poison.pk]},
     )
     assert EventFailure.objects.get().status == EventFailure.Status.FAILING
+
+
+# -- consent-gated sources -------------------------------------------------------------
+
+
+def test_the_sources_page_shows_each_ones_consent_rule_and_events_dropped_for_it(
+    admin_client, browser_source, server_source
+):
+    # given a gated browser source that has dropped 3 events, and a server source
+    browser_source.consent_category = "Marketing"
+    browser_source.save()
+    count_dropped_without_consent(source_id=browser_source.pk, dropped=3)
+    # when an operator opens the sources' page
+    html = admin_client.get("/admin/events/source/").content.decode()
+    # then the gated source says its rule and its count; the other, no gating
+    row = html[html.index(">Web<") :]
+    assert "Marketing (calls without consent context kept)" in row
+    assert '<td class="field-dropped_without_consent">3</td>' in row
+    server_row = html[html.index(">Backend<") :]
+    assert '<td class="field-consent">no</td>' in server_row
+    assert '<td class="field-dropped_without_consent">0</td>' in server_row
+    # ... and the source's own page shows the count too
+    page = admin_client.get(f"/admin/events/source/{browser_source.pk}/change/")
+    assert "Events dropped without consent" in page.content.decode()
+    assert '<div class="readonly">3</div>' in page.content.decode()
+
+
+def test_a_consent_category_is_saved_trimmed_with_what_to_do_without_context(
+    admin_client, browser_source
+):
+    response = admin_client.post(
+        f"/admin/events/source/{browser_source.pk}/change/",
+        {
+            "name": "Web",
+            "allowed_origins": "",
+            "consent_category": "  Marketing ",
+            "consent_when_missing": "drop",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    browser_source.refresh_from_db()
+    assert browser_source.consent_category == "Marketing"
+    assert browser_source.consent_when_missing == Source.WhenConsentMissing.DROP
+
+
+def test_dropping_calls_without_consent_context_needs_a_category(
+    admin_client, browser_source
+):
+    response = admin_client.post(
+        f"/admin/events/source/{browser_source.pk}/change/",
+        {"name": "Web", "consent_when_missing": "drop", "enabled": "on"},
+    )
+    assert response.status_code == 200
+    assert "choose one first" in response.content.decode()
+    browser_source.refresh_from_db()
+    assert browser_source.consent_when_missing == Source.WhenConsentMissing.KEEP
+
+
+def test_a_server_source_cannot_be_given_a_consent_category(admin_client):
+    response = admin_client.post(
+        "/admin/events/source/add/",
+        {"name": "Backend", "kind": "server", "consent_category": "Marketing"},
+    )
+    assert response.status_code == 200
+    assert "never gated" in response.content.decode()
+    assert not Source.objects.exists()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('events', '0005_attempt_counted_before_it_starts'),
+        ('events', '0006_source_consent_gate'),
     ]
 
     operations = [
