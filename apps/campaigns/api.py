@@ -5,6 +5,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field, StrictBool
 
+from apps.contacts.consent import api_proof
 from apps.contacts.identity import normalize_email
 from apps.contacts.models import Contact, Identity
 from apps.events.problems import ERROR_RESPONSES
@@ -12,7 +13,7 @@ from apps.events.schemas import Problem
 from apps.segments.api import server_key
 
 from .models import Topic
-from .topics import Source, TopicChoicesError, topic_set_many, topic_states
+from .topics import TopicChoicesError, topic_set_many, topic_states
 
 router = Router(tags=["topics"])
 
@@ -27,12 +28,39 @@ class ContactKeys(Schema):
     anonymousId: str | None = Field(default=None, max_length=255)
 
 
+class ConsentGiven(Schema):
+    form: str | None = Field(
+        default=None, max_length=500, description="the form's id or URL"
+    )
+    wording: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="what the person was shown and agreed to, word for word",
+    )
+
+
+class PageSeen(Schema):
+    url: str | None = Field(default=None, max_length=500)
+
+
+class ProofContext(Schema):
+    """Where the person made the choice, as a Segment call's context says it:
+    recorded with the change as proof of consent (docs/privacy.md)."""
+
+    ip: str | None = Field(
+        default=None, max_length=45, description="the person's IP address"
+    )
+    page: PageSeen | None = None
+    consent: ConsentGiven | None = None
+
+
 class SubscriptionsIn(ContactKeys):
     topics: dict[str, StrictBool] = Field(
         min_length=1,
         max_length=MAX_TOPICS,
         description="topic slug -> true (subscribe) or false (unsubscribe)",
     )
+    context: ProofContext | None = None
 
 
 class SubscriptionsOut(Schema):
@@ -69,8 +97,13 @@ def set_subscriptions(request: HttpRequest, payload: SubscriptionsIn):
         changed = topic_set_many(
             contact=contact,
             choices=payload.topics,
-            source=Source.API,
-            detail=f"API key of {request.auth.name}",
+            proof=api_proof(
+                payload.context.model_dump(exclude_none=True)
+                if payload.context
+                else {},
+                who=request.auth.name,
+                server=True,
+            ),
         )
     except TopicChoicesError as exc:
         raise HttpError(400, str(exc)) from exc

@@ -1,9 +1,9 @@
 """Email consent in admin: the contact page's panel, and the page that changes it.
 
 Consent is changed only through contact_set_consent (its precedence, the address
-list, the event it records), never as a plain field: tightening is one click;
-lowering (resubscribing someone, lifting a bounce or a complaint) needs a reason, which
-is recorded.
+list, the event and the consent record it writes), never as a plain field: tightening
+is one click; lowering (resubscribing someone, lifting a bounce or a complaint) needs
+a reason, which is recorded with the staff user and their IP.
 """
 
 from django import forms
@@ -14,8 +14,10 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from apps.contacts.consent import ConsentProof, Source
 from apps.contacts.models import CONSENT_STRICTNESS, ConsentStatus, Contact
 from apps.contacts.suppression import address_suppression
+from apps.core.ip import client_ip
 
 from .services import contact_set_consent
 
@@ -57,10 +59,18 @@ def consent_urls(model_admin: admin.ModelAdmin):
         form = ConsentForm(request.POST or None, contact=contact)
         if request.method == "POST" and form.is_valid():
             reason = form.cleaned_data["reason"].strip() or "changed in admin"
+            username = request.user.get_username()
             changed = contact_set_consent(
                 contact=contact,
                 status=form.cleaned_data["status"],
-                reason=f"admin ({request.user.get_username()}): {reason}",
+                reason=f"admin ({username}): {reason}",
+                proof=ConsentProof(
+                    source=Source.STAFF,
+                    who=username,
+                    ip=client_ip(request.META),
+                    form="admin: change email consent",
+                    wording=reason,
+                ),
                 lift=form.cleaned_data["lift"],
             )
             messages.success(

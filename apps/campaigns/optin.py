@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 
+from apps.contacts.consent import ConsentProof
 from apps.contacts.models import ConsentStatus, Contact
 from apps.core import clock
 from apps.events.models import Event
@@ -102,15 +103,19 @@ def confirmation_send(*, contact_id: int) -> Message | None:
     return message
 
 
-def contact_confirm(*, contact: Contact, message: Message | None) -> bool:
+def contact_confirm(
+    *, contact: Contact, message: Message | None, proof: ConsentProof
+) -> bool:
     """The person clicked their confirmation link: subscribed, by their own
-    choice; True if that changed their consent."""
+    choice (``proof``: the link, their IP, the button's words); True if that
+    changed their consent."""
     if contact.email_consent != ConsentStatus.PENDING:
         return False
     return contact_set_consent(
         contact=contact,
         status=ConsentStatus.SUBSCRIBED,
         reason="confirmed by the link in the confirmation email (double opt-in)",
+        proof=proof,
         message=message,
     )
 

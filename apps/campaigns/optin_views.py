@@ -5,11 +5,12 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from apps.contacts.consent import Source
 from apps.contacts.models import ConsentStatus
 
 from .optin import contact_confirm
 from .tokens import CONFIRM_SALT
-from .views import _invalid_link, _no_cache, _resolve, _test_link
+from .views import WORDING, _invalid_link, _no_cache, _resolve, _test_link, link_proof
 
 
 # No cookies, so no CSRF token: the signed link is the authority, for its contact
@@ -25,12 +26,19 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return _test_link(request, link)
     contact = link.contact
     if request.method == "POST":
-        contact_confirm(contact=contact, message=link.message)
+        contact_confirm(
+            contact=contact,
+            message=link.message,
+            proof=link_proof(
+                request, link, source=Source.CONFIRMATION, wording=WORDING["confirm"]
+            ),
+        )
         contact.refresh_from_db(fields=["email_consent"])
     response = render(
         request,
         "campaigns/confirm.html",
         {
+            "wording": WORDING,
             "contact": contact,
             "token": token,
             "pending": contact.email_consent == ConsentStatus.PENDING,

@@ -6,12 +6,12 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from apps.contacts.consent import ConsentProof, contact_consent_change
 from apps.contacts.models import (
     SUPPRESSION_FOR_CONSENT,
     ConsentStatus,
     Contact,
     SuppressedAddress,
-    consent_may_change,
     email_hash,
 )
 from apps.contacts.suppression import (
@@ -199,6 +199,7 @@ def contact_set_consent(
     contact: Contact,
     status: str,
     reason: str,
+    proof: ConsentProof,
     message: Message | None = None,
     dedupe_key: str | None = None,
     record_event: bool = True,
@@ -206,8 +207,9 @@ def contact_set_consent(
     email: str | None = None,
 ) -> bool:
     """Change a contact's email consent, keep the address list in step (``email``,
-    the address the change is about: by default the contact's), and record it as
-    an event; True if the consent changed.
+    the address the change is about: by default the contact's), and record it, as
+    proof (``proof``: where it came from, contacts.consent) and as an event; True
+    if the consent changed.
 
     Consent only tightens, except where the person may loosen it themselves (see
     consent_may_change) or ``lift`` is set: a server-side decision (staff, with a
@@ -215,27 +217,23 @@ def contact_set_consent(
     """
     if lift and not reason.strip():
         raise ValueError("lifting a contact's consent needs a reason")
-    allowed_from = [
-        c for c in ConsentStatus.values if consent_may_change(c, status, lift=lift)
-    ]
-    # One conditional UPDATE: a bounce landing at the same moment as a resubscribe
-    # cannot be undone by it.
-    updated = (
-        Contact.objects.filter(pk=contact.pk, email_consent__in=allowed_from)
-        .exclude(email_consent=status)
-        .update(email_consent=status)
+    previous = contact_consent_change(
+        contact_id=contact.pk, status=status, proof=proof, lift=lift
     )
-    previous = contact.email_consent
-    if updated or status in SUPPRESSION_FOR_CONSENT:
+    if previous is not None or status in SUPPRESSION_FOR_CONSENT:
         # Staff lift the address's entries as far as the consent they lowered (a
         # bounced contact: its bounce too); anyone else only an unsubscribe.
         address_follow_consent(
             email=email or contact.email,
             status=status,
             detail=reason,
-            lifts_up_to=previous if lift else ConsentStatus.UNSUBSCRIBED,
+            lifts_up_to=(
+                (previous or contact.email_consent)
+                if lift
+                else ConsentStatus.UNSUBSCRIBED
+            ),
         )
-    if not updated:
+    if previous is None:
         contact.email_consent = Contact.objects.values_list(
             "email_consent", flat=True
         ).get(pk=contact.pk)
@@ -270,12 +268,17 @@ def contact_set_consent(
 
 
 def contact_unsubscribe(
-    *, contact: Contact, reason: str, message: Message | None = None
+    *,
+    contact: Contact,
+    reason: str,
+    proof: ConsentProof,
+    message: Message | None = None,
 ) -> bool:
     changed = contact_set_consent(
         contact=contact,
         status=ConsentStatus.UNSUBSCRIBED,
         reason=reason,
+        proof=proof,
         message=message,
     )
     if message is not None:
@@ -297,12 +300,12 @@ def contact_may_resubscribe(contact: Contact) -> bool:
     return entry is None or entry.reason == SuppressedAddress.Reason.UNSUBSCRIBED
 
 
-def contact_resubscribe(*, contact: Contact, reason: str) -> bool:
+def contact_resubscribe(*, contact: Contact, reason: str, proof: ConsentProof) -> bool:
     """Only an unsubscribe can be undone by the person; bounces and complaints stay."""
     if not contact_may_resubscribe(contact):
         return False
     changed = contact_set_consent(
-        contact=contact, status=ConsentStatus.SUBSCRIBED, reason=reason
+        contact=contact, status=ConsentStatus.SUBSCRIBED, reason=reason, proof=proof
     )
     return changed or address_lift(
         email=contact.email or "",

@@ -1,13 +1,13 @@
-"""Topics in admin: the list with subscriber counts, the read-only history of
-people's choices, and the contact page's "Topics" panel."""
+"""Topics in admin: the list with subscriber counts, and the contact page's "Topics"
+panel. People's choices are in the consent history (contacts.ConsentRecord)."""
 
 from django.contrib import admin
 from django.db.models import Count, Q, Subquery, Value
 from django.template.loader import render_to_string
 
-from apps.contacts.models import Contact
+from apps.contacts.models import ConsentRecord, Contact
 
-from .models import Topic, TopicSubscription, TopicSubscriptionChange
+from .models import Topic, TopicSubscription
 from .topics import topic_states
 
 
@@ -55,6 +55,18 @@ class TopicAdmin(admin.ModelAdmin):
             )
         )
 
+    def get_deleted_objects(self, objs, request):
+        # A topic with consent history is kept, as the history's proof names it by
+        # its slug: a later topic of the same slug would take over its records.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(
+            objs, request
+        )
+        for topic in objs:
+            changes = ConsentRecord.objects.filter(topic=topic.slug).count()
+            if changes:
+                protected.append(f"{topic}: {changes} consent records name it")
+        return deleted, counts, perms_needed, protected
+
     @admin.display(description="subscribers")
     def subscribers(self, obj: Topic) -> int:
         if obj.default == Topic.Default.OPT_OUT:
@@ -62,29 +74,9 @@ class TopicAdmin(admin.ModelAdmin):
         return obj.said_yes
 
 
-@admin.register(TopicSubscriptionChange)
-class TopicSubscriptionChangeAdmin(admin.ModelAdmin):
-    """The history: written by topics.topic_set only, never edited."""
-
-    list_display = ["at", "contact", "topic", "subscribed", "source", "detail"]
-    list_filter = ["topic", "source", "subscribed"]
-    list_select_related = ["contact", "topic"]
-    search_fields = ["contact__email", "detail"]
-    date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 def topics_panel(request, contact) -> str:
-    """Each topic with the contact's state (chosen or the default), and their last
-    changes."""
+    """Each topic with the contact's state (chosen or the default); their changes
+    are in the contact's consent history."""
     topics = list(Topic.objects.all())
     states = topic_states(contact, topics)
     chosen = set(
@@ -96,11 +88,8 @@ def topics_panel(request, contact) -> str:
         {"topic": t, "subscribed": states[t.pk], "by_default": t.pk not in chosen}
         for t in topics
     ]
-    changes = TopicSubscriptionChange.objects.filter(contact=contact).select_related(
-        "topic"
-    )[:10]
     return render_to_string(
         "admin/campaigns/topics_panel.html",
-        {"rows": rows, "changes": changes},
+        {"rows": rows},
         request=request,
     )

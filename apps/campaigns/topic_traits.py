@@ -1,5 +1,6 @@
 """An identify's ``topics`` trait ({"newsletter": true, "offers": false}) applied as
-topic choices (source API), from the stored event in the events job.
+topic choices, from the stored event in the events job, with the proof its context
+carries (contacts.consent.api_proof: the key, the IP, the form and wording).
 
 Contacts and events sit below campaigns, so identity resolution leaves this trait
 alone (contacts.identity.traits.TOPICS_TRAIT) and this EVENTS_INGESTED handler
@@ -14,13 +15,13 @@ import logging
 
 from django.db import transaction
 
+from apps.contacts.consent import api_proof
 from apps.contacts.identity.refusals import Refusal, log_refusals
 from apps.contacts.identity.traits import TOPICS_TRAIT
 from apps.contacts.models import Contact
 from apps.events.models import Event, Source
 
 from .models import Topic
-from .topics import Source as ChangeSource
 from .topics import TopicChoicesError, topic_set_many, topic_states
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ def topics_from_identify(*, events: list[Event]) -> None:
                 topic_set_many(
                     contact=contact,
                     choices=choices,
-                    source=ChangeSource.API,
-                    detail=f"identify from {source.name}",
+                    proof=api_proof(
+                        event.context, who=source.name, server=source.is_server
+                    ),
                 )
         except TopicChoicesError as exc:
             _not_applied(event, str(exc))

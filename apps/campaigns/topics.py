@@ -11,15 +11,26 @@ import logging
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
+from apps.contacts.consent import ConsentProof, Source, consent_record
 from apps.contacts.models import Contact
+from apps.contacts.services import merge_proof
 from apps.core import clock
 from apps.events.services import event_record
 
-from .models import Topic, TopicSubscription, TopicSubscriptionChange
+from .models import Topic, TopicSubscription
 
 logger = logging.getLogger(__name__)
 
-Source = TopicSubscriptionChange.Source
+__all__ = ["ConsentProof", "Source", "topic_set", "topic_set_many"]
+
+# How a topic choice reads in a consent record (ConsentRecord.previous / value).
+SUBSCRIBED = "subscribed"
+UNSUBSCRIBED = "unsubscribed"
+
+
+def _state(subscribed: bool) -> str:
+    return SUBSCRIBED if subscribed else UNSUBSCRIBED
+
 
 # Recorded on every change, so segments and workflow goals with a topic condition
 # are re-checked for the contact, and a workflow can start on a subscription.
@@ -29,13 +40,14 @@ TOPIC_EVENTS = (TOPIC_SUBSCRIBED, TOPIC_UNSUBSCRIBED)
 
 
 def topic_set(
-    *, contact: Contact, topic: Topic, subscribed: bool, source: str, detail: str = ""
+    *, contact: Contact, topic: Topic, subscribed: bool, proof: ConsentProof
 ) -> bool:
-    """Record the contact's choice for ``topic`` with its history; True if it
-    changed anything. Setting what is already in effect (the default included)
-    writes nothing, so a repeated one-click or a resaved page adds no history."""
-    if source not in Source.values:
-        raise ValueError(f"unknown source {source!r}")
+    """Record the contact's choice for ``topic`` with its proof (contacts.consent:
+    where it came from); True if it changed anything. Setting what is already in
+    effect (the default included) writes nothing, so a repeated one-click or a
+    resaved page adds no history."""
+    if proof.source not in Source.values:
+        raise ValueError(f"unknown source {proof.source!r}")
     now = clock.now()
     with transaction.atomic():
         # The contact's row locked: two changes at once (a mail client's repeated
@@ -60,12 +72,12 @@ def topic_set(
             TopicSubscription.objects.filter(pk=current.pk).update(
                 subscribed=subscribed, updated_at=now
             )
-        change = TopicSubscriptionChange.objects.create(
-            contact=contact,
-            topic=topic,
-            subscribed=subscribed,
-            source=source,
-            detail=detail[:200],
+        record = consent_record(
+            contact_id=contact.pk,
+            topic=topic.slug,
+            previous=_state(in_effect),
+            value=_state(subscribed),
+            proof=proof,
             at=now,
         )
         event_record(
@@ -74,12 +86,12 @@ def topic_set(
             properties={
                 "topic": topic.slug,
                 "topic_name": topic.name,
-                "source": source,
+                "source": proof.source,
             },
-            dedupe_key=f"topic:{change.pk}",
+            dedupe_key=f"topic:{record.pk}",
             timestamp=now,
             # the contact's own choice on the preference page makes them seen
-            by_contact=source == TopicSubscriptionChange.Source.PREFERENCES,
+            by_contact=proof.source == Source.PREFERENCES,
         )
     logger.info(
         "topic subscription changed",
@@ -87,7 +99,7 @@ def topic_set(
             "contact_id": contact.pk,
             "topic": topic.slug,
             "subscribed": subscribed,
-            "source": source,
+            "source": proof.source,
         },
     )
     return True
@@ -98,7 +110,7 @@ class TopicChoicesError(ValueError):
 
 
 def topic_set_many(
-    *, contact: Contact, choices: dict[str, bool], source: str, detail: str = ""
+    *, contact: Contact, choices: dict[str, bool], proof: ConsentProof
 ) -> list[str]:
     """Apply {slug: subscribed} choices all or nothing (the API, identify traits);
     returns the slugs whose state changed. Raises TopicChoicesError, writing
@@ -125,8 +137,7 @@ def topic_set_many(
                 contact=contact,
                 topic=topics[slug],
                 subscribed=subscribed,
-                source=source,
-                detail=detail,
+                proof=proof,
             ):
                 changed.append(slug)
     return changed
@@ -165,28 +176,39 @@ def topic_states(contact: Contact, topics) -> dict[int, bool]:
 
 def topic_subscriptions_move(*, source_id: int, target_id: int) -> dict[str, int]:
     """CONTACTS_MERGED hook: the merged contact's choices join the survivor's. Where
-    both chose, leaving wins (one of the two addresses asked to stop); the history
-    moves whole."""
-    theirs = TopicSubscription.objects.filter(contact_id=source_id)
+    both chose, leaving wins (one of the two addresses asked to stop). What that
+    changes for the survivor is recorded; the history moved with the contact
+    (contacts.consent.consent_records_move)."""
+    theirs = TopicSubscription.objects.filter(contact_id=source_id).select_related(
+        "topic"
+    )
     mine = dict(
         TopicSubscription.objects.filter(contact_id=target_id).values_list(
             "topic_id", "subscribed"
         )
     )
+    proof = merge_proof(merged_id=source_id, reason="topic choices")
     moved = 0
     for row in theirs:
         if row.topic_id not in mine:
             TopicSubscription.objects.filter(pk=row.pk).update(contact_id=target_id)
-            moved += 1
+            before = _default(row.topic)
         elif mine[row.topic_id] and not row.subscribed:
             TopicSubscription.objects.filter(
                 contact_id=target_id, topic_id=row.topic_id
             ).update(subscribed=False, updated_at=row.updated_at)
-            moved += 1
+            before = True
+        else:
+            continue
+        moved += 1
+        consent_record(
+            contact_id=target_id,
+            topic=row.topic.slug,
+            previous=_state(before),
+            value=_state(row.subscribed),
+            proof=proof,
+        )
     TopicSubscription.objects.filter(contact_id=source_id).delete()
-    TopicSubscriptionChange.objects.filter(contact_id=source_id).update(
-        contact_id=target_id
-    )
     return {"topic_subscriptions": moved}
 
 

@@ -12,6 +12,7 @@ import logging
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import IntegrityError, transaction
 
+from apps.contacts.consent import ConsentProof, Source
 from apps.contacts.models import ConsentStatus, Contact
 from apps.contacts.suppression import address_follow_consent
 from apps.core import clock
@@ -240,6 +241,13 @@ def _apply_to_contact(
         contact=contact,
         status=consent,
         reason=f"{esp} {event_type}",
+        # No IP: the ESP's server called, not the person.
+        proof=ConsentProof(
+            source=Source.ESP,
+            who=esp,
+            form=f"message #{message.pk}" if message else "",
+            wording=f"{event_type}: {reason}" if reason else event_type,
+        ),
         message=message,
         record_event=False,
         email=address,

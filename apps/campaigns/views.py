@@ -14,14 +14,16 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from apps.contacts.consent import ConsentProof, Source
 from apps.contacts.models import ConsentStatus, Contact
 from apps.contacts.services import contact_surviving
 from apps.contacts.suppression import address_suppression
 from apps.core import clock
+from apps.core.ip import client_ip
 from apps.events.services import event_record
 
 from .delivery import message_render
-from .models import Message, Topic, TopicSubscriptionChange
+from .models import Message, Topic
 from .services import (
     contact_may_resubscribe,
     contact_resubscribe,
@@ -45,6 +47,42 @@ class _Link:
     is_test: bool
     # Set for an unsubscribe link of an email sent for a topic: it leaves that one.
     topic: Topic | None = None
+
+
+# What the pages say next to each choice. The templates show these very strings and
+# each change records the one the person chose, so the proof quotes the page.
+WORDING = {
+    "subscribe": "Send me news, offers and reminders",
+    "unsubscribe": "Unsubscribe me from all marketing email",
+    "topics": "What we send you",
+    "one_click": "Unsubscribe",
+    "confirm": "Yes, subscribe me",
+}
+# The page each source's changes are made on.
+PAGES = {
+    Source.PREFERENCES: "preference page",
+    Source.ONE_CLICK: "unsubscribe link",
+    Source.CONFIRMATION: "confirmation page (double opt-in)",
+}
+
+
+def link_proof(
+    request: HttpRequest, link: _Link, *, source: str, wording: str
+) -> ConsentProof:
+    """Where a change made through a link came from: the page, the address the
+    link's email went to, the person's IP (anonymised when recorded)."""
+    message = link.message
+    if message is not None:
+        who = f"{message.recipient} (link in message #{message.pk})"
+    else:
+        who = f"{link.contact.email or 'the contact'} (link)"
+    return ConsentProof(
+        source=source,
+        who=who,
+        ip=client_ip(request.META),
+        form=PAGES[source],
+        wording=wording,
+    )
 
 
 def _resolve(token: str, salt: str) -> _Link | None:
@@ -102,13 +140,19 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     done = False
     if request.method == "POST":
         contact_unsubscribe(
-            contact=contact, reason="unsubscribe link", message=link.message
+            contact=contact,
+            reason="unsubscribe link",
+            proof=link_proof(
+                request, link, source=Source.ONE_CLICK, wording=_one_click_wording()
+            ),
+            message=link.message,
         )
         done = True
     response = render(
         request,
         "campaigns/unsubscribe.html",
         {
+            "wording": WORDING,
             "contact": contact,
             "token": token,
             "done": done,
@@ -128,8 +172,12 @@ def _leave_topic(request: HttpRequest, link: _Link) -> HttpResponse:
             contact=contact,
             topic=topic,
             subscribed=False,
-            source=TopicSubscriptionChange.Source.ONE_CLICK,
-            detail=f"message #{link.message.pk}" if link.message else "",
+            proof=link_proof(
+                request,
+                link,
+                source=Source.ONE_CLICK,
+                wording=_one_click_wording(topic),
+            ),
         )
         if link.message is not None:
             Message.objects.filter(
@@ -147,6 +195,7 @@ def _leave_topic(request: HttpRequest, link: _Link) -> HttpResponse:
         {
             "contact": contact,
             "topic": topic,
+            "button": _one_click_wording(topic),
             "done": done,
             "subscribed": subscribed_to(contact, topic),
             "everything": everything,
@@ -167,17 +216,26 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
     saved = False
     if request.method == "POST":
         choice = request.POST.get("marketing")
-        if choice == "unsubscribe":
-            contact_unsubscribe(
-                contact=contact, reason="preference page", message=link.message
+        if choice in ("unsubscribe", "subscribe"):
+            proof = link_proof(
+                request, link, source=Source.PREFERENCES, wording=WORDING[choice]
             )
-            saved = True
-        elif choice == "subscribe":
-            contact_resubscribe(contact=contact, reason="preference page")
+            if choice == "unsubscribe":
+                contact_unsubscribe(
+                    contact=contact,
+                    reason="preference page",
+                    proof=proof,
+                    message=link.message,
+                )
+            else:
+                contact_resubscribe(
+                    contact=contact, reason="preference page", proof=proof
+                )
             saved = True
         if request.POST.get("topics_shown"):
             _save_topics(
-                contact,
+                request,
+                link,
                 request.POST.getlist("topics_shown"),
                 request.POST.getlist("topic"),
             )
@@ -188,6 +246,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         request,
         "campaigns/preferences.html",
         {
+            "wording": WORDING,
             "contact": contact,
             "token": token,
             "saved": saved,
@@ -205,18 +264,38 @@ def _listed_topics(contact: Contact) -> list[dict]:
     return [{"topic": t, "subscribed": states[t.pk]} for t in topics]
 
 
-def _save_topics(contact: Contact, shown: list[str], ticked: list[str]) -> None:
+def _save_topics(
+    request: HttpRequest, link: _Link, shown: list[str], ticked: list[str]
+) -> None:
     """The boxes the page showed, as the person left them: a topic listed since
     the page was rendered (or one not listed, whatever the form says) is not theirs
     to have chosen."""
     shown_ids = [int(pk) for pk in shown if pk.isdigit() and len(pk) < 19]
     for topic in Topic.objects.filter(listed=True, pk__in=shown_ids):
         topic_set(
-            contact=contact,
+            contact=link.contact,
             topic=topic,
             subscribed=str(topic.pk) in ticked,
-            source=TopicSubscriptionChange.Source.PREFERENCES,
+            proof=link_proof(
+                request,
+                link,
+                source=Source.PREFERENCES,
+                wording=_topic_wording(topic),
+            ),
         )
+
+
+def _topic_wording(topic: Topic) -> str:
+    """A topic's checkbox as the preference page shows it, under its legend."""
+    label = f"{topic.name} — {topic.description}" if topic.description else topic.name
+    return f"{WORDING['topics']}: {label}"
+
+
+def _one_click_wording(topic: Topic | None = None) -> str:
+    """The unsubscribe page's button, which a mail client's one-click posts too."""
+    if topic is None:
+        return WORDING["one_click"]
+    return f"{WORDING['one_click']} from “{topic.name}”"
 
 
 @require_http_methods(["GET"])

@@ -6,9 +6,12 @@ from django.contrib.admin.options import ActionLocation
 from django.db.models import Q
 from django.utils.html import format_html
 
+from apps.core.ip import client_ip
 from apps.core.paging import LargeTablePaginator
 
+from . import consent_admin  # noqa: F401  (registers the consent history)
 from .admin_search import CONTACT_HELP, LargeTableAdminMixin
+from .consent import ConsentProof, Source, consent_record
 from .identity import normalize_email
 from .models import (
     SUPPRESSION_FOR_CONSENT,
@@ -125,6 +128,19 @@ class ContactAdmin(admin.ModelAdmin):
         # A contact added as unsubscribed (or complained, bounced): the address
         # list keeps it, as it does for every other way consent is set. Lifting
         # an address's suppression is the consent page's job, never a new row's.
+        if not change:
+            # The consent it was added with is recorded, as every consent is.
+            consent_record(
+                contact_id=obj.pk,
+                previous="",
+                value=obj.email_consent,
+                proof=ConsentProof(
+                    source=Source.STAFF,
+                    who=request.user.get_username(),
+                    ip=client_ip(request.META),
+                    form="admin: add contact",
+                ),
+            )
         if not change and obj.email_consent in SUPPRESSION_FOR_CONSENT:
             address_follow_consent(
                 email=obj.email,

@@ -140,6 +140,67 @@ class ContactMerge(models.Model):
         return f"#{self.merged_contact_id} -> #{self.into_id}"
 
 
+class ConsentRecord(models.Model):
+    """Proof of consent: one change of a contact's email consent or of one topic
+    choice, with where it came from. Written by consent.consent_record only, and only
+    when something changed; never edited. Deleted with the contact (erasure).
+
+    ``topic`` is the topic's slug (fixed once a topic is made; contacts cannot point
+    at campaigns' Topic), blank for the email consent. ``previous`` is blank when
+    there was nothing before (a contact created with a consent)."""
+
+    class Source(models.TextChoices):
+        API_SERVER = "api_server", "API (server key)"
+        API_BROWSER = "api_browser", "API (browser key)"
+        FORM = "form", "Form (identify)"
+        PREFERENCES = "preferences", "Preference page"
+        ONE_CLICK = "one_click", "One-click unsubscribe"
+        CONFIRMATION = "confirmation", "Confirmation link (double opt-in)"
+        ESP = "esp", "ESP webhook"
+        STAFF = "staff", "Admin user"
+        IMPORT = "import", "Import"
+        MERGE = "merge", "Merge"
+        SYSTEM = "system", "System"
+
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="consent_records"
+    )
+    topic = models.CharField(
+        max_length=60, blank=True, help_text="A topic's slug; blank: email consent."
+    )
+    previous = models.CharField(max_length=20, blank=True)
+    value = models.CharField(max_length=20)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    who = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The key's source, the staff username, the ESP, the address "
+        "a link went to.",
+    )
+    # Anonymised unless NUDGE_ANONYMISE_IP is off (apps.core.ip.anonymise_ip).
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
+    form = models.CharField(
+        max_length=500, blank=True, help_text="The form or page: its id or URL."
+    )
+    wording = models.TextField(
+        blank=True, help_text="What the person was shown, or the reason given."
+    )
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["contact", "-at"], name="consent_record_contact_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.previous or '—'} -> {self.value}"
+
+    @property
+    def subject(self) -> str:
+        return f"topic “{self.topic}”" if self.topic else "email consent"
+
+
 def email_hash(email: str) -> str:
     """The SHA-256 of an address, normalised (trimmed, lower-cased)."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()

@@ -11,6 +11,7 @@ from django.forms.models import model_to_dict
 
 from apps.core import clock, hooks
 
+from .consent import ConsentProof, Source, consent_record, consent_records_move
 from .identity import (
     Lookup,
     Resolution,
@@ -104,6 +105,9 @@ def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMe
 
     moved: dict[str, int] = {}
     moved["identities"] = Identity.objects.filter(contact=source).update(contact=target)
+    # Before the hooks, which record on the survivor what the merge changes there.
+    if records := consent_records_move(source_id=source.pk, target_id=target.pk):
+        moved["consent_records"] = records
     for result in hooks.run(
         hooks.CONTACTS_MERGED, source_id=source.pk, target_id=target.pk
     ):
@@ -115,8 +119,15 @@ def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMe
     for key in ("created_at", "first_seen_at", "last_seen_at"):
         value = getattr(source, key)
         snapshot[key] = value.isoformat() if value else None
+    consent_before = target.email_consent
     _merge_fields(source=source, target=target)
     merged_id = source.pk
+    consent_record(
+        contact_id=target.pk,
+        previous=consent_before,
+        value=target.email_consent,
+        proof=merge_proof(merged_id=merged_id, reason=reason),
+    )
     # Earlier merges into the source now lead to the target: the record (and the
     # way from an old contact id in a link to whoever holds it now) must survive.
     ContactMerge.objects.filter(into=source).update(into=target)
@@ -136,6 +147,16 @@ def contact_merge(*, source: Contact, target: Contact, reason: str) -> ContactMe
         extra={"contact_id": target.pk, "merged_contact_id": merged_id, "moved": moved},
     )
     return merge
+
+
+def merge_proof(*, merged_id: int, reason: str) -> ConsentProof:
+    """What a merge records of a consent it changes on the survivor: the merged
+    contact's stricter choice, which it keeps."""
+    return ConsentProof(
+        source=Source.MERGE,
+        who=f"contact #{merged_id}",
+        wording=f"merged in ({reason}): the stricter choice of the two is kept",
+    )
 
 
 def _merge_fields(*, source: Contact, target: Contact) -> None:
@@ -238,18 +259,27 @@ def contacts_touch_last_seen(*, seen: Mapping[int, dt.datetime]) -> int:
 
 
 def contact_update_traits(
-    *, contact: Contact, traits: dict[str, Any], trusted: bool
+    *,
+    contact: Contact,
+    traits: dict[str, Any],
+    trusted: bool,
+    consent_proof: ConsentProof | None = None,
 ) -> None:
     """Apply identify-style traits to one contact (admin and API share this), as
     ingestion does: the attributes set are merged into the stored ones, so a copy
     loaded a while ago drops no key written meanwhile. ``contact`` then shows the
-    stored attributes."""
+    stored attributes. A consent trait's change is recorded with ``consent_proof``."""
     from .identity import apply_traits, save_traits
 
     changes = apply_traits(contact, traits, trusted=trusted)
     changed, attributes_set = changes.changed, changes.attributes_set
     if changed or attributes_set:
-        save_traits(contact, fields=changed, attributes=attributes_set)
+        save_traits(
+            contact,
+            fields=changed,
+            attributes=attributes_set,
+            consent_proof=consent_proof,
+        )
     log_refusals(
         Refusal(contact, name, "a protected trait needs a server key")
         for name in changes.refused

@@ -42,7 +42,7 @@ MARKETER_READS = [
     "contacts.contact",
     "events.event",
     "campaigns.message",
-    "campaigns.topicsubscriptionchange",
+    "contacts.consentrecord",
     "workflows.enrollment",
     "workflows.triggerdecision",
     "workflows.webhookdelivery",

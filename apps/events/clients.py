@@ -19,8 +19,6 @@ fixed windows, in Redis, so every web process shares them.
 import functools
 import ipaddress
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from django.conf import settings
 from django.core import checks
@@ -30,29 +28,14 @@ from limits.storage import RedisStorage
 from limits.strategies import FixedWindowRateLimiter
 from redis import Redis
 
+from apps.core.ip import client_ip
 from apps.core.redis import redis_connection
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["client_bucket", "client_ip", "client_within_limit"]
+
 IPV6_CLIENT_PREFIX = 64
-
-
-def client_ip(meta: Mapping[str, Any]) -> str | None:
-    """The calling client's address, from a WSGI environ or a request's META."""
-    remote = meta.get("REMOTE_ADDR") or None
-    header = settings.NUDGE_TRUSTED_PROXY_HEADER
-    if not header:
-        return remote
-    raw = meta.get("HTTP_" + header.upper().replace("-", "_")) or ""
-    hops = [hop.strip() for hop in raw.split(",") if hop.strip()]
-    count = max(1, settings.NUDGE_TRUSTED_PROXY_COUNT)
-    if len(hops) < count:
-        # Not through every trusted proxy (or none set the header): the peer it is.
-        return remote
-    try:
-        return str(ipaddress.ip_address(hops[-count]))
-    except ValueError:
-        return remote
 
 
 def client_bucket(ip: str) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 from django.db import IntegrityError, connection, transaction
 
-from apps.contacts.identity import Sighting, normalize_email
+from apps.contacts.consent import api_proof
+from apps.contacts.identity import CONSENT_TRAIT, Sighting, normalize_email
 from apps.contacts.services import contacts_lookup, contacts_resolve
 from apps.core import clock, jobs
 from apps.core.db import json_document, postgres_cursor
@@ -324,7 +325,7 @@ class _Call:
             for m in messages
         ]
         sightings = [
-            _sighting(m, ctx, ts)
+            _sighting(m, ctx, ts, source)
             for m, ctx, ts in zip(messages, contexts, timestamps, strict=True)
         ]
         return cls(source, received_at, messages, contexts, timestamps, sightings)
@@ -444,7 +445,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def _sighting(
-    message: schemas.Message, context: dict, timestamp: dt.datetime
+    message: schemas.Message, context: dict, timestamp: dt.datetime, source: Source
 ) -> Sighting:
     kind = message.type
     # An identify's traits (RudderStack sends them in context.traits only), with
@@ -465,6 +466,11 @@ def _sighting(
         timestamp=timestamp,
         context_timezone=_str_or_none(context.get("timezone")),
         context_locale=_str_or_none(context.get("locale")),
+        # Proof of a consent trait: the key, and the IP, form and wording in the
+        # context (only for the few calls that carry one).
+        consent_proof=api_proof(context, who=source.name, server=source.is_server)
+        if traits and CONSENT_TRAIT in traits
+        else None,
     )
 
 

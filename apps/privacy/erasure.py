@@ -29,9 +29,9 @@ from apps.campaigns.models import (
     CampaignRecipient,
     Message,
     TopicSubscription,
-    TopicSubscriptionChange,
 )
 from apps.contacts.models import (
+    ConsentRecord,
     ConsentStatus,
     Contact,
     ContactMerge,
@@ -206,9 +206,7 @@ def _erase(contact: Contact, addresses: list[str]) -> dict[str, int]:
         "topic_subscriptions": TopicSubscription.objects.filter(contact_id=pk).delete()[
             0
         ],
-        "topic_changes": TopicSubscriptionChange.objects.filter(contact_id=pk).delete()[
-            0
-        ],
+        "consent_records": ConsentRecord.objects.filter(contact_id=pk).delete()[0],
         "messages": Message.objects.filter(contact_id=pk).update(
             to_email="", subject="", body_text="", render_context={}, error=""
         ),

@@ -297,8 +297,9 @@ def test_the_builder_hides_for_a_static_list_and_types_trait_values(
 
 def test_a_marketer_picks_a_topic_subscription_rule(admin_page, transactional_db):
     # given two topics and a contact who left the opt-out newsletter
-    from apps.campaigns.models import Topic, TopicSubscriptionChange
+    from apps.campaigns.models import Topic
     from apps.campaigns.topics import topic_set
+    from apps.contacts.consent import ConsentProof, Source
 
     newsletter = Topic.objects.create(
         name="Newsletter", slug="newsletter", default=Topic.Default.OPT_OUT
@@ -310,7 +311,7 @@ def test_a_marketer_picks_a_topic_subscription_rule(admin_page, transactional_db
         contact=gone,
         topic=newsletter,
         subscribed=False,
-        source=TopicSubscriptionChange.Source.STAFF,
+        proof=ConsentProof(source=Source.STAFF),
     )
     page = admin_page
     page.goto(reverse("admin:segments_segment_add"))

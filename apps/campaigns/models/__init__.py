@@ -15,7 +15,6 @@ from .email import (
     Message,
     Topic,
     TopicSubscription,
-    TopicSubscriptionChange,
 )
 
 __all__ = [
@@ -30,5 +29,4 @@ __all__ = [
     "SendingLane",
     "Topic",
     "TopicSubscription",
-    "TopicSubscriptionChange",
 ]

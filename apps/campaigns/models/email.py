@@ -133,40 +133,6 @@ class TopicSubscription(models.Model):
         return f"{self.contact_id} {state} {self.topic_id}"
 
 
-class TopicSubscriptionChange(models.Model):
-    """The history of a contact's topic choices: what changed it, who, when."""
-
-    class Source(models.TextChoices):
-        PREFERENCES = "preferences", "Preference page"
-        ONE_CLICK = "one_click", "One-click unsubscribe"
-        UNSUBSCRIBE_ALL = "unsubscribe_all", "Unsubscribe from all"
-        STAFF = "staff", "Staff"
-        API = "api", "API"
-        IMPORT = "import", "Import"
-
-    contact = models.ForeignKey(
-        Contact, on_delete=models.CASCADE, related_name="topic_changes"
-    )
-    # Consent history outlives nothing it records: a topic with history is kept.
-    topic = models.ForeignKey(Topic, on_delete=models.PROTECT, related_name="changes")
-    subscribed = models.BooleanField()
-    source = models.CharField(max_length=16, choices=Source.choices)
-    detail = models.CharField(
-        max_length=200, blank=True, help_text="Who: a staff username, a key's source."
-    )
-    at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        ordering = ["-at", "-pk"]
-        indexes = [
-            models.Index(fields=["contact", "-at"], name="topic_change_contact_idx")
-        ]
-
-    def __str__(self) -> str:
-        state = "subscribed to" if self.subscribed else "left"
-        return f"{self.contact_id} {state} {self.topic_id} ({self.source})"
-
-
 class Message(models.Model):
     """One email to one contact: the unit that is sent exactly once.
 

@@ -21,6 +21,7 @@ from apps.campaigns.models import (
     Topic,
 )
 from apps.campaigns.topics import topic_set
+from apps.contacts.consent import ConsentProof, Source
 from apps.contacts.models import ConsentStatus
 from apps.contacts.suppression import address_suppress
 from apps.core import clock
@@ -114,7 +115,12 @@ def test_exclusions_consent_topic_and_the_address_list_leave_people_out(
     topic = Topic.objects.create(
         name="Newsletter", slug="newsletter", default=Topic.Default.OPT_OUT
     )
-    topic_set(contact=dee, topic=topic, subscribed=False, source="staff")
+    topic_set(
+        contact=dee,
+        topic=topic,
+        subscribed=False,
+        proof=ConsentProof(source=Source.STAFF),
+    )
     address_suppress(email=eve.email, reason="bounced")
     campaign = make_campaign(segments=[everyone], topic=topic)
     campaign.exclude_segments.set([customers])

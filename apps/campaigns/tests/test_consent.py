@@ -18,11 +18,14 @@ from apps.campaigns.services import (
     message_create,
     message_create_test,
 )
+from apps.contacts.consent import ConsentProof, Source
 from apps.contacts.models import ConsentStatus, Contact, SuppressedAddress
 from apps.contacts.services import contact_merge
 from apps.contacts.suppression import address_suppress, address_suppression
 
 pytestmark = pytest.mark.django_db
+# Where these tests' consent changes come from, for their records.
+TEST_PROOF = ConsentProof(source=Source.SYSTEM, who="test")
 C = ConsentStatus
 
 
@@ -32,7 +35,9 @@ def links(contact: Contact, message: Message | None = None) -> dict[str, str]:
 
 
 def bounce(contact: Contact) -> None:
-    contact_set_consent(contact=contact, status=C.BOUNCED, reason="Postmark bounced")
+    contact_set_consent(
+        contact=contact, status=C.BOUNCED, reason="Postmark bounced", proof=TEST_PROOF
+    )
 
 
 # -- precedence -----------------------------------------------------------------------
@@ -58,8 +63,10 @@ def test_the_preference_page_cannot_undo_a_bounce_or_a_complaint(
     client, contact, status
 ):
     # given a bounced (or complained) contact who unsubscribed too
-    contact_set_consent(contact=contact, status=status, reason="the ESP said so")
-    contact_unsubscribe(contact=contact, reason="unsubscribe link")
+    contact_set_consent(
+        contact=contact, status=status, reason="the ESP said so", proof=TEST_PROOF
+    )
+    contact_unsubscribe(contact=contact, reason="unsubscribe link", proof=TEST_PROOF)
     url = links(contact)["preferences_url"]
     # when they ask to be subscribed again
     page = client.get(url)
@@ -72,7 +79,7 @@ def test_the_preference_page_cannot_undo_a_bounce_or_a_complaint(
 
 
 def test_a_person_may_undo_their_own_unsubscribe(client, contact):
-    contact_unsubscribe(contact=contact, reason="unsubscribe link")
+    contact_unsubscribe(contact=contact, reason="unsubscribe link", proof=TEST_PROOF)
     assert address_suppression(contact.email).reason == "unsubscribed"
 
     client.post(links(contact)["preferences_url"], {"marketing": "subscribe"})
@@ -86,14 +93,21 @@ def test_lifting_a_bounce_needs_a_reason(contact):
     bounce(contact)
 
     with pytest.raises(ValueError, match="reason"):
-        contact_set_consent(contact=contact, status=C.SUBSCRIBED, reason=" ", lift=True)
+        contact_set_consent(
+            contact=contact,
+            status=C.SUBSCRIBED,
+            reason=" ",
+            proof=TEST_PROOF,
+            lift=True,
+        )
     assert not contact_set_consent(
-        contact=contact, status=C.SUBSCRIBED, reason="server"
+        contact=contact, status=C.SUBSCRIBED, reason="server", proof=TEST_PROOF
     )
     assert contact_set_consent(
         contact=contact,
         status=C.SUBSCRIBED,
         reason="mailbox fixed, confirmed by phone",
+        proof=TEST_PROOF,
         lift=True,
     )
     assert address_suppression(contact.email) is None
@@ -129,7 +143,9 @@ def test_a_bounced_address_gets_nothing_after_its_contact_is_deleted_and_re_crea
 
 
 def test_a_test_send_to_a_suppressed_address_is_refused(outbox, template, contact):
-    contact_set_consent(contact=contact, status=C.COMPLAINED, reason="spam report")
+    contact_set_consent(
+        contact=contact, status=C.COMPLAINED, reason="spam report", proof=TEST_PROOF
+    )
     # a test personalised as anyone, but sent to the complained address
     test = message_create_test(
         template=template, contact=Contact.objects.create(), to_email="ada@example.com"
@@ -176,7 +192,9 @@ def test_staff_lift_a_bounce_on_the_consent_page_only_with_a_reason(contact):
 def test_staff_resubscribing_lifts_no_more_than_the_contacts_own_status(contact):
     # given an unsubscribed contact whose address also carries a complaint (from an
     # earlier contact with the address, since erased)
-    contact_set_consent(contact=contact, status=C.UNSUBSCRIBED, reason="footer link")
+    contact_set_consent(
+        contact=contact, status=C.UNSUBSCRIBED, reason="footer link", proof=TEST_PROOF
+    )
     address_suppress(email=contact.email, reason="complained", detail="old contact")
     client = staff("contacts.change_contact", "contacts.view_contact")
     url = reverse("admin:campaigns_contact_consent", args=[contact.pk])

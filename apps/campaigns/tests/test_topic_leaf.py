@@ -5,9 +5,10 @@ import datetime as dt
 
 import pytest
 
-from apps.campaigns.models import Topic, TopicSubscriptionChange
+from apps.campaigns.models import Topic
 from apps.campaigns.topic_leaf import TopicLeaf
 from apps.campaigns.topics import topic_set
+from apps.contacts.consent import ConsentProof, Source
 from apps.contacts.models import Contact
 from apps.core import clock
 from apps.segments.conditions import (
@@ -26,7 +27,6 @@ from apps.segments.services import segment_refresh_full
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
-API = TopicSubscriptionChange.Source.API
 
 
 @pytest.fixture
@@ -56,8 +56,18 @@ def people(newsletter, offers):
             (gone, False, False),
             (mixed, False, True),
         ]:
-            topic_set(contact=contact, topic=newsletter, subscribed=news, source=API)
-            topic_set(contact=contact, topic=offers, subscribed=offer, source=API)
+            topic_set(
+                contact=contact,
+                topic=newsletter,
+                subscribed=news,
+                proof=ConsentProof(source=Source.API_SERVER),
+            )
+            topic_set(
+                contact=contact,
+                topic=offers,
+                subscribed=offer,
+                proof=ConsentProof(source=Source.API_SERVER),
+            )
     return bare, keen, gone, mixed
 
 
@@ -137,7 +147,12 @@ def test_a_segment_follows_a_topic_change_as_it_happens(
     segment_refresh_full(segment=segment)
     run_jobs()
     # when one leaves the newsletter
-    topic_set(contact=keen, topic=newsletter, subscribed=False, source=API)
+    topic_set(
+        contact=keen,
+        topic=newsletter,
+        subscribed=False,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
     run_jobs()
     # then the segment drops them without a full refresh
     assert set(
@@ -153,13 +168,18 @@ def test_a_change_records_an_event_a_workflow_can_start_on(people, newsletter):
     assert [(e.name, e.properties["topic"]) for e in events] == [
         ("topic_subscribed", "offers")  # the newsletter's yes was its default
     ]
-    topic_set(contact=keen, topic=newsletter, subscribed=False, source=API)
+    topic_set(
+        contact=keen,
+        topic=newsletter,
+        subscribed=False,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
     last = keen.events.order_by("-pk").first()
     assert last.name == "topic_unsubscribed"
     assert last.properties == {
         "topic": "newsletter",
         "topic_name": "Newsletter",
-        "source": "api",
+        "source": "api_server",
     }
 
 

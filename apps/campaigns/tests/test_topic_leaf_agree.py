@@ -8,8 +8,9 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apps.campaigns.models import Topic, TopicSubscriptionChange
+from apps.campaigns.models import Topic
 from apps.campaigns.topics import topic_set
+from apps.contacts.consent import ConsentProof, Source
 from apps.segments.conditions import validate
 from apps.segments.tests.test_conditions_agree import (
     Rollback,
@@ -61,7 +62,7 @@ def test_sql_and_python_agree_with_topic_leaves(
                             contact=contact,
                             topic=topics[slug],
                             subscribed=subscribed,
-                            source=TopicSubscriptionChange.Source.IMPORT,
+                            proof=ConsentProof(source=Source.IMPORT),
                         )
             assert_agree(condition, contacts)
             raise Rollback

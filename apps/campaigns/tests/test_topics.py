@@ -11,16 +11,17 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.campaigns.context import link_urls
 from apps.campaigns.delivery import SendOutcome, message_send
-from apps.campaigns.models import Message, Topic, TopicSubscriptionChange
+from apps.campaigns.models import Message, Topic
 from apps.campaigns.services import contact_set_consent, message_create
 from apps.campaigns.tokens import UNSUBSCRIBE_SALT, make_contact_token
 from apps.campaigns.topics import subscribed_to, topic_set, topic_subscribers
-from apps.contacts.models import ConsentStatus, Contact
+from apps.contacts.consent import ConsentProof, Source
+from apps.contacts.models import ConsentRecord, ConsentStatus, Contact
 from apps.contacts.services import contact_merge
 from apps.contacts.suppression import address_suppress
 
 pytestmark = pytest.mark.django_db
-Source = TopicSubscriptionChange.Source
+TEST_PROOF = ConsentProof(source=Source.SYSTEM, who="test")
 
 
 @pytest.fixture
@@ -57,27 +58,33 @@ def test_a_change_is_recorded_once_with_its_source_and_a_repeat_adds_nothing(
         contact=contact,
         topic=offers,
         subscribed=True,
-        source=Source.STAFF,
-        detail="eve",
+        proof=ConsentProof(source=Source.STAFF, who="eve"),
     )
     assert not topic_set(
         contact=contact,
         topic=offers,
         subscribed=True,
-        source=Source.STAFF,
-        detail="eve",
+        proof=ConsentProof(source=Source.STAFF, who="eve"),
     )
     # then one history row says who
     assert subscribed_to(contact, offers) is True
-    (change,) = TopicSubscriptionChange.objects.filter(contact=contact)
-    assert (change.subscribed, change.source, change.detail) == (True, "staff", "eve")
+    (change,) = ConsentRecord.objects.filter(contact=contact)
+    assert (change.topic, change.previous, change.value) == (
+        "offers",
+        "unsubscribed",
+        "subscribed",
+    )
+    assert (change.source, change.who) == ("staff", "eve")
 
 
 def test_setting_what_the_default_already_gives_writes_nothing(contact, newsletter):
     assert not topic_set(
-        contact=contact, topic=newsletter, subscribed=True, source=Source.PREFERENCES
+        contact=contact,
+        topic=newsletter,
+        subscribed=True,
+        proof=ConsentProof(source=Source.PREFERENCES),
     )
-    assert not TopicSubscriptionChange.objects.exists()
+    assert not ConsentRecord.objects.exists()
 
 
 def test_subscribers_of_an_opt_out_topic_are_all_but_those_who_left_in_one_query(
@@ -86,8 +93,18 @@ def test_subscribers_of_an_opt_out_topic_are_all_but_those_who_left_in_one_query
     # given three contacts: one left the newsletter, one joined offers
     left = Contact.objects.create(email="left@example.com")
     joined = Contact.objects.create(email="joined@example.com")
-    topic_set(contact=left, topic=newsletter, subscribed=False, source=Source.API)
-    topic_set(contact=joined, topic=offers, subscribed=True, source=Source.API)
+    topic_set(
+        contact=left,
+        topic=newsletter,
+        subscribed=False,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
+    topic_set(
+        contact=joined,
+        topic=offers,
+        subscribed=True,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
     # when the audiences are read
     with CaptureQueriesContext(connection) as queries:
         newsletter_ids = set(topic_subscribers(newsletter).values_list("pk", flat=True))
@@ -100,10 +117,20 @@ def test_subscribers_of_an_opt_out_topic_are_all_but_those_who_left_in_one_query
 
 def test_a_merge_keeps_the_stricter_choice_and_the_history(contact, newsletter):
     other = Contact.objects.create(email="other@example.com")
-    topic_set(contact=contact, topic=newsletter, subscribed=False, source=Source.API)
+    topic_set(
+        contact=contact,
+        topic=newsletter,
+        subscribed=False,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
     contact_merge(source=contact, target=other, reason="test")
     assert subscribed_to(other, newsletter) is False
-    assert TopicSubscriptionChange.objects.get().contact_id == other.pk
+    # and the history moved, with what the merge changed for the survivor
+    records = ConsentRecord.objects.order_by("pk")
+    assert [(r.contact_id, r.source, r.value) for r in records] == [
+        (other.pk, "api_server", "unsubscribed"),
+        (other.pk, "merge", "unsubscribed"),
+    ]
 
 
 # -- at send time ------------------------------------------------------------------
@@ -123,8 +150,15 @@ def test_a_topic_email_to_a_contact_who_left_the_topic_is_not_sent(
 def test_a_topic_subscription_never_overrides_a_global_unsubscribe(
     outbox, template, contact, offers
 ):
-    topic_set(contact=contact, topic=offers, subscribed=True, source=Source.API)
-    contact_set_consent(contact=contact, status="unsubscribed", reason="test")
+    topic_set(
+        contact=contact,
+        topic=offers,
+        subscribed=True,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
+    contact_set_consent(
+        contact=contact, status="unsubscribed", reason="test", proof=TEST_PROOF
+    )
     message, _ = message_create(contact=contact, template=template, topic=offers)
     assert message_send(message_id=message.pk) == SendOutcome.SUPPRESSED
     assert outbox == []
@@ -134,7 +168,9 @@ def test_a_transactional_email_goes_without_marketing_consent_but_not_to_a_bounc
     outbox, template, contact
 ):
     # given a contact who unsubscribed from marketing
-    contact_set_consent(contact=contact, status="unsubscribed", reason="test")
+    contact_set_consent(
+        contact=contact, status="unsubscribed", reason="test", proof=TEST_PROOF
+    )
     receipt, _ = message_create(contact=contact, template=template, transactional=True)
     # then their receipt still goes, as a transactional message
     assert message_send(message_id=receipt.pk) == SendOutcome.SENT
@@ -167,8 +203,12 @@ def test_a_topic_emails_one_click_leaves_that_topic_only(
     contact.refresh_from_db()
     assert contact.email_consent == ConsentStatus.SUBSCRIBED
     assert subscribed_to(contact, newsletter) is False
-    change = TopicSubscriptionChange.objects.get()
-    assert (change.source, change.detail) == ("one_click", f"message #{message.pk}")
+    change = ConsentRecord.objects.get()
+    assert (change.source, change.who) == (
+        "one_click",
+        f"{contact.email} (link in message #{message.pk})",
+    )
+    assert change.wording == "Unsubscribe from “Newsletter”"
     assert Message.objects.get(pk=message.pk).unsubscribed_at is not None
     # and the page offers leaving everything
     assert b"Unsubscribe from all marketing email" in response.content
@@ -190,7 +230,12 @@ def test_the_footer_offers_the_topic_and_everything_and_a_get_changes_nothing(
 def test_the_topic_is_signed_into_the_token_and_cannot_be_swapped(
     client, contact, newsletter, offers
 ):
-    topic_set(contact=contact, topic=offers, subscribed=True, source=Source.API)
+    topic_set(
+        contact=contact,
+        topic=offers,
+        subscribed=True,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
     token = make_contact_token(
         contact_id=contact.pk,
         message_id=None,
@@ -240,16 +285,15 @@ def test_the_preference_page_lists_topics_and_saves_them_with_history(
     assert subscribed_to(contact, newsletter) is False
     assert subscribed_to(contact, offers) is True
     assert subscribed_to(contact, hidden) is False
-    sources = set(TopicSubscriptionChange.objects.values_list("source", flat=True))
-    assert sources == {"preferences"}
-    assert TopicSubscriptionChange.objects.count() == 2
+    sources = set(ConsentRecord.objects.values_list("topic", "source"))
+    assert sources == {("newsletter", "preferences"), ("offers", "preferences")}
 
 
 def test_a_test_links_preference_page_changes_no_topic(client, contact, newsletter):
     url = link_urls(contact_id=contact.pk, message_id=None, is_test=True)
     client.post(_path(url["preferences_url"]), {"topics_shown": [str(newsletter.pk)]})
     assert subscribed_to(contact, newsletter) is True
-    assert not TopicSubscriptionChange.objects.exists()
+    assert not ConsentRecord.objects.exists()
 
 
 # -- admin ---------------------------------------------------------------------------
@@ -260,8 +304,18 @@ def test_the_topic_list_counts_subscribers_in_one_query_and_the_contact_shows_to
 ):
     # given a second contact who left the newsletter and joined offers
     other = Contact.objects.create(email="other@example.com")
-    topic_set(contact=other, topic=newsletter, subscribed=False, source=Source.STAFF)
-    topic_set(contact=other, topic=offers, subscribed=True, source=Source.STAFF)
+    topic_set(
+        contact=other,
+        topic=newsletter,
+        subscribed=False,
+        proof=ConsentProof(source=Source.STAFF),
+    )
+    topic_set(
+        contact=other,
+        topic=offers,
+        subscribed=True,
+        proof=ConsentProof(source=Source.STAFF),
+    )
     # when the list is shown
     with CaptureQueriesContext(connection) as queries:
         page = admin_client.get("/admin/campaigns/topic/").content.decode()
@@ -274,7 +328,8 @@ def test_the_topic_list_counts_subscribers_in_one_query_and_the_contact_shows_to
     # and the contact page lists the contact's topics and its history
     contact_page = admin_client.get(f"/admin/contacts/contact/{other.pk}/change/")
     text = contact_page.content.decode()
-    assert 'data-topic="offers"' in text and "left Newsletter (Staff)" in text
+    assert 'data-topic="offers"' in text
+    assert "topic “newsletter”" in text and "Admin user" in text
 
 
 def test_the_default_footer_offers_the_topic_and_everything_for_a_topic_email(
@@ -312,7 +367,7 @@ def test_a_topic_listed_after_the_page_was_shown_keeps_its_state(
     )
     # then the new topic is as it was: the person never chose it
     assert subscribed_to(contact, later) is True
-    assert not TopicSubscriptionChange.objects.filter(topic=later).exists()
+    assert not ConsentRecord.objects.filter(topic="later").exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -328,7 +383,10 @@ def test_two_first_choices_at_once_are_applied_one_after_the_other(contact, news
         try:
             barrier.wait()
             topic_set(
-                contact=contact, topic=newsletter, subscribed=False, source="one_click"
+                contact=contact,
+                topic=newsletter,
+                subscribed=False,
+                proof=ConsentProof(source=Source.ONE_CLICK),
             )
         except Exception as exc:  # reported below
             errors.append(exc)
@@ -342,13 +400,18 @@ def test_two_first_choices_at_once_are_applied_one_after_the_other(contact, news
         thread.join()
     assert errors == []
     assert subscribed_to(contact, newsletter) is False
-    assert TopicSubscriptionChange.objects.filter(topic=newsletter).count() == 1
+    assert ConsentRecord.objects.filter(topic="newsletter").count() == 1
 
 
 def test_a_topic_with_history_cannot_be_deleted_and_its_slug_and_default_are_fixed(
     admin_client, contact, newsletter
 ):
-    topic_set(contact=contact, topic=newsletter, subscribed=False, source="staff")
+    topic_set(
+        contact=contact,
+        topic=newsletter,
+        subscribed=False,
+        proof=ConsentProof(source=Source.STAFF),
+    )
     page = admin_client.post(
         f"/admin/campaigns/topic/{newsletter.pk}/delete/", {"post": "yes"}
     )

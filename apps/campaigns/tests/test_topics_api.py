@@ -7,9 +7,9 @@ import uuid
 import httpx
 import pytest
 
-from apps.campaigns.models import Topic, TopicSubscription, TopicSubscriptionChange
+from apps.campaigns.models import Topic, TopicSubscription
 from apps.campaigns.topics import subscribed_to
-from apps.contacts.models import Contact, Identity
+from apps.contacts.models import ConsentRecord, Contact, Identity
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,8 +59,8 @@ def test_a_server_key_sets_and_reads_a_contacts_topics(
         "topics": {"newsletter": False, "offers": True},
         "changed": ["offers", "newsletter"],
     }
-    change = TopicSubscriptionChange.objects.get(topic=offers)
-    assert (change.source, change.detail) == ("api", "API key of Backend")
+    change = ConsentRecord.objects.get(topic="offers")
+    assert (change.source, change.who) == ("api_server", "Backend")
     # and each key reads them back
     for params in ({"userId": "u-1"}, {"anonymousId": "anon-ada"}):
         response = httpx.get(subscriptions, params=params, auth=(server_source.key, ""))
@@ -109,7 +109,7 @@ def test_bad_input_is_refused_saying_why_and_writes_nothing(
     assert response.status_code == status, response.text
     assert says in response.text
     assert not TopicSubscription.objects.exists()
-    assert not TopicSubscriptionChange.objects.exists()
+    assert not ConsentRecord.objects.exists()
 
 
 def test_a_browser_key_may_not_use_the_endpoint(
@@ -159,8 +159,8 @@ def test_a_server_identify_sets_topics(
     ada.refresh_from_db()
     assert subscribed_to(ada, offers) and not subscribed_to(ada, newsletter)
     assert ada.attributes == {"plan": "pro"}
-    assert set(TopicSubscriptionChange.objects.values_list("source", "detail")) == {
-        ("api", "identify from Backend")
+    assert set(ConsentRecord.objects.values_list("source", "who")) == {
+        ("api_server", "Backend")
     }
 
 

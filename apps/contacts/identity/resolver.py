@@ -28,7 +28,7 @@ from .traits import (
     CONSENT_TRAIT,
     Sighting,
     apply_traits,
-    consent_reaches_address_list,
+    consent_of_new_contact,
     save_traits,
 )
 
@@ -40,7 +40,7 @@ class _WriteNeeded(Exception):
 class _Person:
     """A contact as the resolver sees it: loaded, or a placeholder to be created."""
 
-    __slots__ = ("attributes_set", "changed", "contact", "merged_into")
+    __slots__ = ("attributes_set", "changed", "consent_proof", "contact", "merged_into")
 
     def __init__(self, contact: Contact) -> None:
         self.contact = contact
@@ -49,6 +49,8 @@ class _Person:
         # than attributes, and the attribute keys set.
         self.changed: set[str] = set()
         self.attributes_set: dict[str, Any] = {}
+        # Where the consent in ``changed`` came from (the sighting that set it).
+        self.consent_proof = None
 
     @property
     def has_changes(self) -> bool:
@@ -57,6 +59,7 @@ class _Person:
     def forget_changes(self) -> None:
         self.changed.clear()
         self.attributes_set.clear()
+        self.consent_proof = None
 
     def final(self) -> "_Person":
         person = self
@@ -382,6 +385,8 @@ class IdentityResolver:
             changes = apply_traits(contact, s.traits, trusted=self.trusted)
             person.changed |= changes.changed
             person.attributes_set.update(changes.attributes_set)
+            if CONSENT_TRAIT in changes.changed:
+                person.consent_proof = s.consent_proof
             self.refusals.extend(
                 Refusal(contact, name, "a protected trait needs a server key")
                 for name in changes.refused
@@ -403,6 +408,7 @@ class IdentityResolver:
                 if not getattr(target.contact, name):
                     setattr(target.contact, name, getattr(source.contact, name))
             target.changed |= source.changed
+            target.consent_proof = target.consent_proof or source.consent_proof
             # Its attributes (all set by this call) where the target has none.
             stored = target.contact.attributes or {}
             added = {k: v for k, v in source.attributes_set.items() if k not in stored}
@@ -448,12 +454,11 @@ class IdentityResolver:
         self.people[person.contact.pk] = person
         person.forget_changes()
 
-    @staticmethod
-    def _consent_of_new(person: _Person) -> None:
-        """A contact created with a consent trait: the address list in step, as for
-        a stored contact (save_traits)."""
+    def _consent_of_new(self, person: _Person) -> None:
         if CONSENT_TRAIT in person.changed:
-            consent_reaches_address_list(person.contact, person.contact.email_consent)
+            consent_of_new_contact(
+                person.contact, person.consent_proof, default=self.default_consent
+            )
 
     def _flush_changes(self, person: _Person) -> None:
         if person.has_changes and not person.is_new:
@@ -461,6 +466,7 @@ class IdentityResolver:
                 person.contact,
                 fields=person.changed,
                 attributes=person.attributes_set,
+                consent_proof=person.consent_proof,
             )
             person.forget_changes()
 

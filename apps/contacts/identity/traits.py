@@ -10,6 +10,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 
+from ..consent import ConsentProof, Source, consent_record, contact_consent_change
 from ..models import ConsentStatus, Contact, consent_may_change
 from ..suppression import address_follow_consent
 
@@ -80,6 +81,9 @@ class Sighting:
     timestamp: dt.datetime | None = None
     context_timezone: str | None = None
     context_locale: str | None = None
+    # Where a consent trait came from (the key, the form, the IP): set by ingestion
+    # for a message that carries one, recorded if the consent changes.
+    consent_proof: ConsentProof | None = None
 
     # A message's context fills a contact's blank timezone or locale; it never
     # overwrites one (traits do that).
@@ -137,10 +141,12 @@ def apply_traits(
             # A server key may tighten consent, or record the person's own
             # resubscribe; never lift a bounce or a complaint (staff do that, in
             # admin, with a reason).
+            # A new contact's consent is recorded even when it is the default
+            # (consent_of_new_contact).
             if (
                 trusted
                 and value in ConsentStatus.values
-                and contact.email_consent != value
+                and (contact.pk is None or contact.email_consent != value)
                 and consent_may_change(contact.email_consent, value)
             ):
                 contact.email_consent = value
@@ -185,10 +191,12 @@ def save_traits(
     fields: set[str],
     attributes: dict[str, Any],
     remove: Iterable[str] = (),
+    consent_proof: ConsentProof | None = None,
 ) -> None:
     """Write trait changes of a stored contact: ``fields`` as they are on
     ``contact``, and of its attributes only the keys set (``attributes``) or
-    removed here.
+    removed here. A consent change is recorded with ``consent_proof`` (ingestion
+    passes the call's; without one it is recorded as the system's).
 
     Attributes are merged into the stored ones by the database, never written whole
     from this copy: two requests updating one contact's traits at once (under
@@ -204,17 +212,29 @@ def save_traits(
         if values:
             Contact.objects.filter(pk=contact.pk).update(**values)
         if consent is not None:
-            _save_consent(contact, consent)
+            contact_consent_change(
+                contact_id=contact.pk,
+                status=consent,
+                proof=consent_proof or ConsentProof(source=Source.SYSTEM),
+            )
+            consent_reaches_address_list(contact, consent)
 
 
-def _save_consent(contact: Contact, status: str) -> None:
-    """The consent a trusted trait set, by the precedence rule even against a bounce
-    landing meanwhile (one conditional UPDATE), and the address list in step."""
-    allowed_from = [c for c in ConsentStatus.values if consent_may_change(c, status)]
-    Contact.objects.filter(pk=contact.pk, email_consent__in=allowed_from).update(
-        email_consent=status
+def consent_of_new_contact(
+    contact: Contact, proof: ConsentProof | None, *, default: str
+) -> None:
+    """A contact created with a consent trait: the consent it was given, recorded
+    (from nothing, even when it is the ``default``: it was given, not assumed), and
+    the address list in step, as for a stored contact, when it is not the default
+    (a trait restating it moves no entry of the list, as it never did)."""
+    consent_record(
+        contact_id=contact.pk,
+        previous="",
+        value=contact.email_consent,
+        proof=proof or ConsentProof(source=Source.SYSTEM),
     )
-    consent_reaches_address_list(contact, status)
+    if contact.email_consent != default:
+        consent_reaches_address_list(contact, contact.email_consent)
 
 
 def consent_reaches_address_list(contact: Contact, status: str) -> None:

@@ -93,7 +93,7 @@ READS = {
             "contacts.contact",
             "events.event",
             "campaigns.message",
-            "campaigns.topicsubscriptionchange",
+            "contacts.consentrecord",
             "workflows.enrollment",
             "workflows.triggerdecision",
             "workflows.webhookdelivery",
@@ -178,6 +178,7 @@ def _fill_the_rest() -> None:
         Topic,
     )
     from apps.campaigns.topics import topic_set
+    from apps.contacts.consent import ConsentProof, Source
     from apps.contacts.models import Contact, ContactMerge, SuppressedAddress
     from apps.events.models import Event, EventFailure
     from apps.privacy.models import RetentionRun
@@ -208,7 +209,12 @@ def _fill_the_rest() -> None:
     )
     Segment.objects.create(name="Everyone", condition={})
     topic = Topic.objects.create(name="Offers", slug="offers")
-    topic_set(contact=contact, topic=topic, subscribed=True, source="staff")
+    topic_set(
+        contact=contact,
+        topic=topic,
+        subscribed=True,
+        proof=ConsentProof(source=Source.STAFF),
+    )
     webhook_signing_secret()  # (generated on first use)
     if not Campaign.objects.exists():
         campaign = Campaign.objects.create(name="Newsletter")

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models.functions import Cast
 
 from apps.campaigns.models import Message
-from apps.contacts.models import Contact
+from apps.contacts.models import ConsentRecord, Contact
 from apps.contacts.suppression import address_suppression
 from apps.events.models import Event
 from apps.privacy.models import DataExport, Erasure
@@ -62,6 +62,7 @@ def test_after_an_erasure_no_table_holds_the_persons_data(person, run_jobs):
     assert response.status_code == 202, response.text
     run_jobs()
     assert DataExport.objects.get().status == DataExport.Status.READY
+    assert ConsentRecord.objects.filter(contact=person.contact).exists()
     counts = (
         Message.objects.filter(contact=person.contact).count(),
         Event.objects.filter(contact=person.contact).count(),
@@ -76,6 +77,8 @@ def test_after_an_erasure_no_table_holds_the_persons_data(person, run_jobs):
     assert response.json()["status"] == "done"
     assert rows_mentioning(NEEDLES) == {}
     assert DataExport.objects.count() == 0
+    # their proof of consent is theirs: it goes too
+    assert not ConsentRecord.objects.filter(contact=person.contact).exists()
     # reports still count what the tombstone did
     tombstone = Contact.objects.get(pk=person.contact.pk)
     assert tombstone.erased_at is not None and str(tombstone).startswith("erased")

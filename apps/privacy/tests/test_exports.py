@@ -58,7 +58,7 @@ def test_the_export_holds_every_table_about_the_person_row_for_row(person, run_j
         "bounced",
         "clicked",
     }
-    assert files["campaigns.topicsubscriptionchange.jsonl"]
+    assert files["contacts.consentrecord.jsonl"]
     assert files["contacts.contactmerge.jsonl"][0]["snapshot"]
     assert files["workflows.steprun.jsonl"]
     assert files["segments.segmentmembership.jsonl"]

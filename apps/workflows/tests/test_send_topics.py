@@ -4,9 +4,11 @@ marketing consent, labelled so, never to a bounced address)."""
 
 import pytest
 
-from apps.campaigns.models import Message, Topic, TopicSubscriptionChange
+from apps.campaigns.models import Message, Topic
 from apps.campaigns.services import contact_set_consent
 from apps.campaigns.topics import topic_set
+from apps.contacts.consent import ConsentProof, Source
+from apps.contacts.models import ConsentRecord
 from apps.contacts.suppression import address_suppress
 from apps.workflows.definition import validate_definition
 from apps.workflows.models import StepRun
@@ -14,6 +16,8 @@ from apps.workflows.services import enrollment_start
 from apps.workflows.steps import STEP_TYPES
 
 pytestmark = pytest.mark.django_db
+# Where these tests' consent changes come from, for their records.
+TEST_PROOF = ConsentProof(source=Source.SYSTEM, who="test")
 
 
 RECEIPT_TRIGGER = {"type": "event", "event": "order_completed"}
@@ -52,7 +56,12 @@ def test_a_topic_send_reaches_subscribers_only_and_carries_the_topic(
     # given one contact who joined offers and one who did not
     workflow = make_workflow("Offers", **_send(topic="offers"))
     joined, other = customer("joined"), customer("other")
-    topic_set(contact=joined, topic=offers, subscribed=True, source="api")
+    topic_set(
+        contact=joined,
+        topic=offers,
+        subscribed=True,
+        proof=ConsentProof(source=Source.API_SERVER),
+    )
     # when both run through the step
     enrollment_start(workflow=workflow, contact=joined)
     enrollment_start(workflow=workflow, contact=other)
@@ -64,7 +73,7 @@ def test_a_topic_send_reaches_subscribers_only_and_carries_the_topic(
     skipped = StepRun.objects.get(enrollment__contact=other)
     assert skipped.outcome == "skipped"
     assert "not subscribed to the topic “Offers”" in str(skipped.detail)
-    assert not TopicSubscriptionChange.objects.exclude(contact=joined).exists()
+    assert not ConsentRecord.objects.exclude(contact=joined).exists()
 
 
 def test_a_transactional_send_goes_to_an_unsubscribed_contact_but_not_a_bounced_one(
@@ -74,8 +83,12 @@ def test_a_transactional_send_goes_to_an_unsubscribed_contact_but_not_a_bounced_
         "Receipt", **_send(trigger=RECEIPT_TRIGGER, transactional=True)
     )
     unsubscribed, bounced = customer("unsub"), customer("bounced")
-    contact_set_consent(contact=unsubscribed, status="unsubscribed", reason="test")
-    contact_set_consent(contact=bounced, status="bounced", reason="test")
+    contact_set_consent(
+        contact=unsubscribed, status="unsubscribed", reason="test", proof=TEST_PROOF
+    )
+    contact_set_consent(
+        contact=bounced, status="bounced", reason="test", proof=TEST_PROOF
+    )
     address_suppress(email="bounced@example.com", reason="bounced")
     enrollment_start(workflow=workflow, contact=unsubscribed)
     enrollment_start(workflow=workflow, contact=bounced)
