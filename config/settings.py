@@ -293,6 +293,10 @@ NUDGE_TRUSTED_PROXY_COUNT = envint("NUDGE_TRUSTED_PROXY_COUNT", 1)
 # Consent given to a contact created by ingestion. "subscribed" suits sites whose
 # sign-up forms collect consent; "pending" holds marketing mail until it is confirmed.
 NUDGE_DEFAULT_CONSENT = os.environ.get("NUDGE_DEFAULT_CONSENT", "subscribed")
+# A (source, messageId) repeated within this many days is a duplicate and changes
+# nothing; after it, it is a new event (apps/events/models.py EventKey). The Segment
+# spec's senders retry within hours; the window bounds the dedupe table's size.
+NUDGE_EVENT_DEDUPE_DAYS = envint("NUDGE_EVENT_DEDUPE_DAYS", 35)
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 # An event whose processing failed this many times is set aside (dead-lettered):

@@ -4,13 +4,13 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 
 from .auth import forget_cached_sources
-from .models import Event, EventFailure, Source
+from .models import Event, EventFailure, PendingEvent, Source
 from .processing import events_retry
 from .services import source_rotate_key
 
@@ -117,7 +117,7 @@ class EventAdmin(admin.ModelAdmin):
         "timestamp",
         "received_at",
         "source",
-        "processed_at",
+        "processed",
     ]
     list_filter = ["type", "source", "timestamp"]
     search_fields = ["name", "=message_id", "contact__email", "contact__external_id"]
@@ -134,7 +134,7 @@ class EventAdmin(admin.ModelAdmin):
         "timestamp",
         "received_at",
         "message_id",
-        "processed_at",
+        "processed",
     ]
     exclude = ["properties", "context"]
 
@@ -143,6 +143,15 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        # one probe of the small queue table's primary key a row
+        pending = PendingEvent.objects.filter(event_id=OuterRef("pk"))
+        return super().get_queryset(request).annotate(pending=Exists(pending))
+
+    @admin.display(boolean=True, description="processed")
+    def processed(self, obj: Event) -> bool:
+        return not obj.pending
 
     @admin.display(description="properties")
     def properties_pretty(self, obj: Event):
