@@ -14,7 +14,12 @@ from apps.contacts.models import Contact
 from apps.core import clock
 from apps.events.ingestion import events_ingest
 from apps.events.models import Event, EventKey, PendingEvent
-from apps.events.partitions import DEFAULT_PARTITION, is_partitioned, partition_name
+from apps.events.partitions import (
+    DEFAULT_PARTITION,
+    events_partitions_ensure,
+    is_partitioned,
+    partition_name,
+)
 from apps.events.schemas import Track
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,12 +37,14 @@ def _migrate(target):
 
 
 @pytest.fixture
-def at_0005():
-    """The database at 0005 for the test, migrated to the latest again after."""
+def at_0005(transactional_db):
+    """The database at 0005 for the test, migrated to the latest again after (with
+    the partitions of the real clock's months, as the tests that follow expect)."""
     old_apps = _migrate(BEFORE)
     yield old_apps
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes("events"))
+    events_partitions_ensure(now=clock.now())
 
 
 def _old_events(old_apps, *, source_id: int, contact_id: int) -> list:
