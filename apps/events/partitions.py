@@ -48,9 +48,11 @@ PARTITION_STORAGE = (
     "autovacuum_analyze_scale_factor = 0.02"
 )
 # DDL on the events table waits this long for its lock, then gives up (the next
-# tick tries again): a waiting ACCESS EXCLUSIVE request would hold up every insert
-# and read queued behind it.
-LOCK_TIMEOUT = "3s"
+# tick, or the caller, tries again): while an ACCESS EXCLUSIVE request waits behind
+# a long reader, every insert and read that needs the same table queues behind it,
+# so this bounds the stall it can cause. Partitions are made two months ahead, so a
+# few tries that give up cost nothing.
+LOCK_TIMEOUT = "500ms"
 
 
 def is_partitioned() -> bool:
