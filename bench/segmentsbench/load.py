@@ -85,7 +85,9 @@ def copy_table(
             pool.apply_async(generate, (table, spec, k))
             for k in itertools.islice(todo, 4)
         )
-        copy_sql = f"COPY {table} ({columns}) FROM STDIN WITH (FREEZE)"
+        # A partitioned table (events) takes no FREEZE: _finish_load vacuums it.
+        freeze = "" if _partitioned(cur, table) else " WITH (FREEZE)"
+        copy_sql = f"COPY {table} ({columns}) FROM STDIN{freeze}"
         with cur.copy(copy_sql) as cp:
             while pending:
                 block = pending.popleft().get()
@@ -95,6 +97,11 @@ def copy_table(
                 cp.write(block)
         conn.commit()
     return size
+
+
+def _partitioned(cur: Any, table: str) -> bool:
+    cur.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", (table,))
+    return cur.fetchone()[0]
 
 
 # -- the load --------------------------------------------------------------------------
@@ -288,6 +295,12 @@ def _finish_load(cfg: Config, schema: dict[str, Any]) -> None:
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                 f" (SELECT max(id) FROM {table}))"
             )
+        with conn.cursor() as cur:
+            if _partitioned(cur, "events_event"):
+                log(
+                    "VACUUM (FREEZE) events_event (COPY FREEZE refuses a partitioned table)"
+                )
+                conn.execute("VACUUM (FREEZE) events_event")
         log("ANALYZE")
         conn.execute("ANALYZE contacts_contact, events_event")
         if schema_of(conn) != schema:
