@@ -148,8 +148,8 @@ class EventKey(models.Model):
     """A (source, messageId) seen in the last NUDGE_EVENT_DEDUPE_DAYS: a repeat
     inside that window is a duplicate and changes nothing.
 
-    Written in the same statement as its event (ingestion.py). Narrow and bounded
-    by the window (the tick prunes older keys, dedupe.py), where a unique index on
+    Written in the same statement as its event (storage.py). Narrow and bounded
+    by the window (the tick prunes older keys, storage.py), where a unique index on
     the events table grew with all history and, its messageIds random, made every
     insert touch a random page of it. A replay after the window is stored again:
     the Segment spec's senders retry within hours, not weeks.

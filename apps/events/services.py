@@ -105,6 +105,7 @@ def event_record(
     if not stored:
         return None
     event = Event(pk=next(iter(stored.values())), **record)
+    event._state.adding, event._state.db = False, "default"  # as if read back
     if process_now:
         jobs.enqueue(process_events, [event.pk], queue="events")
     # else the tick's sweep processes it with others, in batches of 500
