@@ -302,6 +302,10 @@ NUDGE_DOUBLE_OPT_IN_PURGE_DAYS = envint("NUDGE_DOUBLE_OPT_IN_PURGE_DAYS", 30)
 NUDGE_DOUBLE_OPT_IN_TEMPLATE = os.environ.get(
     "NUDGE_DOUBLE_OPT_IN_TEMPLATE", "Confirm your subscription"
 )
+# A (source, messageId) repeated within this many days is a duplicate and changes
+# nothing; after it, it is a new event (apps/events/models.py EventKey). The Segment
+# spec's senders retry within hours; the window bounds the dedupe table's size.
+NUDGE_EVENT_DEDUPE_DAYS = envint("NUDGE_EVENT_DEDUPE_DAYS", 35)
 # Events not processed this many seconds after they arrived are re-enqueued by the tick.
 NUDGE_REENQUEUE_AFTER_SECONDS = envint("NUDGE_REENQUEUE_AFTER_SECONDS", 10)
 # An event whose processing failed this many times is set aside (dead-lettered):

@@ -14,13 +14,13 @@ from apps.contacts.consent import api_proof
 from apps.contacts.identity import CONSENT_TRAIT, Sighting, normalize_email
 from apps.contacts.services import contacts_lookup, contacts_resolve
 from apps.core import clock, jobs
-from apps.core.db import json_document, postgres_cursor
 from apps.core.group_commit import GroupCommit, Item
 
 from . import schemas
-from .models import Event, Source
+from .models import Source
 from .optin import new_contact_consent
 from .privacy import context_to_store
+from .storage import ids_in_order, insert_events, keys_in_window
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _ingest_postgres(this: "_Call") -> list[int]:
             default_consent=consent,
         )
         records = this.records(resolution.contact_ids)
-        stored = insert_events_postgres(records)
+        stored = insert_events(records)
         if len(stored) < len(records) and resolution.wrote:
             raise _Duplicates(
                 {
@@ -187,7 +187,7 @@ def _ingest_postgres(this: "_Call") -> list[int]:
                     if (r["source_id"], r["message_id"]) not in stored
                 }
             )
-        event_ids = _ids_in_order(records, stored)
+        event_ids = ids_in_order(records, stored)
         _enqueue_processing(event_ids)
     return event_ids
 
@@ -214,7 +214,7 @@ class _Write(Item):
 
 def _write_alone(records: list[dict[str, Any]]) -> list[int]:
     """One call's rows in a statement of their own, then its processing job."""
-    event_ids = _ids_in_order(records, insert_events_postgres(records))
+    event_ids = ids_in_order(records, insert_events(records))
     _enqueue_processing(event_ids)
     return event_ids
 
@@ -241,7 +241,7 @@ def _write_round(writes: list[_Write]) -> None:
         # retries) wait for each other rather than deadlock.
         records.sort(key=lambda r: (r["source_id"], r["message_id"]))
     try:
-        stored = insert_events_postgres(records)
+        stored = insert_events(records)
     except Exception as exc:
         for write in writes:
             write.error = exc if len(writes) == 1 else _Alone()
@@ -271,7 +271,12 @@ _known_senders: GroupCommit[_Write] = GroupCommit(_write_round)
 def _ingest_portable(this: "_Call") -> list[int]:
     """SQLite (the demo): a SELECT for duplicates first, then bulk_create."""
     with transaction.atomic():
-        this = this.without(_stored_message_ids(this))
+        this = this.without(
+            keys_in_window(
+                source_id=this.source.pk,
+                message_ids=[m.messageId for m in this.messages],
+            )
+        )
         if not this.messages:
             return []
         resolution = contacts_resolve(
@@ -279,9 +284,8 @@ def _ingest_portable(this: "_Call") -> list[int]:
             trusted=this.source.is_server,
             default_consent=new_contact_consent(this.source),
         )
-        # A messageId stored by a concurrent request since the check above raises
-        # IntegrityError here, and the retry in events_ingest skips it.
-        event_ids = _insert_events_orm(this.records(resolution.contact_ids))
+        records = this.records(resolution.contact_ids)
+        event_ids = ids_in_order(records, insert_events(records))
         _enqueue_processing(event_ids)
     return event_ids
 
@@ -344,7 +348,7 @@ class _Call:
         )
 
     def records(self, contact_ids: list[int]) -> list[dict[str, Any]]:
-        """Each event's every field, as _INSERT_EVENTS (and Event) take them."""
+        """Each event's every field, as insert_events (and Event) take them."""
         return [
             {
                 "contact_id": contact_id,
@@ -361,60 +365,6 @@ class _Call:
                 self.messages, self.contexts, self.timestamps, contact_ids, strict=True
             )
         ]
-
-
-def _stored_message_ids(this: _Call) -> set[str]:
-    return set(
-        Event.objects.filter(
-            source=this.source, message_id__in=[m.messageId for m in this.messages]
-        ).values_list("message_id", flat=True)
-    )
-
-
-# One statement writes the call's events (or a round's calls', see _write_round) and
-# skips the messageIds their source sent before. The rows travel as one JSON document
-# that orjson writes in C: ~6 us of CPU a row, where bulk_create's per-field
-# preparation and quoting cost ~65 us and psycopg's array parameters ~9 us.
-# PostgreSQL does about the same work for each.
-_INSERT_EVENTS = """
-INSERT INTO events_event
-    (contact_id, source_id, type, name, properties, context, timestamp, received_at,
-     message_id)
-SELECT r.contact_id, r.source_id, r.type, r.name, r.properties, r.context,
-       r.timestamp, r.received_at, r.message_id
-FROM jsonb_to_recordset(%b::jsonb) AS r(
-    contact_id bigint, source_id bigint, type text, name text, properties jsonb,
-    context jsonb, timestamp timestamptz, received_at timestamptz, message_id text)
-ON CONFLICT (source_id, message_id) DO NOTHING
-RETURNING source_id, message_id, id
-"""
-
-
-Stored = dict[tuple[int, str], int]
-
-
-def insert_events_postgres(records: list[dict[str, Any]]) -> Stored:
-    """Insert the records whose (source, messageId) is new; returns the ids of
-    those by (source id, messageId)."""
-    with postgres_cursor() as cursor:
-        cursor.execute(_INSERT_EVENTS, [json_document(records)])
-        return {
-            (source_id, message_id): pk
-            for source_id, message_id, pk in cursor.fetchall()
-        }
-
-
-def _ids_in_order(records: list[dict[str, Any]], stored: Stored) -> list[int]:
-    return [
-        stored[key]
-        for r in records
-        if (key := (r["source_id"], r["message_id"])) in stored
-    ]
-
-
-def _insert_events_orm(records: list[dict[str, Any]]) -> list[int]:
-    events = Event.objects.bulk_create([Event(**record) for record in records])
-    return [e.pk for e in events]
 
 
 def event_timestamp(

@@ -130,8 +130,8 @@ class Event(models.Model):
         GROUP = "group"
         ALIAS = "alias"
 
-    # No single-column indexes on these two: (contact, name, timestamp) and the
-    # unique (source, message_id) serve their lookups, and every index costs inserts.
+    # No single-column indexes on these two: (contact, name, timestamp) and
+    # EventKey serve their lookups, and every index costs inserts.
     contact = models.ForeignKey(
         Contact, on_delete=models.CASCADE, related_name="events", db_index=False
     )
@@ -157,18 +157,15 @@ class Event(models.Model):
     # When it happened, corrected for the sender's clock skew (see services.py).
     timestamp = models.DateTimeField()
     received_at = models.DateTimeField()
+    # Deduped within NUDGE_EVENT_DEDUPE_DAYS by EventKey, not by an index here.
     message_id = models.CharField(max_length=100)
-    # Set by the processing job; NULL rows are unprocessed work the tick re-enqueues.
-    # Also set when the event is dead-lettered (its EventFailure says so), so that
-    # the tick stops handing it out.
-    processed_at = models.DateTimeField(null=True, blank=True)
+    # Not processed yet: a PendingEvent row says so (not a column here, so that
+    # processing an event never rewrites its row and every index of this table).
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["source", "message_id"], name="event_source_message_unique"
-            ),
-        ]
+        # On PostgreSQL the table is partitioned by month of received_at and its
+        # primary key is (id, received_at) (partitions.py, migration 0010); ids
+        # still come from one sequence, so `id` alone stays unique.
         indexes = [
             # "this contact's events of this name since T"
             models.Index(
@@ -178,15 +175,58 @@ class Event(models.Model):
             models.Index(fields=["name", "timestamp"], name="event_name_ts"),
             # the contact timeline, newest first
             models.Index(fields=["contact", "-timestamp"], name="event_contact_ts"),
-            models.Index(
-                fields=["received_at"],
-                name="event_unprocessed",
-                condition=models.Q(processed_at__isnull=True),
-            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class EventKey(models.Model):
+    """A (source, messageId) seen in the last NUDGE_EVENT_DEDUPE_DAYS: a repeat
+    inside that window is a duplicate and changes nothing.
+
+    Written in the same statement as its event (storage.py). Narrow and bounded
+    by the window (the tick prunes older keys, storage.py), where a unique index on
+    the events table grew with all history and, its messageIds random, made every
+    insert touch a random page of it. A replay after the window is stored again:
+    the Segment spec's senders retry within hours, not weeks.
+    """
+
+    pk = models.CompositePrimaryKey("source_id", "message_id")
+    # No foreign key: a deleted source's keys age out of the window like any.
+    source_id = models.BigIntegerField()
+    message_id = models.CharField(max_length=100)
+    # The event's; a key older than the window is expired even before it is pruned.
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"], name="eventkey_received")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.message_id}"
+
+
+class PendingEvent(models.Model):
+    """An event not processed yet: the processing queue, off the events table.
+
+    Inserted with its event (same statement), deleted when the event is processed
+    or dead-lettered, inserted again when someone retries a dead-lettered one.
+    Processing claims these rows (select_for_update(skip_locked=True)), so the
+    event row itself is only ever read; the tick sweeps what stays here too long.
+    """
+
+    event_id = models.BigIntegerField(primary_key=True)
+    # The event's: the sweep takes the oldest first, and processing narrows its
+    # read of the (partitioned) events table to these times.
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["received_at", "event_id"], name="pending_received")
+        ]
+
+    def __str__(self) -> str:
+        return f"event #{self.event_id} (pending)"
 
 
 class EventFailure(models.Model):

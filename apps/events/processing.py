@@ -14,7 +14,7 @@ from apps.contacts.services import contacts_touch_last_seen
 from apps.core import clock, hooks, jobs
 from apps.core.db import is_transient
 
-from .models import Event, EventBatch, EventFailure
+from .models import Event, EventBatch, EventFailure, PendingEvent
 from .services import BY_CONTACT, internal_source
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,10 @@ logger = logging.getLogger(__name__)
 def events_process(*, event_ids: list[int], handed_out_before: bool = False) -> int:
     """Run the per-event work for these ids once; returns how many it processed.
 
-    The rows are locked and marked in one transaction with the hooks' work (segments,
-    workflows), so a worker killed half-way leaves them unprocessed for the tick to
-    re-enqueue, and two workers never process the same event.
+    Their pending rows (PendingEvent) are locked and deleted in one transaction
+    with the hooks' work (segments, workflows), so a worker killed half-way leaves
+    them pending for the tick to re-enqueue, and two workers never process the same
+    event. The event rows are only read.
 
     All together first, at no cost beyond the work: no attempt is counted. Events
     that failed before (they have an EventFailure), and all of them if together
@@ -85,12 +86,25 @@ def _failed_before(event_ids: list[int]) -> set[int]:
     )
 
 
-def _claim(event_ids: list[int]) -> list[Event]:
-    return list(
-        Event.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=event_ids, processed_at__isnull=True)
-        .order_by("pk")
+def _claim(event_ids: list[int]) -> tuple[list[int], list[Event]]:
+    """Lock the pending rows of these events that no other job holds; their ids
+    and their events (fewer if an event was deleted meanwhile: its pending row
+    goes with the others). The event rows are only read, never locked or written."""
+    pending = list(
+        PendingEvent.objects.select_for_update(skip_locked=True)
+        .filter(event_id__in=event_ids)
+        .order_by("event_id")
+        .values_list("event_id", "received_at")
     )
+    if not pending:
+        return [], []
+    ids = [event_id for event_id, _ in pending]
+    times = [received_at for _, received_at in pending]
+    # The times let PostgreSQL read only the partitions that hold them.
+    events = Event.objects.filter(
+        pk__in=ids, received_at__gte=min(times), received_at__lte=max(times)
+    )
+    return ids, list(events.order_by("pk"))
 
 
 def _process_together(event_ids: list[int], *, handed_out_before: bool) -> int | None:
@@ -103,10 +117,10 @@ def _process_together(event_ids: list[int], *, handed_out_before: bool) -> int |
         with transaction.atomic():
             if batch is not None and not _batch_hold(batch):
                 return None  # the tick took it for dead meanwhile (see _batches_dead)
-            events = _claim(event_ids)
+            claimed, events = _claim(event_ids)
             if events:
                 _run(events)
-                _mark_processed(events)
+            _mark_processed(claimed)
             if batch is not None:
                 batch.delete()
         return len(events)
@@ -137,10 +151,10 @@ def _process_alone(event_id: int) -> int:
         return 0
     try:
         with transaction.atomic():
-            events = _claim([event_id])
+            claimed, events = _claim([event_id])
             if events:
                 _run(events)
-                _mark_processed(events)
+            _mark_processed(claimed)
         return len(events)
     except jobs.JOB_INTERRUPTIONS:
         raise  # the attempt stays counted: it did not finish
@@ -179,12 +193,11 @@ def _run(events: list[Event]) -> None:
     hooks.run(hooks.EVENTS_INGESTED, events=events)
 
 
-def _mark_processed(events: list[Event]) -> None:
-    """Done, and any failures of theirs over."""
-    if events:
-        ids = [e.pk for e in events]
-        Event.objects.filter(pk__in=ids).update(processed_at=clock.now())
-        EventFailure.objects.filter(event_id__in=ids).delete()
+def _mark_processed(event_ids: list[int]) -> None:
+    """Done (no longer pending), and any failures of theirs over."""
+    if event_ids:
+        PendingEvent.objects.filter(event_id__in=event_ids).delete()
+        EventFailure.objects.filter(event_id__in=event_ids).delete()
 
 
 # -- attempts and failures -------------------------------------------------------------
@@ -215,13 +228,12 @@ def _attempt_claim(event_id: int) -> bool:
     """
     now = clock.now()
     with transaction.atomic():
-        event = (
-            Event.objects.select_for_update(skip_locked=True)
-            .filter(pk=event_id, processed_at__isnull=True)
-            .only("pk", "contact_id")
+        pending = (
+            PendingEvent.objects.select_for_update(skip_locked=True)
+            .filter(event_id=event_id)
             .first()
         )
-        if event is None:
+        if pending is None:
             return False
         failure = EventFailure.objects.select_for_update().filter(pk=event_id).first()
         if failure is None:
@@ -232,7 +244,7 @@ def _attempt_claim(event_id: int) -> bool:
             note = UNFINISHED.format(attempts=failure.attempts)
             failure.error = "\n\n".join([note, failure.error])[:ERROR_CHARS]
             if failure.attempts >= settings.NUDGE_EVENT_MAX_ATTEMPTS:
-                _dead_letter(failure, event=event, now=now)
+                _dead_letter(failure, pending=pending)
                 return False
         failure.attempts += 1
         failure.status = EventFailure.Status.STARTED
@@ -253,7 +265,7 @@ def _attempt_failed(event_id: int, exc: Exception) -> None:
         failure.last_failed_at = now
         failure.error = "".join(traceback.format_exception(exc))[-ERROR_CHARS:]
         if failure.attempts >= settings.NUDGE_EVENT_MAX_ATTEMPTS:
-            _dead_letter(failure, event=None, now=now)
+            _dead_letter(failure, pending=None)
             return
         failure.status = EventFailure.Status.FAILING
         failure.retry_at = now + _retry_delay(failure.attempts)
@@ -284,19 +296,22 @@ def _attempt_uncount(event_id: int) -> None:
         )
 
 
-def _dead_letter(failure: EventFailure, *, event: Event | None, now: dt.datetime):
-    """Set the event aside: marked processed so the tick no longer hands it out,
-    its failure row says it is dead."""
+def _dead_letter(failure: EventFailure, *, pending: PendingEvent | None) -> None:
+    """Set the event aside: off the queue so the tick no longer hands it out, its
+    failure row says it is dead."""
     failure.status, failure.retry_at = EventFailure.Status.DEAD, None
     failure.save()
-    Event.objects.filter(pk=failure.event_id).update(processed_at=now)
+    PendingEvent.objects.filter(event_id=failure.event_id).delete()
+    event = Event.objects.filter(pk=failure.event_id)
+    if pending is not None:
+        event = event.filter(received_at=pending.received_at)  # one partition
     logger.error(
         "event %s dead-lettered after %s attempts",
         failure.event_id,
         failure.attempts,
         extra={
             "event_id": failure.event_id,
-            "contact_id": event.contact_id if event else None,
+            "contact_id": event.values_list("contact_id", flat=True).first(),
         },
     )
 
@@ -313,9 +328,9 @@ def events_retry(*, event_ids: list[int]) -> int:
         failures = list(
             EventFailure.objects.select_for_update().filter(event_id__in=event_ids)
         )
-        existing = set(
+        existing = dict(
             Event.objects.filter(pk__in=[f.event_id for f in failures]).values_list(
-                "pk", flat=True
+                "pk", "received_at"
             )
         )
         EventFailure.objects.filter(
@@ -324,11 +339,15 @@ def events_retry(*, event_ids: list[int]) -> int:
         ids = sorted(existing)
         if not ids:
             return 0
-        Event.objects.filter(
-            pk__in=[
-                f.event_id for f in failures if f.status == EventFailure.Status.DEAD
-            ]
-        ).update(processed_at=None)
+        # a dead one goes back on the queue
+        PendingEvent.objects.bulk_create(
+            [
+                PendingEvent(event_id=f.event_id, received_at=existing[f.event_id])
+                for f in failures
+                if f.status == EventFailure.Status.DEAD and f.event_id in existing
+            ],
+            ignore_conflicts=True,
+        )
         EventFailure.objects.filter(event_id__in=ids).update(
             status=EventFailure.Status.FAILING, retry_at=None
         )
@@ -357,12 +376,14 @@ def events_reenqueue_unprocessed(*, now: dt.datetime) -> int:
     cutoff = now - dt.timedelta(seconds=settings.NUDGE_REENQUEUE_AFTER_SECONDS)
     # A failed event waits for its retry_at (a failure row lives only while its
     # event is unprocessed, so this probes a small table).
-    retry_later = EventFailure.objects.filter(event_id=OuterRef("pk"), retry_at__gt=now)
+    retry_later = EventFailure.objects.filter(
+        event_id=OuterRef("event_id"), retry_at__gt=now
+    )
     ids = list(
-        Event.objects.filter(processed_at__isnull=True, received_at__lt=cutoff)
+        PendingEvent.objects.filter(received_at__lt=cutoff)
         .filter(~Exists(retry_later))
-        .order_by("received_at", "pk")
-        .values_list("pk", flat=True)[:REENQUEUE_PER_TICK]
+        .order_by("received_at", "event_id")
+        .values_list("event_id", flat=True)[:REENQUEUE_PER_TICK]
     )
     attempts = dict(
         EventFailure.objects.filter(event_id__in=ids).values_list("pk", "attempts")
@@ -404,9 +425,9 @@ def _batches_dead(*, now: dt.datetime) -> int:
     ids = sorted({pk for batch in dead for pk in batch.event_ids})
     # skip those a live job holds: it will finish them, or leave a trace of its own
     unprocessed = list(
-        Event.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=ids, processed_at__isnull=True)
-        .values_list("pk", flat=True)
+        PendingEvent.objects.select_for_update(skip_locked=True)
+        .filter(event_id__in=ids)
+        .values_list("event_id", flat=True)
     )
     note = BATCH_DIED.format(count=len(ids))
     EventFailure.objects.bulk_create(

@@ -5,12 +5,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, connection, transaction
-
 from apps.core import clock, jobs
 
-from .ingestion import insert_events_postgres
 from .models import Event, Source
+from .storage import insert_events
 
 logger = logging.getLogger(__name__)
 
@@ -97,22 +95,17 @@ def event_record(
     from .tasks import process_events
 
     now = clock.now()
-    source = internal_source()
-    try:
-        with transaction.atomic():
-            event = Event.objects.create(
-                contact_id=contact_id,
-                source=source,
-                type=Event.Type.TRACK,
-                name=name,
-                properties=properties,
-                context=internal_context(by_contact=by_contact),
-                timestamp=timestamp or now,
-                received_at=now,
-                message_id=dedupe_key[:100],
-            )
-    except IntegrityError:
+    record = _internal_record(
+        InternalEvent(contact_id, name, properties, dedupe_key, timestamp),
+        source_id=internal_source().pk,
+        context=internal_context(by_contact=by_contact),
+        now=now,
+    )
+    stored = insert_events([record])
+    if not stored:
         return None
+    event = Event(pk=next(iter(stored.values())), **record)
+    event._state.adding, event._state.db = False, "default"  # as if read back
     if process_now:
         jobs.enqueue(process_events, [event.pk], queue="events")
     # else the tick's sweep processes it with others, in batches of 500
@@ -130,38 +123,40 @@ class InternalEvent:
     timestamp: dt.datetime | None = None
 
 
+def _internal_record(
+    event: InternalEvent, *, source_id: int, context: dict, now: dt.datetime
+) -> dict:
+    return {
+        "contact_id": event.contact_id,
+        "source_id": source_id,
+        "type": Event.Type.TRACK.value,
+        "name": event.name,
+        "properties": event.properties,
+        "context": context,
+        "timestamp": event.timestamp or now,
+        "received_at": now,
+        "message_id": event.dedupe_key[:100],
+    }
+
+
 def events_record_many(*, events: list[InternalEvent]) -> int:
     """Record many events Nudge observed, as event_record(process_now=False) would
     one by one, in one INSERT: one whose ``dedupe_key`` was seen before is left
-    out (ON CONFLICT DO NOTHING on the same unique (source, message_id)). They
-    are processed by the tick's sweep, like every high-volume fact. How many
-    rows the INSERT was given (duplicates included: PostgreSQL does not say)."""
+    out (the same EventKey window as ingestion's). They are processed by the
+    tick's sweep, like every high-volume fact. How many rows the INSERT was given
+    (duplicates included)."""
     if not events:
         return 0
     now = clock.now()
     source_id = internal_source().pk
     context = internal_context(by_contact=False)
-    records = [
-        {
-            "contact_id": e.contact_id,
-            "source_id": source_id,
-            "type": Event.Type.TRACK.value,
-            "name": e.name,
-            "properties": e.properties,
-            "context": context,
-            "timestamp": e.timestamp or now,
-            "received_at": now,
-            "message_id": e.dedupe_key[:100],
-        }
-        for e in events
-    ]
-    if connection.vendor == "postgresql":
-        # As ingestion writes events: one JSON document, not bulk_create, whose
-        # preparing of each field of each row cost more CPU than the insert (a
-        # campaign records one event a message).
-        insert_events_postgres(records)
-    else:
-        Event.objects.bulk_create(
-            [Event(**record) for record in records], ignore_conflicts=True
-        )
+    # As ingestion writes events: one JSON document, not bulk_create, whose
+    # preparing of each field of each row cost more CPU than the insert (a
+    # campaign records one event a message).
+    insert_events(
+        [
+            _internal_record(e, source_id=source_id, context=context, now=now)
+            for e in events
+        ]
+    )
     return len(events)

@@ -1,8 +1,9 @@
 """RQ entry points for events: ids in, one service call (and the waiting jobs it
 takes over), nothing else."""
 
-from apps.core import jobs
+from apps.core import clock, jobs
 
+from .partitions import events_partitions_ensure
 from .processing import events_process
 
 # Other requests' processing jobs a job takes over when it starts: with a queue
@@ -33,3 +34,8 @@ def process_events(event_ids: list[int]) -> int:
 def process_events_again(event_ids: list[int]) -> int:
     """The tick's re-enqueue: events handed out before (or never, see processing)."""
     return events_process(event_ids=event_ids, handed_out_before=True)
+
+
+def ensure_event_partitions() -> int:
+    """The tick found months ahead without a partition (see partitions.py)."""
+    return len(events_partitions_ensure(now=clock.now()))

@@ -41,7 +41,7 @@ from apps.contacts.models import (
 )
 from apps.contacts.suppression import address_suppress
 from apps.core import clock, jobs
-from apps.events.models import Event, EventFailure
+from apps.events.models import Event, EventFailure, PendingEvent
 from apps.segments.models import SegmentMembership
 from apps.workflows.models import (
     Enrollment,
@@ -193,9 +193,10 @@ def _erase(contact: Contact, addresses: list[str]) -> dict[str, int]:
     event_ids = Event.objects.filter(contact_id=pk).values("pk")
     removed = {
         "identities": Identity.objects.filter(contact_id=pk).delete()[0],
-        "events": Event.objects.filter(contact_id=pk).update(
-            properties={}, context={}, processed_at=clock.now()
-        ),
+        "events": Event.objects.filter(contact_id=pk).update(properties={}, context={}),
+        "pending_events": PendingEvent.objects.filter(event_id__in=event_ids).delete()[
+            0
+        ],
         "event_failures": EventFailure.objects.filter(event_id__in=event_ids).delete()[
             0
         ],

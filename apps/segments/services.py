@@ -9,13 +9,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
 from apps.events.models import Event
-from apps.events.services import INTERNAL_SOURCE_NAME, internal_source
+from apps.events.services import internal_source
+from apps.events.storage import insert_events, store_events_sql
 
 from .conditions import (
     check,
@@ -140,7 +141,8 @@ def _apply(segment: Segment, changes: Changes, now: dt.datetime) -> Changes:
 
 # One statement, so one round trip and atomic without a transaction of its own: the
 # events are written only for the memberships this statement really opened or closed,
-# so two jobs racing over the same contact record one change, not two.
+# so two jobs racing over the same contact record one change, not two. They are
+# stored as every event is (store_events_sql: dedupe key, pending row).
 _APPLY_SQL = """
 WITH closed AS (
     UPDATE segments_segmentmembership SET exited_at = %(now)s
@@ -161,18 +163,18 @@ WITH closed AS (
     SELECT contact_id, 'segment_entered' AS name, 'entered' AS verb FROM opened
     UNION ALL
     SELECT contact_id, 'segment_exited', 'exited' FROM closed
-)
-INSERT INTO events_event (contact_id, source_id, type, name, properties, context,
-                          timestamp, received_at, message_id)
-SELECT changed.contact_id,
-       (SELECT id FROM events_source WHERE name = %(source)s),
-       'track', changed.name, %(properties)s::jsonb, %(context)s::jsonb,
-       %(now)s, %(now)s,
-       left('seg:' || %(segment)s || ':' || changed.verb || ':' || changed.contact_id
-            || ':' || %(stamp)s, 100)
-FROM changed
-ON CONFLICT DO NOTHING
-RETURNING id, name, contact_id, source_id
+), incoming AS (
+    SELECT changed.contact_id, %(source)s::bigint AS source_id, 'track' AS type,
+           changed.name, %(properties)s::jsonb AS properties,
+           %(context)s::jsonb AS context, %(now)s::timestamptz AS timestamp,
+           %(now)s::timestamptz AS received_at,
+           left('seg:' || %(segment)s || ':' || changed.verb || ':'
+                || changed.contact_id || ':' || %(stamp)s, 100) AS message_id,
+           changed.contact_id AS ord
+    FROM changed
+),
+{store}
+SELECT id, name, contact_id FROM stored
 """
 
 
@@ -181,13 +183,13 @@ def _apply_in_one_statement(
 ) -> Changes:
     with connection.cursor() as cursor:
         cursor.execute(
-            _APPLY_SQL,
+            _APPLY_SQL.format(store=store_events_sql(incoming="incoming")),
             {
                 "now": now,
                 "segment": segment.pk,
                 "entered": changes.entered,
                 "exited": changes.exited,
-                "source": INTERNAL_SOURCE_NAME,
+                "source": internal_source().pk,
                 "properties": json.dumps(
                     {"segment_id": segment.pk, "segment": segment.name}
                 ),
@@ -196,11 +198,6 @@ def _apply_in_one_statement(
             },
         )
         rows = cursor.fetchall()
-        orphans = [row[0] for row in rows if row[3] is None]
-        if orphans:
-            # The first change on a new installation: the internal source is created
-            # now and given to the events that went in without it.
-            Event.objects.filter(pk__in=orphans).update(source=internal_source())
     done = Changes(
         entered=[row[2] for row in rows if row[1] == SEGMENT_ENTERED],
         exited=[row[2] for row in rows if row[1] == SEGMENT_EXITED],
@@ -252,42 +249,37 @@ def _record_changes(segment: Segment, changes: Changes, now: dt.datetime) -> Non
     Bulk-inserted and left for the tick's processing sweep, so a refresh that moves a
     million contacts does not enqueue a million jobs.
     """
-    source = internal_source()
+    source_id = internal_source().pk
     stamp = now.isoformat()
-    rows = [
-        Event(
-            contact_id=contact_id,
-            source=source,
-            type=Event.Type.TRACK,
-            name=name,
-            properties={"segment_id": segment.pk, "segment": segment.name},
-            context=EVENT_CONTEXT,
-            timestamp=now,
-            received_at=now,
-            message_id=f"seg:{segment.pk}:{name[8:]}:{contact_id}:{stamp}"[:100],
-        )
+    records = [
+        {
+            "contact_id": contact_id,
+            "source_id": source_id,
+            "type": Event.Type.TRACK.value,
+            "name": name,
+            "properties": {"segment_id": segment.pk, "segment": segment.name},
+            "context": EVENT_CONTEXT,
+            "timestamp": now,
+            "received_at": now,
+            "message_id": f"seg:{segment.pk}:{name[8:]}:{contact_id}:{stamp}"[:100],
+        }
         for name, ids in (
             (SEGMENT_ENTERED, changes.entered),
             (SEGMENT_EXITED, changes.exited),
         )
         for contact_id in ids
     ]
-    if rows and len(rows) <= EVENT_BATCH:
-        # Few changes (the usual case): insert them with their ids back, and process
-        # them now, not at the next sweep.
+    # A change recorded already (a retried job) is left out by its dedupe key.
+    if records and len(records) <= EVENT_BATCH:
+        # Few changes (the usual case): process them now, not at the next sweep.
         from apps.events.tasks import process_events
 
-        try:
-            with transaction.atomic():
-                created = Event.objects.bulk_create(rows)
-        except IntegrityError:  # the same change recorded already (a retried job)
-            return
-        jobs.enqueue(process_events, [e.pk for e in created], queue="events")
+        stored = insert_events(records)
+        if stored:
+            jobs.enqueue(process_events, list(stored.values()), queue="events")
         return
-    for start in range(0, len(rows), EVENT_BATCH):
-        Event.objects.bulk_create(
-            rows[start : start + EVENT_BATCH], ignore_conflicts=True
-        )
+    for start in range(0, len(records), EVENT_BATCH):
+        insert_events(records[start : start + EVENT_BATCH])
 
 
 def _finish_refresh(

@@ -12,13 +12,15 @@ from enginebench.setup import Data
 
 def hop_breakdown(data: Data, sent_at: dict[str, float], records: Records) -> dict:
     """Where each probe's time went, from the rows' timestamps (all clocks on this
-    machine): HTTP response, received -> events job done, -> send step started,
+    machine): HTTP response, received -> enrolled by the events job (it commits
+    the enrollment with its work; events have no processed time of their own any
+    more), -> send step started,
     step, -> message claimed by the email job, -> handed to the backend."""
     events, enrollments, runs, messages = _probe_rows(data, list(sent_at))
     hops: dict[str, list[float]] = {
         "send -> received by the app": [],
-        "received -> events job done": [],
-        "events job done -> send step starts": [],
+        "received -> enrolled (events job)": [],
+        "enrolled -> send step starts": [],
         "send step (creates the message)": [],
         "step done -> email job claims it": [],
         "claimed -> handed to the backend": [],
@@ -29,12 +31,12 @@ def hop_breakdown(data: Data, sent_at: dict[str, float], records: Records) -> di
         email = ev["contact__email"]
         run, msg = runs.get(enrollment_id), messages.get(enrollment_id)
         mail = records.mails.get(email)
-        if not (run and msg and msg["claimed_at"] and mail and ev["processed_at"]):
+        if not (run and msg and msg["claimed_at"] and mail):
             continue
         points = [
             sent_at[email],
             ev["received_at"].timestamp(),
-            ev["processed_at"].timestamp(),
+            en["entered_at"].timestamp(),
             run["started_at"].timestamp(),
             run["finished_at"].timestamp(),
             msg["claimed_at"].timestamp(),
@@ -58,7 +60,7 @@ def _probe_rows(
         e["pk"]: e
         for e in Event.objects.filter(
             name=PROBE_EVENT, contact__email__in=emails
-        ).values("pk", "contact__email", "received_at", "processed_at")
+        ).values("pk", "contact__email", "received_at")
     }
     enrollments = {
         row["pk"]: row

@@ -194,23 +194,23 @@ def _store_events(
     tag: str,
 ) -> list[list[int]]:
     """``per_call`` events per contact, unprocessed: one list of event ids per job."""
-    from apps.events.models import Event
+    from apps.events.storage import ids_in_order, insert_events
 
     calls = []
     for k, contact_id in enumerate(contacts):
-        rows = Event.objects.bulk_create(
-            Event(
-                contact_id=contact_id,
-                source=source,
-                type="track" if name == PROBE_EVENT else "page",
-                name=name,
-                properties={"path": "/"},
-                context={"ip": "198.51.100.7"},
-                timestamp=now,
-                received_at=now,
-                message_id=f"prof-{tag}-{k}-{j}",
-            )
+        records = [
+            {
+                "contact_id": contact_id,
+                "source_id": source.pk,
+                "type": "track" if name == PROBE_EVENT else "page",
+                "name": name,
+                "properties": {"path": "/"},
+                "context": {"ip": "198.51.100.7"},
+                "timestamp": now,
+                "received_at": now,
+                "message_id": f"prof-{tag}-{k}-{j}",
+            }
             for j in range(per_call)
-        )
-        calls.append([r.pk for r in rows])
+        ]
+        calls.append(ids_in_order(records, insert_events(records)))
     return calls

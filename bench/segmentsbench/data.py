@@ -130,7 +130,7 @@ CONTACT_COLUMNS = (
 
 EVENT_COLUMNS = (
     "id, contact_id, source_id, type, name, properties, context, timestamp, "
-    "received_at, message_id, processed_at"
+    "received_at, message_id"
 )
 
 
@@ -321,7 +321,7 @@ def event_chunk(spec: EventSpec, pools: Pools, k: int) -> bytes:
         eid = first + i
         out.append(
             f"{eid}\t{cid}\t{source}\t{TYPES.get(name, 'track')}\t{name}\t{props}\t"
-            f"{ctx}\t{stamp}\t{stamp}\tm{eid}\t{stamp}\n"
+            f"{ctx}\t{stamp}\t{stamp}\tm{eid}\n"
         )
     return "".join(out).encode()
 

@@ -3,6 +3,7 @@ the secondary indexes dropped and rebuilt, and what was loaded."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 import multiprocessing
@@ -24,7 +25,7 @@ from benchcommon.errors import SetupFailed
 from benchcommon.report import log
 from psycopg import sql
 
-from segmentsbench.config import Config
+from segmentsbench.config import DAYS, NOW, Config
 from segmentsbench.data import (
     CONTACT_CHUNK,
     CONTACT_COLUMNS,
@@ -84,7 +85,9 @@ def copy_table(
             pool.apply_async(generate, (table, spec, k))
             for k in itertools.islice(todo, 4)
         )
-        copy_sql = f"COPY {table} ({columns}) FROM STDIN WITH (FREEZE)"
+        # A partitioned table (events) takes no FREEZE: _finish_load vacuums it.
+        freeze = "" if _partitioned(cur, table) else " WITH (FREEZE)"
+        copy_sql = f"COPY {table} ({columns}) FROM STDIN{freeze}"
         with cur.copy(copy_sql) as cp:
             while pending:
                 block = pending.popleft().get()
@@ -96,6 +99,11 @@ def copy_table(
     return size
 
 
+def _partitioned(cur: Any, table: str) -> bool:
+    cur.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", (table,))
+    return cur.fetchone()[0]
+
+
 # -- the load --------------------------------------------------------------------------
 
 LOADED_TABLES = ("contacts_contact", "events_event")
@@ -103,8 +111,11 @@ LOADED_TABLES = ("contacts_contact", "events_event")
 
 def schema_of(conn: psycopg.Connection) -> dict[str, Any]:
     """Secondary indexes and constraints (not the primary keys) of LOADED_TABLES."""
+    # A partitioned table's index reads "ON ONLY events_event": built so, it would
+    # cover the parent alone. Without ONLY it is built on every partition.
     indexes = conn.execute(
-        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid),"
+        "SELECT i.indexrelid::regclass::text,"
+        " replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON '),"
         " i.indrelid::regclass::text, c.conname IS NOT NULL, c.condeferrable,"
         " c.condeferred"
         " FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid"
@@ -206,6 +217,7 @@ def load(cfg: Config) -> dict[str, Any]:
     source = Source.objects.create(name="bench-site", kind=Source.Kind.SERVER)
     spec = EventSpec(cfg.contacts, cfg.events, cfg.seed, source.pk)
     url = cfg.database_url
+    _partitions_for_the_data()
     with psycopg.connect(url) as conn:
         schema = schema_of(conn)
         drop_secondary(conn, schema)
@@ -217,6 +229,31 @@ def load(cfg: Config) -> dict[str, Any]:
     _finish_load(cfg, schema)
     out["analyze_seconds"] = round(time.perf_counter() - began, 2)
     return out
+
+
+def _partitions_for_the_data() -> None:
+    """The events' months get their partitions before the COPY, as the tick would
+    have made them as the events arrived (else they would all land in the default
+    partition)."""
+    from django.db import transaction
+
+    from apps.events.partitions import (
+        add_months,
+        is_partitioned,
+        month_of,
+        monthly_partitions,
+        partition_create,
+    )
+
+    if not is_partitioned():
+        return
+    month, last = month_of(NOW - dt.timedelta(days=DAYS + 1)), month_of(NOW)
+    with transaction.atomic():
+        existing = set(monthly_partitions().values())
+        while month <= last:
+            if month not in existing:
+                partition_create(month)
+            month = add_months(month, 1)
 
 
 def _copy_rows(cfg: Config, spec: EventSpec) -> dict[str, Any]:
@@ -258,6 +295,12 @@ def _finish_load(cfg: Config, schema: dict[str, Any]) -> None:
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                 f" (SELECT max(id) FROM {table}))"
             )
+        with conn.cursor() as cur:
+            if _partitioned(cur, "events_event"):
+                log(
+                    "VACUUM (FREEZE) events_event (COPY FREEZE refuses a partitioned table)"
+                )
+                conn.execute("VACUUM (FREEZE) events_event")
         log("ANALYZE")
         conn.execute("ANALYZE contacts_contact, events_event")
         if schema_of(conn) != schema:

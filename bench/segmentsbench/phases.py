@@ -122,7 +122,7 @@ def _incoming(cursor: Any, contact_id: int, n: int, source_id: int) -> None:
     stamp = NOW - dt.timedelta(seconds=1)
     cursor.execute(
         f"INSERT INTO events_event ({EVENT_COLUMNS}) VALUES"
-        " (DEFAULT, %s, %s, 'track', 'product_viewed', %s, %s, %s, %s, %s, NULL)",
+        " (DEFAULT, %s, %s, 'track', 'product_viewed', %s, %s, %s, %s, %s)",
         [
             contact_id,
             source_id,

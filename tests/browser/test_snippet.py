@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from apps.contacts.models import Contact, Identity
 from apps.events.demo import DEMO_SHOP_KEY, demo_source
-from apps.events.models import Event
+from apps.events.models import Event, PendingEvent
 
 from .conftest import WAIT_SECONDS
 
@@ -152,7 +152,7 @@ def test_a_shoppers_visit_arrives_on_the_contact_named_at_checkout(
 
     # when the workers run, then every event is processed
     run_jobs()
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists()
 
 
 def test_with_require_consent_nothing_is_stored_or_sent_before_the_visitor_accepts(

@@ -217,7 +217,7 @@ def test_a_call_without_message_id_whose_commit_lost_its_answer_is_stored_once(
 
     door = wsgi.TrackingDoor(Django())
     assert call(door, "/api/v1/track", track(), key=server_source.key)[0] == 200
-    insert = ingestion.insert_events_postgres
+    insert = ingestion.insert_events
     lost = []
 
     def insert_then_lose_the_connection(records):
@@ -229,9 +229,7 @@ def test_a_call_without_message_id_whose_commit_lost_its_answer_is_stored_once(
                 cursor.execute("SELECT 1")  # the answer that never comes
         return stored
 
-    monkeypatch.setattr(
-        ingestion, "insert_events_postgres", insert_then_lose_the_connection
-    )
+    monkeypatch.setattr(ingestion, "insert_events", insert_then_lose_the_connection)
     # when a call with neither messageId nor timestamp comes
     untimed = {"event": "untimed", "anonymousId": "anon-1"}
     status, _, body = call(door, "/api/v1/track", untimed, key=server_source.key)

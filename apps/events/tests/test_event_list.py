@@ -97,14 +97,13 @@ def test_searching_a_contacts_email_or_ids_finds_their_events(
     assert page.context["cl"].paginator.count == 150
 
 
-def test_searching_an_event_name_or_a_message_id_finds_exactly_those(
-    admin_client, ada, bob
-):
+def test_searching_an_event_name_finds_exactly_those(admin_client, ada, bob):
     by_name = admin_client.get(LIST, {"q": "order_completed"}).context["cl"]
     assert {e.contact_id for e in by_name.result_list} == {bob.pk}
     assert by_name.paginator.count == 3
+    # a messageId is not searched: nothing indexes it on the partitioned table
     by_message_id = admin_client.get(LIST, {"q": f"{ada.pk}-viewed-7"}).context["cl"]
-    assert [e.properties for e in by_message_id.result_list] == [{"n": 7}]
+    assert by_message_id.result_count == 0
     # a part of a name is not a name
     assert admin_client.get(LIST, {"q": "order"}).context["cl"].result_count == 0
 
@@ -112,7 +111,7 @@ def test_searching_an_event_name_or_a_message_id_finds_exactly_those(
 def test_the_search_box_says_what_can_be_searched(admin_client, ada):
     html = admin_client.get(LIST).content.decode()
     assert "exact email, user id or anonymous id" in html
-    assert "messageId" in html
+    assert "an event name" in html
 
 
 def test_a_list_longer_than_it_offers_says_so_without_counting_it(

@@ -12,7 +12,7 @@ from rq.job import Job
 from apps.core import jobs
 from apps.events import tasks
 from apps.events.ingestion import events_ingest
-from apps.events.models import Event, EventFailure
+from apps.events.models import EventFailure, PendingEvent
 from apps.events.schemas import Track
 from tests.fixtures import burst_worker
 
@@ -63,7 +63,7 @@ def test_the_first_job_a_worker_takes_processes_the_requests_waiting_behind_it(
 
     # then that job processed all six events together, and left nothing waiting
     assert batches == [sorted(first + second + third)]
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists()
     assert _waiting() == []
     # and the jobs it took are gone from Redis (not left for a worker to find)
     connection = django_rq.get_connection("default")
@@ -114,5 +114,5 @@ def test_when_the_batch_fails_the_taken_events_go_back_to_the_queue(
 
     # when a worker runs it once the lock is free, then every event is processed
     burst_worker(["events"]).work(burst=True, logging_level="WARNING")
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists()
     assert batches[-1] == behind

@@ -11,9 +11,10 @@ from rq.timeouts import JobTimeoutException
 from apps.core import clock, hooks
 from apps.core.scheduler import tick
 from apps.events.ingestion import events_ingest
-from apps.events.models import Event, EventFailure
+from apps.events.models import Event, EventFailure, PendingEvent
 from apps.events.processing import events_process, events_retry
 from apps.events.schemas import Track
+from apps.events.selectors import is_pending
 from tests.poison import KILLS_ITS_WORKER
 from tests.processes import wait_for
 
@@ -39,7 +40,7 @@ def test_processing_twice_processes_each_event_once(browser_source):
     finally:
         hooks._handlers[hooks.EVENTS_INGESTED].remove(handler)
     assert sorted(seen) == sorted(result.event_ids)
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists()
 
 
 def test_a_failing_hook_leaves_the_events_unprocessed_for_a_retry(browser_source):
@@ -53,7 +54,7 @@ def test_a_failing_hook_leaves_the_events_unprocessed_for_a_retry(browser_source
             assert events_process(event_ids=result.event_ids) == 0
         finally:
             hooks._handlers[hooks.EVENTS_INGESTED].remove(broken)
-        assert Event.objects.filter(processed_at__isnull=True).count() == 3
+        assert PendingEvent.objects.count() == 3
         assert EventFailure.objects.filter(attempts=1).count() == 3
         # not tried again before their retry is due
         assert events_process(event_ids=result.event_ids) == 0
@@ -77,10 +78,12 @@ def test_one_bad_event_does_not_hold_back_its_chunk(browser_source, failing_for)
     # then the others are processed, and the bad one is recorded, unprocessed
     assert processed == 3
     assert sorted(
-        Event.objects.filter(processed_at__isnull=False).values_list("name", flat=True)
+        Event.objects.exclude(
+            pk__in=PendingEvent.objects.values("event_id")
+        ).values_list("name", flat=True)
     ) == ["added_to_cart", "viewed", "viewed"]
     poison.refresh_from_db()
-    assert poison.processed_at is None
+    assert is_pending(poison.pk)
     failure = EventFailure.objects.get()
     assert failure.event_id == poison.pk
     assert (failure.status, failure.attempts) == (EventFailure.Status.FAILING, 1)
@@ -107,7 +110,7 @@ def test_a_failing_event_is_retried_later_then_dead_lettered(
         )
         run_jobs()
         poison = Event.objects.get(name="poison")
-        assert Event.objects.get(name="viewed").processed_at is not None
+        assert not is_pending(Event.objects.get(name="viewed").pk)
         # when the tick comes before its retry is due, it leaves it alone
         clock.advance(dt.timedelta(seconds=30))
         assert tick()["events"] == 0
@@ -126,7 +129,7 @@ def test_a_failing_event_is_retried_later_then_dead_lettered(
         assert (failure.status, failure.attempts) == (EventFailure.Status.DEAD, 3)
         clock.advance(dt.timedelta(hours=1))
         assert tick()["events"] == 0
-        assert not Event.objects.filter(processed_at__isnull=True).exists()
+        assert not PendingEvent.objects.exists()
 
 
 def test_a_dead_lettered_event_can_be_retried_once_the_cause_is_fixed(
@@ -144,7 +147,7 @@ def test_a_dead_lettered_event_can_be_retried_once_the_cause_is_fixed(
     run_jobs()
     # then it is processed, and its failure forgotten
     poison.refresh_from_db()
-    assert poison.processed_at is not None
+    assert not is_pending(poison.pk)
     assert not EventFailure.objects.exists()
 
 
@@ -166,7 +169,7 @@ def test_a_retried_event_that_fails_again_is_dead_lettered_again(
     failure = EventFailure.objects.get()
     assert (failure.status, failure.attempts) == (EventFailure.Status.DEAD, 3)
     poison.refresh_from_db()
-    assert poison.processed_at is not None
+    assert not is_pending(poison.pk)
 
 
 def _ingest_named(source, name):
@@ -191,7 +194,7 @@ def test_the_tick_re_enqueues_events_that_redis_lost(browser_source, run_jobs):
         tick()
     assert django_rq.get_queue("events").count == 1
     run_jobs()
-    assert not Event.objects.filter(processed_at__isnull=True).exists()
+    assert not PendingEvent.objects.exists()
     assert (
         Event.objects.get(pk=Event.objects.first().pk).contact.last_seen_at is not None
     )
@@ -255,7 +258,7 @@ def test_an_event_that_kills_its_worker_every_time_is_dead_lettered(
         if worker.poll() is not None:
             kills.append(worker.returncode)
             worker = processes.worker(f"worker-{len(kills)}.log")
-        return not Event.objects.filter(processed_at__isnull=True).exists()
+        return not PendingEvent.objects.exists()
 
     wait_for(all_settled, "every event processed or dead-lettered", timeout=90)
     # then the poison event is set aside after its attempts, each of which killed
@@ -332,7 +335,7 @@ def test_an_events_lock_wait_does_not_hold_back_the_others_of_its_chunk(
     ):
         events_process(event_ids=result.event_ids)
     # ... and the others were processed meanwhile; the one waits, uncounted
-    unprocessed = Event.objects.filter(processed_at__isnull=True)
+    unprocessed = Event.objects.filter(pk__in=PendingEvent.objects.values("event_id"))
     assert list(unprocessed.values_list("name", flat=True)) == ["contended"]
     assert not EventFailure.objects.filter(attempts__gt=0).exists()
     assert events_process(event_ids=result.event_ids) == 1
@@ -383,7 +386,7 @@ def test_a_job_timeout_ends_the_job_and_is_not_the_events_failure(
         events_process(event_ids=result.event_ids)
     # then the job ended there: nothing ran on without a timeout, nothing was
     # recorded as the event's own failure
-    assert not Event.objects.filter(processed_at__isnull=False).exists()
+    assert PendingEvent.objects.count() == Event.objects.count()
     assert not EventFailure.objects.filter(error__contains="JobTimeout").exists()
 
 

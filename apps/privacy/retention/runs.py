@@ -76,6 +76,10 @@ def _kind_purge(
 ) -> None:
     total, started = 0, time.monotonic()
     said_at = started
+    if kind.before is not None:
+        total = kind.before(cutoff)
+        run.deleted[kind.name] = run.deleted.get(kind.name, 0) + total
+        RetentionRun.objects.filter(pk=run.pk).update(deleted=run.deleted)
     for ids in kind.batches(cutoff):
         with transaction.atomic():
             deleted = kind.delete(ids, cutoff)

@@ -6,7 +6,7 @@ import itertools
 
 from apps.campaigns.models import EspEvent
 from apps.contacts.models import Contact, Identity
-from apps.events.models import Event
+from apps.events.models import Event, PendingEvent
 from apps.segments.models import Segment, SegmentRefresh
 from apps.workflows.models import (
     Enrollment,
@@ -39,9 +39,10 @@ def a_contact(**fields) -> Contact:
     return Contact.objects.create(**fields)
 
 
-def an_event(contact: Contact, received_at: dt.datetime, **fields) -> Event:
-    fields.setdefault("processed_at", received_at)
-    return Event.objects.create(
+def an_event(
+    contact: Contact, received_at: dt.datetime, *, processed: bool = True, **fields
+) -> Event:
+    event = Event.objects.create(
         contact=contact,
         name="Product Viewed",
         timestamp=received_at,
@@ -49,6 +50,9 @@ def an_event(contact: Contact, received_at: dt.datetime, **fields) -> Event:
         message_id=f"m-{next(_ids)}",
         **fields,
     )
+    if not processed:
+        PendingEvent.objects.create(event_id=event.pk, received_at=received_at)
+    return event
 
 
 def an_enrollment(contact: Contact, *, status: str, finished_at=None, **fields):

@@ -94,8 +94,8 @@ def test_old_events_that_work_still_needs_are_kept():
     # trigger of a run still going
     contact = a_contact()
     at = days_ago(500)
-    unprocessed = an_event(contact, at, processed_at=None)
-    failing = an_event(contact, at, processed_at=None)
+    unprocessed = an_event(contact, at, processed=False)
+    failing = an_event(contact, at, processed=False)
     dead = an_event(contact, at)
     for event, status in ((failing, "failing"), (dead, "dead")):
         EventFailure.objects.create(

@@ -18,7 +18,7 @@ import pytest
 from apps.campaigns.models import Message
 from apps.contacts.models import Contact
 from apps.core import clock
-from apps.events.models import Event, EventFailure
+from apps.events.models import Event, EventFailure, PendingEvent
 from apps.workflows.models import Enrollment, TriggerRun
 from apps.workflows.services import enrollment_start
 from tests.postmark_server import TOKEN, start_postmark
@@ -79,7 +79,7 @@ def unsettled() -> dict[str, int]:
         "trigger runs": TriggerRun.objects.filter(
             status=TriggerRun.Status.RUNNING
         ).count(),
-        "unprocessed events": Event.objects.filter(processed_at__isnull=True).count(),
+        "unprocessed events": PendingEvent.objects.count(),
     }
     return {what: n for what, n in counts.items() if n}
 
