@@ -12,6 +12,10 @@ from .schemas import Identify, Page, Track
 
 DEMO_SHOP_KEY = "pk_demo_shop"
 DEMO_SOURCE_NAME = "Demo shop"
+# The shop's newsletter box posts to its own source, with double opt-in on: sign-ups
+# confirm by email; shoppers identified at checkout (the shop's source) do not.
+DEMO_NEWSLETTER_KEY = "pk_demo_newsletter"
+DEMO_NEWSLETTER_NAME = "Demo shop newsletter form"
 # The demo shop's catalogue (/demo/shop/), also used for the demo history below.
 DEMO_PRODUCTS = [
     {
@@ -53,6 +57,18 @@ def demo_source() -> Source:
             "kind": Source.Kind.BROWSER,
             "public_key": DEMO_SHOP_KEY,
             "consent_category": DEMO_CONSENT_CATEGORY,
+        },
+    )
+    return source
+
+
+def demo_newsletter_source() -> Source:
+    source, _created = Source.objects.get_or_create(
+        name=DEMO_NEWSLETTER_NAME,
+        defaults={
+            "kind": Source.Kind.BROWSER,
+            "public_key": DEMO_NEWSLETTER_KEY,
+            "double_opt_in": True,
         },
     )
     return source

@@ -7,7 +7,7 @@ every event is sent by static/nudge/nudge.js with the demo source's public key.
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .demo import DEMO_PRODUCTS, DEMO_SHOP_KEY
+from .demo import DEMO_NEWSLETTER_KEY, DEMO_PRODUCTS, DEMO_SHOP_KEY
 
 CURRENCY = "USD"
 DESCRIPTIONS = {
@@ -23,7 +23,13 @@ def _shop(request: HttpRequest, template: str, **context: object) -> HttpRespons
     return render(
         request,
         f"demo/{template}",
-        {"write_key": DEMO_SHOP_KEY, "shop": shop, "currency": CURRENCY, **context},
+        {
+            "write_key": DEMO_SHOP_KEY,
+            "newsletter_key": DEMO_NEWSLETTER_KEY,
+            "shop": shop,
+            "currency": CURRENCY,
+            **context,
+        },
     )
 
 

@@ -139,8 +139,10 @@
     });
   }
 
-  // The footer's newsletter box: an identify with the address (the demo source has
-  // double opt-in, so Nudge emails a link to confirm before anything else).
+  // The footer's newsletter box, as a sign-up form embedded in a site posts: to its
+  // own source, double opt-in on, so Nudge emails a link to confirm first. Double
+  // opt-in applies to the contacts that source creates: the form sends an id of its
+  // own, not the shop's visitor id (whose contact the shop's source made).
   function newsletterBox() {
     var form = $('newsletter-form');
     if (!form) return;
@@ -148,11 +150,21 @@
       event.preventDefault();
       var email = $('newsletter-email').value.trim();
       if (!email) return;
-      nudge('identify', { email: email });
-      nudge('track', 'newsletter_signup', { form: 'footer' });
-      nudge('flush');
-      form.hidden = true;
-      $('newsletter-done').hidden = false;
+      fetch('/api/v1/identify', {
+        method: 'POST',
+        headers: {
+          'Content-Type': 'application/json',
+          'Authorization': 'Basic ' + btoa(form.getAttribute('data-key') + ':')
+        },
+        body: JSON.stringify({
+          anonymousId: randomId('signup-'),
+          traits: { email: email },
+          context: { page: { url: location.href } }
+        })
+      }).then(function (response) {
+        form.hidden = true;
+        $('newsletter-done').hidden = !response.ok;
+      });
     });
   }
 

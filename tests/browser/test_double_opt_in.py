@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from apps.campaigns.demo import demo_templates
 from apps.contacts.models import ConsentStatus, Contact
-from apps.events.demo import demo_source
+from apps.events.demo import demo_newsletter_source, demo_source
 from apps.workflows.demo import demo_welcome
 from apps.workflows.models import Enrollment
 
@@ -50,9 +50,8 @@ def wait_until(page, condition, *, what: str):
 
 @pytest.fixture
 def shop(transactional_db, settings, tmp_path):
-    source = demo_source()
-    source.double_opt_in = True
-    source.save()
+    demo_source()
+    demo_newsletter_source()
     demo_templates()
     demo_welcome()
     settings.MAILERS = {

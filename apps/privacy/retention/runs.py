@@ -76,8 +76,7 @@ def _kind_purge(
 ) -> None:
     total, started = 0, time.monotonic()
     said_at = started
-    if kind.before is not None:
-        total = kind.before(cutoff)
+    if kind.before is not None and (total := kind.before(cutoff)):
         run.deleted[kind.name] = run.deleted.get(kind.name, 0) + total
         RetentionRun.objects.filter(pk=run.pk).update(deleted=run.deleted)
     for ids in kind.batches(cutoff):

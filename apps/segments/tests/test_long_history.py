@@ -164,4 +164,7 @@ def test_the_count_reads_the_contacts_events_through_an_index(long_history):
         cursor.execute(f"EXPLAIN {sql}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     # then it reads the contact's rows through an index, not the whole table
-    assert "Index" in plan and "Seq Scan" not in plan, plan
+    # (an empty partition, one made ahead for months to come, may be "scanned":
+    # it has no page to read)
+    scans = [line for line in plan.splitlines() if "Seq Scan" in line]
+    assert "Index" in plan and all("cost=0.00..0.00" in s for s in scans), plan

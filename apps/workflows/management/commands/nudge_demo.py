@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from apps.campaigns.demo import demo_campaigns, demo_messages, demo_templates
-from apps.events.demo import demo_history, demo_source
+from apps.events.demo import demo_history, demo_newsletter_source, demo_source
 from apps.workflows.demo import demo_workflows
 
 DEMO_USER = "admin"
@@ -19,11 +19,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Created superuser {DEMO_USER} / {DEMO_PASSWORD}")
         source = demo_source()
         events = demo_history()
-        # After the demo shoppers' history: people who sign up in the shop's
-        # newsletter box from now on confirm by email first.
-        if not source.double_opt_in:
-            source.double_opt_in = True
-            source.save(update_fields=["double_opt_in"])
+        # The shop's newsletter box: sign-ups confirm by email first.
+        demo_newsletter_source()
         emails = demo_messages()
         demo_templates()
         if demo_campaigns():
