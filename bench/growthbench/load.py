@@ -51,11 +51,17 @@ def setup(cfg: Config) -> dict[str, Any]:
     flush_redis(cfg)
     os.environ.update(app_env(cfg, os.environ.get("BENCH_LOG_LEVEL", "WARNING")))
     django_migrate()
-    from apps.events.partitions import add_months, month_of, partition_create
-    from django.db import connection
+    from django.db import connection, transaction
 
     from apps.core import clock
     from apps.events.models import Source
+    from apps.events.partitions import (
+        add_months,
+        month_of,
+        monthly_partitions,
+        partition_create,
+        partition_name,
+    )
     from apps.events.services import source_create
     from apps.segments.models import Segment
     from growthbench.config import CONDITION
@@ -70,7 +76,12 @@ def setup(cfg: Config) -> dict[str, Any]:
             [NOW, cfg.contacts],
         )
     first = add_months(month_of(NOW), -MONTHS)
-    months = [partition_create(add_months(first, i)) for i in range(MONTHS + 3)]
+    months = []
+    for i in range(MONTHS + 3):
+        month = add_months(first, i)
+        if partition_name(month) not in monthly_partitions():
+            with transaction.atomic():
+                months.append(partition_create(month))
     source, _key = source_create(name="growth", kind=Source.Kind.SERVER)
     with clock.frozen(NOW):
         segment = Segment.objects.create(
