@@ -19,7 +19,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from apps.contacts.consent import ConsentProof
 from apps.contacts.models import ConsentStatus, Contact
@@ -124,11 +124,12 @@ def unconfirmed_since(cutoff: dt.datetime) -> QuerySet[Contact]:
     """Contacts still pending whose last confirmation email went before ``cutoff``:
     the retention job deletes them (apps/privacy/retention, the setting
     NUDGE_DOUBLE_OPT_IN_PURGE_DAYS)."""
+    confirmations = Message.objects.filter(
+        contact_id=OuterRef("pk"), kind=Message.Kind.CONFIRMATION
+    )
     return Contact.objects.filter(
+        Exists(confirmations.filter(created_at__lt=cutoff)),
+        ~Exists(confirmations.filter(created_at__gte=cutoff)),
         email_consent=ConsentStatus.PENDING,
         erased_at__isnull=True,
-        messages__kind=Message.Kind.CONFIRMATION,
-        messages__created_at__lt=cutoff,
-    ).exclude(
-        messages__kind=Message.Kind.CONFIRMATION, messages__created_at__gte=cutoff
     )

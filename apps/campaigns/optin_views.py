@@ -8,6 +8,7 @@ from django.views.decorators.http import require_http_methods
 from apps.contacts.consent import Source
 from apps.contacts.models import ConsentStatus
 
+from .models import Message
 from .optin import contact_confirm
 from .tokens import CONFIRM_SALT
 from .views import WORDING, _invalid_link, _no_cache, _resolve, _test_link, link_proof
@@ -24,6 +25,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         return _invalid_link()
     if link.is_test:
         return _test_link(request, link)
+    if link.message is None or link.message.kind != Message.Kind.CONFIRMATION:
+        # Only a confirmation email's own link confirms.
+        return _invalid_link()
     contact = link.contact
     if request.method == "POST":
         contact_confirm(

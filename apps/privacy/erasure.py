@@ -69,13 +69,13 @@ def erasure_request(
 ) -> Erasure:
     """Record the request and run its first pass now; the job finishes it if a send
     was in flight. Raises ErasureRefused for a contact already erased."""
-    if contact.erased_at:
-        raise ErasureRefused(f"contact #{contact.pk} was erased already")
     existing = Erasure.objects.filter(
         contact_id=contact.pk, status=Erasure.Status.WAITING
     ).first()
     if existing:
         return existing
+    if contact.erased_at:
+        raise ErasureRefused(f"contact #{contact.pk} was erased already")
     erasure = Erasure.objects.create(
         contact_id=contact.pk,
         requested_by=requested_by[:200],
@@ -160,10 +160,12 @@ def _stop_everything(contact: Contact) -> dict[str, int]:
     recipients = CampaignRecipient.objects.filter(
         contact_id=contact.pk, message_id__isnull=True, skipped=""
     ).update(skipped=f"the person was {ERASED}")
-    # Marketing consent off at once: even a message queued by a dispatch that read
-    # the contact before this pass is suppressed at send time.
+    # Marked erased at once (the data goes once nothing is in flight): delivery
+    # cancels any email to them, of any kind, even one queued by a dispatch that
+    # read the contact before this pass; no workflow enrolls them.
     Contact.objects.filter(pk=contact.pk).update(
-        email_consent=ConsentStatus.UNSUBSCRIBED
+        email_consent=ConsentStatus.UNSUBSCRIBED,
+        erased_at=clock.now(),
     )
     return {
         "messages_cancelled": cancelled,
@@ -176,10 +178,6 @@ def _stop_everything(contact: Contact) -> dict[str, int]:
 def _erase(contact: Contact, addresses: list[str]) -> dict[str, int]:
     """Remove or empty every row that holds this person's data; counts by table."""
     pk = contact.pk
-    identities = list(
-        Identity.objects.filter(contact_id=pk).values_list("anonymous_id", flat=True)
-    )
-    keys = [k for k in (contact.email, contact.external_id, *identities) if k]
     if contact.email:
         address_suppress(
             email=contact.email,
@@ -200,7 +198,7 @@ def _erase(contact: Contact, addresses: list[str]) -> dict[str, int]:
         "event_failures": EventFailure.objects.filter(event_id__in=event_ids).delete()[
             0
         ],
-        "merge_snapshots": _scrub_merges(pk, keys),
+        "merge_snapshots": _scrub_merges(contact),
         "segment_memberships": SegmentMembership.objects.filter(contact_id=pk).delete()[
             0
         ],
@@ -238,12 +236,15 @@ def _erase(contact: Contact, addresses: list[str]) -> dict[str, int]:
     return removed
 
 
-def _scrub_merges(contact_id: int, keys: list[str]) -> int:
-    """Empty the snapshots of contacts folded into this one, and any other merge
-    record whose snapshot names one of the person's addresses or ids."""
-    mentions = Q(into_id=contact_id)
-    for key in keys:
-        mentions |= Q(snapshot__icontains=key)
+def _scrub_merges(contact: Contact) -> int:
+    """Empty the snapshots of contacts folded into this one, and those of other
+    merge records that name the person's address or user id exactly (a short id
+    must not match a number in someone else's snapshot)."""
+    mentions = Q(into_id=contact.pk)
+    if contact.email:
+        mentions |= Q(snapshot__email__iexact=contact.email)
+    if contact.external_id:
+        mentions |= Q(snapshot__external_id=contact.external_id)
     return ContactMerge.objects.filter(mentions).update(snapshot={}, reason="merged")
 
 
@@ -265,22 +266,24 @@ def _scrub_webhooks(contact_id: int) -> int:
 
 
 def _delete_exports(contact_id: int) -> int:
-    from .exports import export_path
+    """Their exports and every archive file of theirs, one still being built
+    included (its job finds its row gone and deletes what it wrote)."""
+    from .exports import export_files_of
 
-    exports = list(DataExport.objects.filter(contact_id=contact_id))
-    for export in exports:
-        if export.file_name:
-            export_path(export.file_name).unlink(missing_ok=True)
+    for path in export_files_of(contact_id):
+        path.unlink(missing_ok=True)
     return DataExport.objects.filter(contact_id=contact_id).delete()[0]
 
 
 def _addresses(contact: Contact) -> list[str]:
     """The person's addresses: the contact's and those its messages went to."""
     found = {contact.email.lower()} if contact.email else set()
+    # (not a team notification's address, nor a tester's: those are not theirs)
     found |= {
         e.lower()
-        for e in Message.objects.filter(contact_id=contact.pk)
+        for e in Message.objects.filter(contact_id=contact.pk, is_test=False)
         .exclude(to_email="")
+        .exclude(kind=Message.Kind.NOTIFICATION)
         .values_list("to_email", flat=True)
     }
     return sorted(found)

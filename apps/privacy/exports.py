@@ -33,6 +33,8 @@ from .models import DataExport
 
 logger = logging.getLogger(__name__)
 
+# Archive files are named FILE_PREFIX<contact id>-<random>.zip.
+FILE_PREFIX = "nudge-export-"
 # Rows read per query while writing a section: a few MB of events at most.
 CHUNK = 2_000
 # Models that are not the person's data: the export and erasure records themselves.
@@ -59,6 +61,14 @@ def export_dir() -> Path:
 def export_path(file_name: str) -> Path:
     # file_name is ours (a random token), never from a request.
     return export_dir() / Path(file_name).name
+
+
+def export_files_of(contact_id: int) -> list[Path]:
+    """Every archive file of this contact's, ready or being written."""
+    folder = export_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob(f"{FILE_PREFIX}{contact_id}-*.zip"))
 
 
 def export_request(*, contact: Contact, requested_by: str) -> DataExport:
@@ -116,14 +126,16 @@ def export_build(*, export_id: int) -> str:
     """Build the archive (again from the start, if a worker died building it);
     returns the export's status."""
     with transaction.atomic():
-        export = DataExport.objects.select_for_update().get(pk=export_id)
+        export = DataExport.objects.select_for_update().filter(pk=export_id).first()
+        if export is None:
+            return DataExport.Status.EXPIRED  # erased or deleted since it was asked
         if export.status not in (DataExport.Status.QUEUED, DataExport.Status.BUILDING):
             return export.status
         export.status = DataExport.Status.BUILDING
         export.sections_done = export.rows = 0
         export.save(update_fields=["status", "sections_done", "rows"])
     contact = export.contact
-    file_name = f"nudge-export-{contact.pk}-{secrets.token_urlsafe(16)}.zip"
+    file_name = f"{FILE_PREFIX}{contact.pk}-{secrets.token_urlsafe(16)}.zip"
     path = export_path(file_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -137,13 +149,19 @@ def export_build(*, export_id: int) -> str:
         return DataExport.Status.FAILED
     now = clock.now()
     hours = settings.NUDGE_EXPORT_HOURS
-    DataExport.objects.filter(pk=export_id).update(
+    ready = DataExport.objects.filter(
+        pk=export_id, status=DataExport.Status.BUILDING
+    ).update(
         status=DataExport.Status.READY,
         file_name=file_name,
         size_bytes=size,
         finished_at=now,
         expires_at=now + dt.timedelta(hours=hours),
     )
+    if not ready:
+        # Erased (or deleted) while it was written: what it holds must not stay.
+        path.unlink(missing_ok=True)
+        return DataExport.Status.EXPIRED
     logger.info("export ready", extra={"export_id": export_id, "bytes": size})
     return DataExport.Status.READY
 
@@ -210,4 +228,30 @@ def exports_tick(*, now: dt.datetime) -> int:
             status=DataExport.Status.EXPIRED, file_name=""
         )
         done += 1
-    return done
+    return done + _orphans_delete()
+
+
+def _orphans_delete() -> int:
+    """Archive files no export row keeps: their contact was merged away, purged
+    or deleted (the row went with it, the file did not)."""
+    folder = export_dir()
+    if not folder.is_dir():
+        return 0
+    kept = set(
+        DataExport.objects.filter(status=DataExport.Status.READY).values_list(
+            "file_name", flat=True
+        )
+    )
+    building = {
+        str(pk)
+        for pk in DataExport.objects.filter(
+            status__in=[DataExport.Status.QUEUED, DataExport.Status.BUILDING]
+        ).values_list("contact_id", flat=True)
+    }
+    deleted = 0
+    for path in folder.glob(f"{FILE_PREFIX}*.zip"):
+        contact_id = path.name[len(FILE_PREFIX) :].split("-", 1)[0]
+        if path.name not in kept and contact_id not in building:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted

@@ -135,7 +135,7 @@ def test_confirming_a_double_opt_in_records_the_link_the_button_and_the_ip(
     pending = Contact.objects.create(
         email="walker@example.com", email_consent=ConsentStatus.PENDING
     )
-    message, _ = message_create(contact=pending, template=template)
+    message, _ = message_create(contact=pending, template=template, confirmation=True)
     token = make_contact_token(
         contact_id=pending.pk, message_id=message.pk, salt=CONFIRM_SALT
     )

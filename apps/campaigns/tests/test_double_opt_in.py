@@ -5,6 +5,7 @@ deleted if they never confirm."""
 import datetime as dt
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -177,3 +178,23 @@ def test_a_source_without_double_opt_in_subscribes_as_before(
     assert Contact.objects.get(email=EMAIL).email_consent == ConsentStatus.SUBSCRIBED
     assert outbox == []
     assert not EmailTemplate.objects.filter(name="Confirm your subscription").exists()
+
+
+def test_only_a_confirmation_emails_own_link_confirms(
+    frozen_clock, outbox, newsletter_template, client
+):
+    from apps.campaigns.context import signed_url
+    from apps.campaigns.tokens import CONFIRM_SALT, make_contact_token
+
+    # given: a pending contact, and a confirm token minted for another email of theirs
+    pending = Contact.objects.create(email=EMAIL, email_consent=ConsentStatus.PENDING)
+    other, _ = message_create(contact=pending, template=newsletter_template)
+    token = make_contact_token(
+        contact_id=pending.pk, message_id=other.pk, salt=CONFIRM_SALT
+    )
+    # when
+    response = client.post(urlsplit(signed_url("campaigns:confirm", token)).path)
+    # then
+    assert response.status_code == 400
+    pending.refresh_from_db()
+    assert pending.email_consent == ConsentStatus.PENDING

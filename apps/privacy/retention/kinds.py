@@ -256,6 +256,20 @@ def anonymous_unseen_since(cutoff: dt.datetime) -> QuerySet[Contact]:
                 contact_id=OuterRef("pk"), status__in=Enrollment.RUNNING
             )
         ),
+        ~_has_events_in_work(),
+    )
+
+
+def _has_events_in_work() -> Exists:
+    """The contact has an event not processed yet, or failing / dead-lettered:
+    deleting the contact would take it with it (and its last_seen_at, set when
+    events are processed, does not count it yet)."""
+    events = Event.objects.filter(contact_id=OuterRef("pk"))
+    return Exists(
+        events.filter(
+            Exists(PendingEvent.objects.filter(event_id=OuterRef("pk")))
+            | Exists(EventFailure.objects.filter(event_id=OuterRef("pk")))
+        )
     )
 
 
@@ -291,15 +305,28 @@ def _anonymous_delete(ids: list[int], cutoff: dt.datetime) -> int:
 # --- double opt-in's unconfirmed contacts -------------------------------------------
 
 
+def _unconfirmed(cutoff: dt.datetime) -> QuerySet[Contact]:
+    """Unconfirmed since ``cutoff`` (optin.unconfirmed_since), and not seen since,
+    with nothing in work: no event unprocessed or failing, no running enrollment."""
+    return unconfirmed_since(cutoff).filter(
+        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=cutoff),
+        ~Exists(
+            Enrollment.objects.filter(
+                contact_id=OuterRef("pk"), status__in=Enrollment.RUNNING
+            )
+        ),
+        ~_has_events_in_work(),
+    )
+
+
 def _unconfirmed_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
     after = 0
     while True:
         ids = list(
-            unconfirmed_since(cutoff)
+            _unconfirmed(cutoff)
             .filter(pk__gt=after)
             .order_by("pk")
-            .values_list("pk", flat=True)
-            .distinct()[:CONTACT_BATCH]
+            .values_list("pk", flat=True)[:CONTACT_BATCH]
         )
         if ids:
             yield ids
@@ -310,9 +337,7 @@ def _unconfirmed_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
 
 def _unconfirmed_delete(ids: list[int], cutoff: dt.datetime) -> int:
     """Those still pending (one who confirmed since it was picked stays)."""
-    still = list(
-        unconfirmed_since(cutoff).filter(pk__in=ids).values_list("pk", flat=True)
-    )
+    still = list(_unconfirmed(cutoff).filter(pk__in=ids).values_list("pk", flat=True))
     _total, per_model = Contact.objects.filter(
         pk__in=still, email_consent=ConsentStatus.PENDING
     ).delete()

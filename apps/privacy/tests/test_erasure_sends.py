@@ -185,3 +185,101 @@ def test_an_erased_contact_cannot_be_erased_or_exported_again(
     assert client.get(f"/admin/privacy/erasure/erase/{ada.pk}/").status_code == 404
     response = client.post(f"/admin/privacy/dataexport/request/{ada.pk}/")
     assert response.status_code == 404
+
+
+def test_no_email_of_any_kind_goes_while_an_erasure_waits(
+    frozen_clock, ada, template, outbox, settle
+):
+    # given: an erasure waiting for the email in flight
+    in_flight = queued(ada, template)
+    Message.objects.filter(pk=in_flight.pk).update(status=Message.Status.SENDING)
+    erasure_request(contact=ada, requested_by="staff dpo")
+    # when: a receipt (transactional, which needs no marketing consent) is queued
+    receipt = queued(ada, template, transactional=True)
+    settle()
+    # then
+    receipt.refresh_from_db()
+    assert receipt.status == Message.Status.CANCELLED
+    assert outbox == []
+
+
+def test_other_peoples_merge_records_stay_even_if_they_hold_the_same_digits(
+    frozen_clock, db
+):
+    from apps.contacts.models import ContactMerge
+
+    # given: a person with a short user id, and someone else's merge record
+    person = Contact.objects.create(email="p@example.com", external_id="42")
+    other = Contact.objects.create(email="o@example.com")
+    theirs = ContactMerge.objects.create(
+        merged_contact_id=9042,
+        into=other,
+        reason="same person",
+        snapshot={"email": "old@example.com", "external_id": "u-420", "score": 42},
+        merged_at=START,
+    )
+    mine = ContactMerge.objects.create(
+        merged_contact_id=9043,
+        into=other,
+        reason="same person",
+        snapshot={"email": "P@example.com", "external_id": None},
+        merged_at=START,
+    )
+    # when
+    erasure_request(contact=person, requested_by="staff dpo")
+    # then: the record naming the person is emptied, the other untouched
+    theirs.refresh_from_db()
+    mine.refresh_from_db()
+    assert theirs.snapshot["external_id"] == "u-420"
+    assert mine.snapshot == {}
+
+
+def test_a_team_notifications_address_is_not_taken_for_the_persons(
+    frozen_clock, ada, template, settings, tmp_path
+):
+    from django.core.mail import EmailMessage
+    from django.core.mail.backends.filebased import EmailBackend
+
+    from apps.privacy.erasure import _addresses
+
+    # given: a "notify the team" email about Ada, to staff
+    Message.objects.create(
+        contact=ada,
+        kind=Message.Kind.NOTIFICATION,
+        to_email="team@shop.example",
+        created_at=START,
+        send_after=START,
+    )
+    settings.MAIL_DIR = str(tmp_path)
+    EmailBackend(file_path=str(tmp_path)).send_messages(
+        [EmailMessage("About Grace", "...", "shop@example.com", ["team@shop.example"])]
+    )
+    # then: the person's addresses are hers alone
+    assert _addresses(ada) == ["ada@example.com"]
+    # when
+    erasure_request(contact=ada, requested_by="staff dpo")
+    # then: the team's mail about someone else stays
+    assert "About Grace" in "".join(p.read_text() for p in tmp_path.iterdir())
+
+
+def test_an_export_being_built_when_the_person_is_erased_leaves_no_file(
+    frozen_clock, ada, settings, tmp_path
+):
+    from apps.privacy.exports import export_build, export_files_of
+    from apps.privacy.models import DataExport
+
+    settings.NUDGE_EXPORT_DIR = str(tmp_path)
+    # given: an export whose job has started writing
+    export = DataExport.objects.create(
+        contact=ada,
+        requested_by="staff dpo",
+        requested_at=START,
+        status=DataExport.Status.BUILDING,
+    )
+    (tmp_path / f"nudge-export-{ada.pk}-abc.zip").write_bytes(b"PK")
+    # when: the person is erased, and the job then carries on
+    erasure_request(contact=ada, requested_by="staff dpo")
+    finished = export_build(export_id=export.pk)
+    # then
+    assert finished == DataExport.Status.EXPIRED
+    assert export_files_of(ada.pk) == []

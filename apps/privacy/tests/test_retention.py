@@ -324,3 +324,21 @@ def test_the_retention_package_names_every_kind_with_its_setting(settings):
         "unconfirmed_contacts",
     }
     assert all(hasattr(settings, kind.setting) for kind in retention.KINDS)
+
+
+def test_an_anonymous_contact_with_an_event_still_in_work_is_not_purged():
+    # given: unseen past the window, but an event of theirs is not processed yet
+    # (a backlog) and another is dead-lettered
+    waiting = an_anonymous_contact(last_seen_at=just_outside(30))
+    an_event(waiting, NOW, processed=False)
+    failed = an_anonymous_contact(last_seen_at=just_outside(30))
+    event = an_event(failed, NOW)
+    EventFailure.objects.create(
+        event_id=event.pk, status="dead", first_failed_at=NOW, last_failed_at=NOW
+    )
+
+    # when
+    retention_run()
+
+    # then
+    assert exists(waiting) and exists(failed)

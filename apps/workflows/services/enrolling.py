@@ -80,6 +80,9 @@ def enrollment_start(
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
         # The caller's copy (a worker's cached trigger index) may be older.
         reason = "" if is_test else _live_refusal(workflow, trigger_event, now)
+        if contact.erased_at:
+            # (being erased: nothing new starts for them; see apps/privacy)
+            reason = "the person was erased"
         reason = reason or _entry_refusal(
             workflow, contact, definition, now, is_test=is_test
         )
