@@ -22,10 +22,9 @@ def run(cfg: Config) -> dict[str, Any]:
     report = report_head(cfg, now=NOW.isoformat(), machine=machine_info())
     log("set-up: database, contacts, partitions, segment")
     report["setup"] = setup(cfg)
-    from apps.events.partitions import add_months, month_of
-
     from apps.core import clock
     from apps.events.models import Source
+    from apps.events.partitions import add_months, month_of
     from apps.segments.models import Segment
 
     source = Source.objects.get(pk=report["setup"]["source_id"])
