@@ -98,7 +98,13 @@ def get_archive(request: HttpRequest, export_id: int):
 @router.post(
     "/privacy/erasures",
     auth=server_key,
-    response={200: ErasureOut, 202: ErasureOut, **ERROR_RESPONSES, 404: Problem},
+    response={
+        200: ErasureOut,
+        202: ErasureOut,
+        **ERROR_RESPONSES,
+        404: Problem,
+        409: Problem,
+    },
     summary="Erase a person's personal data everywhere (cannot be undone)",
 )
 def create_erasure(request: HttpRequest, payload: EraseIn):
