@@ -3,7 +3,7 @@ confirmation page, the export download, and the read-only records."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -15,7 +15,7 @@ from apps.core import clock
 from apps.core.permissions import guarded
 
 from .erasure import ErasureRefused, erasure_request
-from .exports import export_path, export_request
+from .exports import ExportUnavailable, export_archive, export_request
 from .models import DataExport, Erasure
 
 DOWNLOAD = "privacy.download_dataexport"
@@ -169,21 +169,10 @@ class DataExportAdmin(ReadOnly):
 
     def download_view(self, request, export_id: int):
         export = get_object_or_404(DataExport, pk=export_id)
-        if (
-            export.status != DataExport.Status.READY
-            or not export.file_name
-            or (export.expires_at and export.expires_at <= clock.now())
-        ):
-            raise Http404("This export is not ready or has expired.")
         try:
-            handle = export_path(export.file_name).open("rb")
-        except FileNotFoundError as exc:
-            raise Http404("This export's file is gone.") from exc
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=f"nudge-contact-{export.contact_id}.zip",
-        )
+            return export_archive(export)
+        except ExportUnavailable as exc:
+            raise Http404(str(exc)) from exc
 
 
 def _progress(export: DataExport) -> str:

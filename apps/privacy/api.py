@@ -1,18 +1,17 @@
 """A person's export and erasure over the API (server keys only)."""
 
-from django.http import FileResponse, HttpRequest
+from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
 from apps.campaigns.api import ContactKeys, contact_named
-from apps.core import clock
 from apps.events.problems import ERROR_RESPONSES
 from apps.events.schemas import Problem
 from apps.segments.api import server_key
 
 from .erasure import ErasureRefused, erasure_request
-from .exports import export_path, export_request
+from .exports import ExportUnavailable, export_archive, export_request
 from .models import DataExport, Erasure
 
 router = Router(tags=["privacy"])
@@ -81,18 +80,10 @@ def get_export(request: HttpRequest, export_id: int):
     summary="Download a ready export (a ZIP of JSON Lines files)",
 )
 def get_archive(request: HttpRequest, export_id: int):
-    export = _export(export_id)
-    if export.status != DataExport.Status.READY or (
-        export.expires_at and export.expires_at <= clock.now()
-    ):
-        raise HttpError(404, f"export {export_id} is {export.status}, not ready")
     try:
-        handle = export_path(export.file_name).open("rb")
-    except FileNotFoundError as exc:
-        raise HttpError(404, f"export {export_id}'s file is gone") from exc
-    return FileResponse(
-        handle, as_attachment=True, filename=f"nudge-contact-{export.contact_id}.zip"
-    )
+        return export_archive(_export(export_id))
+    except ExportUnavailable as exc:
+        raise HttpError(404, str(exc)) from exc
 
 
 @router.post(

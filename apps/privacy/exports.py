@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models import QuerySet
+from django.http import FileResponse
 
 from apps.contacts.models import Contact
 from apps.core import clock, jobs
@@ -69,6 +70,28 @@ def export_files_of(contact_id: int) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(folder.glob(f"{FILE_PREFIX}{contact_id}-*.zip"))
+
+
+class ExportUnavailable(Exception):
+    """The export cannot be downloaded: its message says why."""
+
+
+def export_archive(export: DataExport) -> FileResponse:
+    """The ready export's archive as a download; ExportUnavailable if it is not
+    ready, has expired, or its file is gone."""
+    if (
+        export.status != DataExport.Status.READY
+        or not export.file_name
+        or (export.expires_at and export.expires_at <= clock.now())
+    ):
+        raise ExportUnavailable(f"export {export.pk} is {export.status}, not ready")
+    try:
+        handle = export_path(export.file_name).open("rb")
+    except FileNotFoundError as exc:
+        raise ExportUnavailable(f"export {export.pk}'s file is gone") from exc
+    return FileResponse(
+        handle, as_attachment=True, filename=f"nudge-contact-{export.contact_id}.zip"
+    )
 
 
 def export_request(*, contact: Contact, requested_by: str) -> DataExport:

@@ -273,12 +273,13 @@ def _has_events_in_work() -> Exists:
     )
 
 
-def _anonymous_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
+def _pk_batches(rows: QuerySet) -> Iterator[list[int]]:
+    """The primary keys of ``rows``, CONTACT_BATCH at a time, in key order (the
+    caller deletes each batch before asking for the next)."""
     after = 0
     while True:
         ids = list(
-            anonymous_unseen_since(cutoff)
-            .filter(pk__gt=after)
+            rows.filter(pk__gt=after)
             .order_by("pk")
             .values_list("pk", flat=True)[:CONTACT_BATCH]
         )
@@ -287,6 +288,10 @@ def _anonymous_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
         if len(ids) < CONTACT_BATCH:
             return
         after = ids[-1]
+
+
+def _anonymous_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
+    return _pk_batches(anonymous_unseen_since(cutoff))
 
 
 def _anonymous_delete(ids: list[int], cutoff: dt.datetime) -> int:
@@ -320,19 +325,7 @@ def _unconfirmed(cutoff: dt.datetime) -> QuerySet[Contact]:
 
 
 def _unconfirmed_batches(cutoff: dt.datetime) -> Iterator[list[int]]:
-    after = 0
-    while True:
-        ids = list(
-            _unconfirmed(cutoff)
-            .filter(pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:CONTACT_BATCH]
-        )
-        if ids:
-            yield ids
-        if len(ids) < CONTACT_BATCH:
-            return
-        after = ids[-1]
+    return _pk_batches(_unconfirmed(cutoff))
 
 
 def _unconfirmed_delete(ids: list[int], cutoff: dt.datetime) -> int:
