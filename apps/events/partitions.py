@@ -21,6 +21,7 @@ import datetime as dt
 import re
 
 from django.db import connection, transaction
+from psycopg import sql
 
 from apps.core import jobs
 
@@ -187,29 +188,64 @@ def events_partitions_due(*, now: dt.datetime) -> int:
 
 def events_drop_partitions_before(cutoff: dt.datetime) -> list[str]:
     """Drop every monthly partition whose month ends at or before ``cutoff``, with
-    its rows and their pending rows; returns the names, oldest first.
-
-    DETACH then DROP, each partition in a short transaction of its own: a change of
-    the catalog and the removal of its files, the same few milliseconds whatever
-    the partition holds, no scan, nothing left for VACUUM. Both take an ACCESS
-    EXCLUSIVE lock on the events table for that moment (after waiting, at most
-    LOCK_TIMEOUT, for transactions reading it to finish). Rows in the default
-    partition are never dropped here, whatever their time.
-    """
+    its rows and their pending rows; returns the names, oldest first. Rows in the
+    default partition are never dropped here, whatever their time."""
     if not is_partitioned():
         return []
     dropped = []
     for name, month in sorted(monthly_partitions().items(), key=lambda kv: kv[1]):
-        end = add_months(month, 1)
-        if end > cutoff:
-            continue
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-                cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {name}")
-                cursor.execute(f"DROP TABLE {name}")
-            PendingEvent.objects.filter(
-                received_at__gte=month, received_at__lt=end
-            ).delete()
-        dropped.append(name)
+        if add_months(month, 1) <= cutoff:
+            events_partition_drop(name, month)
+            dropped.append(name)
     return dropped
+
+
+def events_partition_drop(name: str, month: dt.datetime, *, keep=()) -> int:
+    """Drop the monthly partition ``name`` (of ``month``) with its rows and their
+    pending rows, except the rows whose ids ``keep`` lists: those move to the
+    default partition first, same ids and values, where the row-by-row retention
+    walk finds them once nothing keeps them. Returns how many rows moved.
+
+    DETACH, the move, DROP: one short transaction, a change of the catalog and the
+    removal of its files, the same few milliseconds whatever the partition holds
+    (the kept rows are read by primary key), no scan, nothing left for VACUUM. It
+    holds an ACCESS EXCLUSIVE lock on the events table for that moment, after
+    waiting at most LOCK_TIMEOUT for transactions reading it to finish (else
+    ``OperationalError``, and nothing changed).
+    """
+    keep = sorted(set(keep))
+    table = sql.Identifier(name)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cursor.execute(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                    sql.Identifier(PARENT), table
+                )
+            )
+            moved = 0
+            if keep:
+                # Into the parent, which now has no partition for the month: the
+                # rows land in the default one (made by the migration).
+                columns = sql.SQL(", ").join(map(sql.Identifier, _columns(cursor)))
+                cursor.execute(
+                    sql.SQL(
+                        "INSERT INTO {} ({}) SELECT {} FROM {} WHERE id = ANY(%s)"
+                    ).format(sql.Identifier(PARENT), columns, columns, table),
+                    [keep],
+                )
+                moved = cursor.rowcount
+            cursor.execute(sql.SQL("DROP TABLE {}").format(table))
+        PendingEvent.objects.filter(
+            received_at__gte=month, received_at__lt=add_months(month, 1)
+        ).exclude(event_id__in=keep).delete()
+    return moved
+
+
+def _columns(cursor) -> list[str]:
+    cursor.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [PARENT],
+    )
+    return [name for (name,) in cursor.fetchall()]

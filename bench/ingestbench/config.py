@@ -50,6 +50,7 @@ class Config:
     profile: str | None
     profile_requests: int
     retention_rows: int
+    retention_in_default: bool
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -129,6 +130,13 @@ def _add_phase_args(add: Any) -> None:
         help="write this many 500-day-old events first, then run the batch phase a "
         "second time while a retention pass deletes them (default 0: not done)",
     )
+    add(
+        "--retention-in-default",
+        action="store_true",
+        help="write those old events into the default partition rather than their "
+        "months' (PostgreSQL): retention deletes them row by row instead of "
+        "dropping the months",
+    )
 
 
 def _add_profile_args(add: Any) -> None:
@@ -178,4 +186,5 @@ def _config_from(a: argparse.Namespace) -> Config:
         profile=a.profile,
         profile_requests=a.profile_requests or (300 if a.profile == "batch" else 3000),
         retention_rows=a.retention_rows,
+        retention_in_default=a.retention_in_default,
     )

@@ -2,7 +2,10 @@
 
 Before anything is ingested, that many events received 500 days ago (processed, so
 retention may delete them) are written straight into events_event, with the lowest
-ids, as years of history would have them. After the batch phase (ingestion alone),
+ids, as years of history would have them: into their months' partitions, made for
+them as the tick would have then (retention drops those months whole), or with
+--retention-in-default into the default partition (retention walks them row by
+row, as it does a month that keeps too many rows to drop). After the batch phase (ingestion alone),
 a second batch phase runs while ``retention_run`` deletes them in another process,
 and the report sets the two events/s side by side. The old rows belong to the COPY
 source, so the table check on the API source's rows is unchanged.
@@ -19,6 +22,7 @@ from benchcommon.errors import BenchBroken
 from benchcommon.paths import OUT_DIR, PYTHON
 from benchcommon.report import log
 from benchcommon.server import Proc
+from psycopg import sql
 
 from ingestbench.config import Config
 from ingestbench.setup import server_env
@@ -59,6 +63,8 @@ def preload_old_events(cfg: Config, source_id: int) -> None:
             " VALUES ('old@example.com', '', '', '', '', '', '{}', 'subscribed', 0,"
             " now()) RETURNING id"
         ).fetchone()[0]
+        if not cfg.retention_in_default:
+            _old_months_partitions(conn, cfg.retention_rows)
         conn.execute(
             PRELOAD_SQL,
             {
@@ -70,6 +76,35 @@ def preload_old_events(cfg: Config, source_id: int) -> None:
             },
         )
         conn.execute("ANALYZE events_event")
+
+
+def _old_months_partitions(conn: psycopg.Connection, rows: int) -> None:
+    """The monthly partitions the old events fall in, named as the app names them
+    (apps/events/partitions.py), where the table is partitioned."""
+    kind = conn.execute(
+        "SELECT relkind FROM pg_class WHERE oid = to_regclass('events_event')"
+    ).fetchone()
+    if kind is None or kind[0] != "p":
+        return
+    months = conn.execute(
+        "SELECT to_char(m, 'YYYY_MM'), m, m + interval '1 month' FROM generate_series("
+        " date_trunc('month', (now() - make_interval(days => %(age)s)) AT TIME ZONE 'UTC'),"
+        " date_trunc('month', (now() - make_interval(days => %(age)s)"
+        "   + %(rows)s * interval '1 millisecond') AT TIME ZONE 'UTC'),"
+        " interval '1 month') AS m",
+        {"age": AGE_DAYS, "rows": rows},
+    ).fetchall()
+    for name, start, end in months:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF events_event "
+                "FOR VALUES FROM ({}) TO ({})"
+            ).format(
+                sql.Identifier(f"events_event_p{name}"),
+                sql.Literal(f"{start.isoformat()} UTC"),
+                sql.Literal(f"{end.isoformat()} UTC"),
+            )
+        )
 
 
 class RetentionPass(Proc):

@@ -26,7 +26,7 @@ from apps.contacts.models import ConsentStatus, Contact
 from apps.events.models import Event, EventFailure, PendingEvent
 from apps.events.partitions import (
     add_months,
-    events_drop_partitions_before,
+    events_partition_drop,
     is_partitioned,
     monthly_partitions,
 )
@@ -148,38 +148,45 @@ def _events_delete(ids: list[int], cutoff: dt.datetime) -> int:
     return deleted
 
 
-# A month partition holds one of these: the row-by-row walk takes that month.
+# The rows of a month partition that retention keeps (see the module's docstring).
 _PARTITION_KEEPS = """
-SELECT EXISTS (SELECT 1 FROM events_pendingevent p JOIN {part} e ON e.id = p.event_id)
-    OR EXISTS (SELECT 1 FROM events_eventfailure f JOIN {part} e ON e.id = f.event_id)
-    OR EXISTS (SELECT 1 FROM workflows_enrollment n JOIN {part} e
-               ON e.id = n.trigger_event_id WHERE n.status = ANY(%s))
+SELECT p.event_id FROM events_pendingevent p JOIN {part} e ON e.id = p.event_id
+UNION SELECT f.event_id FROM events_eventfailure f JOIN {part} e ON e.id = f.event_id
+UNION SELECT n.trigger_event_id FROM workflows_enrollment n JOIN {part} e
+      ON e.id = n.trigger_event_id WHERE n.status = ANY(%s)
+LIMIT %s
 """
+# A month keeping more rows than this is left to the row-by-row walk: the move
+# happens while the events table is locked, so it stays a few milliseconds.
+MOVE_AT_MOST = 5_000
 
 
 def _event_partitions_drop(cutoff: dt.datetime) -> int:
     """PostgreSQL: drop whole the months of events older than ``cutoff``, oldest
-    first, while a month holds nothing kept (see the module's docstring); how many
-    rows went. A drop is a catalog change (milliseconds, no scan, no dead rows to
-    vacuum), where deleting a month row by row would take the day's run."""
+    first; how many rows went. The few rows a month keeps (unprocessed, failed, or
+    the trigger of a running enrollment) move to the default partition as it is
+    dropped, where the row-by-row walk deletes them once nothing keeps them. A drop
+    is a catalog change (milliseconds, no scan, no dead rows to vacuum), where
+    deleting a month row by row would take the day's run."""
     if not is_partitioned():
         return 0
     dropped = 0
     for name, month in sorted(monthly_partitions().items(), key=lambda kv: kv[1]):
-        end = add_months(month, 1)
-        if end > cutoff:
+        if add_months(month, 1) > cutoff:
             break
         part = sql.Identifier(name)
         with connection.cursor() as cursor:
             cursor.execute(
-                sql.SQL(_PARTITION_KEEPS).format(part=part), [list(Enrollment.RUNNING)]
+                sql.SQL(_PARTITION_KEEPS).format(part=part),
+                [list(Enrollment.RUNNING), MOVE_AT_MOST + 1],
             )
-            if cursor.fetchone()[0]:
-                break
+            keep = [event_id for (event_id,) in cursor.fetchall()]
+            if len(keep) > MOVE_AT_MOST:
+                continue
+            # Read before the drop's lock: nothing is added to a past month.
             cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(part))
             rows = cursor.fetchone()[0]
-        events_drop_partitions_before(end)
-        dropped += rows
+        dropped += rows - events_partition_drop(name, month, keep=keep)
     return dropped
 
 

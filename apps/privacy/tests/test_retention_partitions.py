@@ -1,6 +1,6 @@
 """Retention on the partitioned events table (PostgreSQL): a whole old month that
-holds nothing kept is dropped, not deleted row by row; a month that holds something
-kept is walked row by row instead."""
+is dropped, not deleted row by row, the few rows it keeps moved to the default
+partition; a month that keeps more than a drop moves is walked row by row."""
 
 import datetime as dt
 
@@ -8,12 +8,14 @@ import pytest
 from django.db import connection
 
 from apps.core import clock
-from apps.events.models import EventFailure
+from apps.events.models import Event, EventFailure, PendingEvent
 from apps.events.partitions import (
+    DEFAULT_PARTITION,
     monthly_partitions,
     partition_create,
     partition_name,
 )
+from apps.privacy.retention import kinds
 from apps.privacy.retention.runs import retention_run
 
 from .retention_data import NOW, a_contact, an_event, exists
@@ -60,24 +62,75 @@ def test_an_old_month_with_nothing_kept_is_dropped_whole():
     assert run.deleted["events"] == 4
 
 
-def test_a_month_that_holds_a_kept_event_is_walked_row_by_row_and_stays():
-    # given: the oldest month holds a dead-lettered event (kept) and two others
+def test_a_month_that_holds_kept_events_is_dropped_and_they_move_to_the_default():
+    # given: the oldest month holds a dead-lettered event and an unprocessed one
+    # (both kept) and a plain one; the next month a plain one
     contact = a_contact()
     dead = an_event(contact, OLDEST + dt.timedelta(days=1))
-    EventFailure.objects.create(
+    failure = EventFailure.objects.create(
         event_id=dead.pk, status="dead", first_failed_at=OLDEST, last_failed_at=OLDEST
     )
     unprocessed = an_event(contact, OLDEST + dt.timedelta(days=2), processed=False)
     plain = an_event(contact, OLDEST + dt.timedelta(days=3))
+    later = an_event(contact, NEXT + dt.timedelta(days=1))
 
     committed()
 
     # when
     run = retention_run()
 
-    # then: the month stays (and the next is not dropped past it), only the plain
-    # event went
-    assert partition_name(OLDEST) in monthly_partitions()
-    assert exists(dead) and exists(unprocessed)
-    assert not exists(plain)
+    # then: both months are dropped; the kept events live on in the default
+    # partition, same ids and values, the unprocessed one still pending
+    assert partition_name(OLDEST) not in monthly_partitions()
+    assert partition_name(NEXT) not in monthly_partitions()
+    assert not exists(plain) and not exists(later)
+    assert run.deleted["events"] == 2
+    for kept in (dead, unprocessed):
+        row = Event.objects.get(pk=kept.pk)
+        assert (row.name, row.properties, row.received_at) == (
+            kept.name,
+            kept.properties,
+            kept.received_at,
+        )
+        assert partition_of(kept) == DEFAULT_PARTITION
+    assert PendingEvent.objects.filter(event_id=unprocessed.pk).exists()
+
+    # and when nothing keeps the dead-lettered one any more, the next run's walk
+    # deletes it from the default partition
+    failure.delete()
+    run = retention_run()
+    assert not exists(dead) and exists(unprocessed)
     assert run.deleted["events"] == 1
+
+
+def test_a_month_that_keeps_too_many_is_walked_row_by_row_and_stays(monkeypatch):
+    # given: more kept events in the oldest month than a drop moves
+    monkeypatch.setattr(kinds, "MOVE_AT_MOST", 1)
+    contact = a_contact()
+    kept = [
+        an_event(contact, OLDEST + dt.timedelta(days=d), processed=False)
+        for d in (1, 2)
+    ]
+    plain = an_event(contact, OLDEST + dt.timedelta(days=3))
+    later = an_event(contact, NEXT + dt.timedelta(days=1))
+
+    committed()
+
+    # when
+    run = retention_run()
+
+    # then: that month stays and is walked; the next one is dropped
+    assert partition_name(OLDEST) in monthly_partitions()
+    assert partition_name(NEXT) not in monthly_partitions()
+    assert all(exists(e) for e in kept)
+    assert not exists(plain) and not exists(later)
+    assert run.deleted["events"] == 2
+
+
+def partition_of(event) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tableoid::regclass::text FROM events_event WHERE id = %s",
+            [event.pk],
+        )
+        return cursor.fetchone()[0]
