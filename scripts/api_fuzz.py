@@ -43,9 +43,9 @@ CHECKS = ",".join(
     ]
 )
 
-# A server and a browser source the fuzzer cannot push into 429 (the rate limit has
-# tests of its own), a static segment and the demo's active workflow for the ids it
-# tries. Prints the two keys.
+# A server source (allowed privacy requests) and a browser source the fuzzer cannot
+# push into 429 (the rate limit has tests of its own), a static segment and the
+# demo's active workflow for the ids it tries. Prints the two keys.
 SETUP = """
 from apps.events.models import Source
 from apps.events.services import source_create
@@ -53,7 +53,8 @@ from apps.segments.models import Segment
 for kind in (Source.Kind.SERVER, Source.Kind.BROWSER):
     source, key = source_create(name=f"Fuzz {kind}", kind=kind)
     source.rate_limit_per_second = 1_000_000
-    source.save(update_fields=["rate_limit_per_second"])
+    source.privacy_requests = kind == Source.Kind.SERVER
+    source.save(update_fields=["rate_limit_per_second", "privacy_requests"])
     print(key)
 Segment.objects.get_or_create(name="Fuzz list", defaults={"kind": Segment.Kind.STATIC})
 """

@@ -169,6 +169,12 @@ class ContactAdmin(admin.ModelAdmin):
             if request.user.has_perms(getattr(action.func, "needs", ()))
         }
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting the row would leave the person's data behind (merge snapshots,
+        # ESP payloads, webhook bodies, mail files) and lose the report counts:
+        # the contact page's Privacy panel erases them instead (apps/privacy).
+        return False
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         contact = self.get_object(request, object_id)

@@ -70,6 +70,7 @@ class SourceForm(forms.ModelForm):
             "allowed_origins",
             "rate_limit_per_second",
             "double_opt_in",
+            "privacy_requests",
             "consent_category",
             "consent_when_missing",
             "enabled",
@@ -92,6 +93,12 @@ class SourceForm(forms.ModelForm):
                 "consent_category",
                 "Calls with a server key are never gated: the server decides what "
                 "to send. Leave this empty, or gate the site's browser source.",
+            )
+        if cleaned.get("privacy_requests") and kind != Source.Kind.SERVER:
+            self.add_error(
+                "privacy_requests",
+                "Only a server source's secret key may export or erase people's "
+                "data: a browser key is public.",
             )
         if (
             not category
@@ -126,6 +133,7 @@ class SourceAdmin(admin.ModelAdmin):
         "key_display",
         "enabled",
         "double_opt_in",
+        "privacy_requests",
         "origins",
         "consent",
         "dropped_without_consent",

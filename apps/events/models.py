@@ -71,6 +71,13 @@ class Source(models.Model):
         "in a confirmation email; they get no marketing email before (GDPR proof "
         "of consent). NUDGE_DOUBLE_OPT_IN turns it on for every source.",
     )
+    privacy_requests = models.BooleanField(
+        "privacy requests",
+        default=False,
+        help_text="Its secret key may export and erase a person's data (the "
+        "privacy API). Only for the system your data protection requests come "
+        "from: every other key gets 403 there.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     key_rotated_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,4 +1,5 @@
-"""A person's export and erasure over the API (server keys only)."""
+"""A person's export and erasure over the API: only the secret keys of server
+sources allowed privacy requests (Source.privacy_requests)."""
 
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
@@ -8,13 +9,34 @@ from pydantic import Field
 from apps.campaigns.api import ContactKeys, contact_named
 from apps.events.problems import ERROR_RESPONSES
 from apps.events.schemas import Problem
-from apps.segments.api import server_key
+from apps.segments.api import ServerKey, authenticate_server_key
 
 from .erasure import ErasureRefused, erasure_request
 from .exports import ExportUnavailable, export_archive, export_request
 from .models import DataExport, Erasure
 
 router = Router(tags=["privacy"])
+
+
+def authenticate_privacy_key(request: HttpRequest):
+    source = authenticate_server_key(request)
+    if not source.privacy_requests:
+        raise HttpError(
+            403,
+            "this key may not export or erase personal data: an admin ticks "
+            "'privacy requests' on its source",
+        )
+    return source
+
+
+class PrivacyKey(ServerKey):
+    description = (
+        "The secret write key of a server source with 'privacy requests' ticked, "
+        "as the user name, with an empty password (any other key gets 403)."
+    )
+
+
+privacy_key = PrivacyKey(authenticate_privacy_key)
 
 
 class ExportOut(Schema):
@@ -49,7 +71,7 @@ class ErasureOut(Schema):
 
 @router.post(
     "/privacy/exports",
-    auth=server_key,
+    auth=privacy_key,
     response={202: ExportOut, **ERROR_RESPONSES, 404: Problem},
     summary="Export everything held on a person (built in the background)",
 )
@@ -65,7 +87,7 @@ def create_export(request: HttpRequest, payload: ContactKeys):
 
 @router.get(
     "/privacy/exports/{export_id}",
-    auth=server_key,
+    auth=privacy_key,
     response={200: ExportOut, **ERROR_RESPONSES, 404: Problem},
     summary="An export's progress, and its archive's address once ready",
 )
@@ -75,7 +97,7 @@ def get_export(request: HttpRequest, export_id: int):
 
 @router.get(
     "/privacy/exports/{export_id}/archive",
-    auth=server_key,
+    auth=privacy_key,
     response={200: None, **ERROR_RESPONSES, 404: Problem},
     summary="Download a ready export (a ZIP of JSON Lines files)",
 )
@@ -88,7 +110,7 @@ def get_archive(request: HttpRequest, export_id: int):
 
 @router.post(
     "/privacy/erasures",
-    auth=server_key,
+    auth=privacy_key,
     response={
         200: ErasureOut,
         202: ErasureOut,
@@ -114,7 +136,7 @@ def create_erasure(request: HttpRequest, payload: EraseIn):
 
 @router.get(
     "/privacy/erasures/{erasure_id}",
-    auth=server_key,
+    auth=privacy_key,
     response={200: ErasureOut, **ERROR_RESPONSES, 404: Problem},
     summary="Whether an erasure is done",
 )

@@ -133,7 +133,6 @@ ACTIONS = {
     "contacts.contact": {
         "add_to_static_list": EDITORS,
         "enroll_in_workflow": EDITORS,
-        "delete_selected": ADMINS,
     },
 }
 

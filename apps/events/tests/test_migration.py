@@ -77,8 +77,9 @@ def _old_events(old_apps, *, source_id: int, contact_id: int) -> list:
 
 
 def test_the_migration_keeps_every_event_and_moves_queue_and_keys_off_it(
-    at_0005, server_source, settings
+    server_source, at_0005, settings
 ):
+    # (the source first: made with today's model, before the table goes back)
     settings.NUDGE_EVENT_DEDUPE_DAYS = 35
     contact = Contact.objects.create(external_id="u-1")
     with clock.frozen(NOW):
@@ -114,7 +115,7 @@ def test_the_migration_keeps_every_event_and_moves_queue_and_keys_off_it(
 
 
 def test_the_migrated_table_is_partitioned_by_month_on_postgresql(
-    at_0005, server_source, require_postgres
+    server_source, at_0005, require_postgres
 ):
     contact = Contact.objects.create(external_id="u-1")
     with clock.frozen(NOW):

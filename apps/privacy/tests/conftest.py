@@ -78,6 +78,9 @@ def person(
     settings.ANYMAIL = {"WEBHOOK_SECRET": WEBHOOK_SECRET}
     settings.MAIL_DIR = str(tmp_path / "mail")
     settings.NUDGE_EXPORT_DIR = str(tmp_path / "exports")
+    # the backend the data protection officer's requests come from
+    server_source.privacy_requests = True
+    server_source.save(update_fields=["privacy_requests"])
     api = Api(live_server.url, server_source.key)
     EmailTemplate.objects.create(
         name="Thanks",

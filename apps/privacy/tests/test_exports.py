@@ -12,8 +12,9 @@ from django.contrib.auth.models import Group, User
 from apps.contacts.models import Contact
 from apps.core import clock
 from apps.core.roles import roles_sync
+from apps.events.models import Source
 from apps.privacy.exports import export_path, sections
-from apps.privacy.models import DataExport
+from apps.privacy.models import DataExport, Erasure
 
 from .conftest import EMAIL, PRODUCT, USER_ID
 
@@ -65,15 +66,27 @@ def test_the_export_holds_every_table_about_the_person_row_for_row(person, run_j
     assert files["segments.scoreaward.jsonl"]
 
 
-def test_a_browser_key_cannot_export_and_an_unknown_person_is_a_404(
+def test_only_a_key_allowed_privacy_requests_can_export_or_erase(
     person, live_server, browser_source
 ):
     import httpx
 
-    browser = httpx.Client(
-        base_url=f"{live_server.url}/api/v1", auth=(browser_source.key, "")
-    )
-    assert browser.post("/privacy/exports", json={"email": EMAIL}).status_code == 403
+    from apps.events.services import source_create
+
+    _, other_key = source_create(name="Shop backend", kind=Source.Kind.SERVER)
+    for key in (browser_source.key, other_key):
+        api = httpx.Client(base_url=f"{live_server.url}/api/v1", auth=(key, ""))
+        asked = api.post("/privacy/exports", json={"email": EMAIL})
+        assert asked.status_code == 403, asked.text
+        erase = api.post("/privacy/erasures", json={"email": EMAIL})
+        assert erase.status_code == 403, erase.text
+    assert "privacy requests" in asked.json()["error"]
+    assert not DataExport.objects.exists() and not Erasure.objects.exists()
+    person.contact.refresh_from_db()
+    assert person.contact.erased_at is None and person.contact.email == EMAIL
+
+
+def test_an_unknown_person_is_a_404(person):
     missing = person.api.post("/privacy/exports", json={"email": "no@example.com"})
     assert missing.status_code == 404
     assert person.api.get("/privacy/exports/999999").status_code == 404
@@ -192,3 +205,20 @@ def test_the_erase_page_asks_for_the_contacts_number_and_a_reason(
     assert Contact.objects.get(pk=person.contact.pk).erased_at is not None
     listing = client.get(right["Location"])
     assert b"was erased" in listing.content
+
+
+def test_a_contact_is_erased_from_its_page_never_deleted(person, client, staff):
+    # given: an Admin on the contact's page
+    client.force_login(staff("Admin"))
+    contact_id = person.contact.pk
+    page = client.get(f"/admin/contacts/contact/{contact_id}/change/")
+    # then: it offers erasure, not Django's Delete (which would leave the person's
+    # data in merge snapshots, ESP payloads and mail files)
+    assert f"/admin/privacy/erasure/erase/{contact_id}/".encode() in page.content
+    assert b"/delete/" not in page.content
+    delete = f"/admin/contacts/contact/{contact_id}/delete/"
+    assert client.get(delete).status_code == 403
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    listing = client.get("/admin/contacts/contact/")
+    assert b"delete_selected" not in listing.content
+    assert Contact.objects.filter(pk=contact_id, erased_at=None).exists()
