@@ -7,7 +7,8 @@ click the link in a confirmation email; the unconfirmed are deleted after a whil
   pending; at most one a day, however often the shop identifies them).
 - The signed link leads to a page whose button (a POST: link scanners only GET)
   makes them ``subscribed``, recorded as their own choice with the email_subscribed
-  event that starts a welcome workflow.
+  event that starts a welcome workflow. It confirms only the address it was sent
+  to, and only for NUDGE_DOUBLE_OPT_IN_PURGE_DAYS (confirmation_link_void).
 - The daily retention job deletes contacts still pending
   NUDGE_DOUBLE_OPT_IN_PURGE_DAYS after their confirmation email (unconfirmed_since).
 """
@@ -118,6 +119,21 @@ def contact_confirm(
         proof=proof,
         message=message,
     )
+
+
+def confirmation_link_void(*, message: Message, contact: Contact) -> str | None:
+    """Why the link in this confirmation email no longer confirms, or None:
+    "address" when it went to another address than the contact's now (a link
+    confirms the address it was sent to, not whatever the contact holds since),
+    "expired" when it is older than NUDGE_DOUBLE_OPT_IN_PURGE_DAYS (by then the
+    unconfirmed are deleted; signing up again sends a fresh one)."""
+    sent_to = (message.to_email or "").lower()
+    if sent_to and sent_to != (contact.email or "").lower():
+        return "address"
+    days = settings.NUDGE_DOUBLE_OPT_IN_PURGE_DAYS
+    if days > 0 and message.created_at < clock.now() - dt.timedelta(days=days):
+        return "expired"
+    return None
 
 
 def unconfirmed_since(cutoff: dt.datetime) -> QuerySet[Contact]:

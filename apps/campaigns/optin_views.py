@@ -9,7 +9,7 @@ from apps.contacts.consent import Source
 from apps.contacts.models import ConsentStatus
 
 from .models import Message
-from .optin import contact_confirm
+from .optin import confirmation_link_void, contact_confirm
 from .tokens import CONFIRM_SALT
 from .views import WORDING, _invalid_link, _no_cache, _resolve, _test_link, link_proof
 
@@ -29,6 +29,10 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
         # Only a confirmation email's own link confirms.
         return _invalid_link()
     contact = link.contact
+    void = confirmation_link_void(message=link.message, contact=contact)
+    if void is not None and contact.email_consent == ConsentStatus.PENDING:
+        response = render(request, "campaigns/confirm.html", {"void": void}, status=410)
+        return _no_cache(response)
     if request.method == "POST":
         contact_confirm(
             contact=contact,

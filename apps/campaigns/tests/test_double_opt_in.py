@@ -113,6 +113,44 @@ def test_an_altered_link_is_refused(shop, outbox, run_jobs, client):
     assert Contact.objects.get(email=EMAIL).email_consent == ConsentStatus.PENDING
 
 
+def test_a_link_older_than_the_purge_days_has_expired(
+    shop, outbox, run_jobs, client, settings
+):
+    # given: a confirmation email, and the days it is valid for
+    settings.NUDGE_DOUBLE_OPT_IN_PURGE_DAYS = 30
+    shop.call("/identify", anonymousId="a-5", traits={"email": EMAIL})
+    run_jobs()
+    path = confirm_path(outbox[0])
+    # when: the person finds it after 30 days and a minute
+    with clock.frozen(START + dt.timedelta(days=30, minutes=1)):
+        page = client.get(path)
+        pressed = client.post(path)
+    # then: it says so and confirms nothing
+    assert page.status_code == pressed.status_code == 410
+    assert b"This link has expired" in pressed.content
+    assert Contact.objects.get(email=EMAIL).email_consent == ConsentStatus.PENDING
+    # and the day before, it still confirmed
+    with clock.frozen(START + dt.timedelta(days=29, hours=23)):
+        assert b"You are subscribed" in client.post(path).content
+
+
+def test_a_link_confirms_only_the_address_it_was_sent_to(
+    shop, outbox, run_jobs, client
+):
+    # given: a confirmation sent to one address; the contact's address changed since
+    shop.call("/identify", anonymousId="a-6", traits={"email": EMAIL})
+    run_jobs()
+    path = confirm_path(outbox[0])
+    Contact.objects.filter(email=EMAIL).update(email="someone.else@example.com")
+    # when
+    pressed = client.post(path)
+    # then: the new address is not confirmed by the old one's link
+    assert pressed.status_code == 410
+    assert b"another address" in pressed.content
+    contact = Contact.objects.get(email="someone.else@example.com")
+    assert contact.email_consent == ConsentStatus.PENDING
+
+
 def test_a_confirmation_queued_before_the_person_confirmed_is_not_sent(
     shop, outbox, run_jobs
 ):
