@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 ERASED = "erased"
 # Separator Django's file mail backend writes after each message.
 MAIL_FILE_SEPARATOR = "-" * 79
+# What looks like an address in a mail file (headers and body).
+ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 class ErasureRefused(Exception):
@@ -92,12 +94,20 @@ def erasure_request(
 
 
 def erasure_run(*, erasure_id: int) -> str:
-    """One pass: stop what has not started, and erase if nothing is in flight.
-    Returns the erasure's status after the pass."""
+    """One pass: stop what has not started, and erase if nothing is in flight; then
+    scrub the mail files if that is still to do. Returns the erasure's status."""
+    erasure = _erasure_pass(erasure_id)
+    if erasure.mail_files_pending:
+        # Outside the transaction: files are not rolled back with it.
+        _mail_files_scrub(erasure)
+    return erasure.status
+
+
+def _erasure_pass(erasure_id: int) -> Erasure:
     with transaction.atomic():
         erasure = Erasure.objects.select_for_update().get(pk=erasure_id)
         if erasure.status == Erasure.Status.DONE:
-            return erasure.status
+            return erasure
         contact = Contact.objects.select_for_update().filter(pk=erasure.contact_id)
         contact = contact.first()
         if contact is None:
@@ -109,7 +119,7 @@ def erasure_run(*, erasure_id: int) -> str:
                 erasure.status = Erasure.Status.DONE
                 erasure.finished_at = clock.now()
                 erasure.save(update_fields=["status", "finished_at"])
-                return erasure.status
+                return erasure
             erasure.contact_id = merged.into_id
             erasure.save(update_fields=["contact_id"])
             contact = Contact.objects.select_for_update().get(pk=merged.into_id)
@@ -124,19 +134,36 @@ def erasure_run(*, erasure_id: int) -> str:
                 "erasure waits for sends in flight",
                 extra={"erasure_id": erasure.pk, "in_flight": in_flight},
             )
-            return erasure.status
+            return erasure
         addresses = _addresses(contact)
         removed = {**stopped, **_erase(contact, addresses)}
         removed.pop("waiting_for", None)
         erasure.removed = removed
         erasure.status = Erasure.Status.DONE
         erasure.finished_at = clock.now()
+        erasure.mail_files_pending = [email_hash(a) for a in addresses]
         erasure.save()
-    # Outside the transaction: files are not rolled back with it.
-    erasure.removed["mail_files"] = _scrub_mail_files(addresses)
-    Erasure.objects.filter(pk=erasure.pk).update(removed=erasure.removed)
     logger.info("contact erased", extra={"erasure_id": erasure.pk})
-    return erasure.status
+    return erasure
+
+
+def _mail_files_scrub(erasure: Erasure) -> None:
+    """Drop the person's messages from the file mail backend's files; on an error
+    (a full disk, a file another process holds) the hashes stay pending and the
+    tick tries again."""
+    try:
+        dropped = _scrub_mail_files(set(erasure.mail_files_pending))
+    except OSError:
+        logger.exception(
+            "erasure could not scrub the mail files; the tick tries again",
+            extra={"erasure_id": erasure.pk},
+        )
+        return
+    with transaction.atomic():
+        erasure = Erasure.objects.select_for_update().get(pk=erasure.pk)
+        erasure.removed["mail_files"] = erasure.removed.get("mail_files", 0) + dropped
+        erasure.mail_files_pending = []
+        erasure.save(update_fields=["removed", "mail_files_pending"])
 
 
 def _stop_everything(contact: Contact) -> dict[str, int]:
@@ -289,29 +316,30 @@ def _addresses(contact: Contact) -> list[str]:
     return sorted(found)
 
 
-def _scrub_mail_files(addresses: Iterable[str]) -> int:
-    """Drop the messages to ``addresses`` from the file mail backend's files (the
-    demo's and development's outbox); how many messages were dropped."""
-    addresses = [a.lower() for a in addresses if a]
-    if not addresses:
+def _scrub_mail_files(hashes: set[str]) -> int:
+    """Drop from the file mail backend's files (the demo's and development's
+    outbox) every message that mentions an address whose hash is in ``hashes``;
+    how many messages were dropped."""
+    if not hashes:
         return 0
     dropped = 0
     for path in (p for folder in _mail_dirs() for p in folder.iterdir()):
-        if not path.is_file():
+        if not path.is_file() or path.name.endswith(".erasing"):
             continue
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        if not any(a in text.lower() for a in addresses):
-            continue
+        text = path.read_text(errors="replace")
         blocks = text.split(MAIL_FILE_SEPARATOR + "\n")
-        kept = [b for b in blocks if not any(a in b.lower() for a in addresses)]
+        kept = [block for block in blocks if not _mentions(block, hashes)]
+        if len(kept) == len(blocks):
+            continue
         dropped += len(blocks) - len(kept)
         temporary = path.with_name(path.name + ".erasing")
         temporary.write_text((MAIL_FILE_SEPARATOR + "\n").join(kept))
         os.replace(temporary, path)
     return dropped
+
+
+def _mentions(block: str, hashes: set[str]) -> bool:
+    return any(email_hash(found) in hashes for found in ADDRESS.findall(block))
 
 
 def _mail_dirs() -> list[Path]:
@@ -329,12 +357,12 @@ def _mail_dirs() -> list[Path]:
 def erasures_resume(*, now) -> int:
     """Tick task: run again every erasure that waits for a send in flight (one
     takes at most NUDGE_SENDING_TIMEOUT_SECONDS before recovery marks it
-    uncertain)."""
+    uncertain), or whose mail files are still to scrub."""
     from .tasks import erasure_run_job
 
-    waiting = Erasure.objects.filter(status=Erasure.Status.WAITING).values_list(
-        "pk", flat=True
-    )
+    waiting = Erasure.objects.filter(
+        Q(status=Erasure.Status.WAITING) | ~Q(mail_files_pending=[])
+    ).values_list("pk", flat=True)
     for erasure_id in waiting:
         jobs.enqueue(
             erasure_run_job,

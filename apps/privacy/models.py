@@ -20,6 +20,10 @@ class Erasure(models.Model):
     )
     reason = models.CharField(max_length=300, blank=True)
     removed = models.JSONField(default=dict, blank=True)
+    # The SHA-256 (contacts.email_hash) of each of the person's addresses while the
+    # file mail backend's files may still hold messages to them: the files are
+    # scrubbed after the erasure commits, and again by the tick until that worked.
+    mail_files_pending = models.JSONField(default=list, blank=True)
     requested_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 

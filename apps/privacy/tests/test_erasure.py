@@ -105,6 +105,38 @@ def test_the_mail_files_keep_other_peoples_messages(person, settings):
     assert EMAIL not in text
 
 
+def test_mail_files_the_erasure_could_not_rewrite_are_scrubbed_by_the_tick(
+    person, settings, settle
+):
+    from pathlib import Path
+
+    # given: the mail files with the person's messages cannot be rewritten while
+    # the erasure runs (the name each one's new version is written under is taken)
+    files = [p for p in Path(settings.MAIL_DIR).iterdir() if EMAIL in p.read_text()]
+    assert files
+    blockers = [p.with_name(p.name + ".erasing") for p in files]
+    for blocker in blockers:
+        blocker.mkdir()
+    # when
+    assert person.api.post("/privacy/erasures", json={"userId": USER_ID}).is_success
+    # then: the person is erased; the files are still to do, noted by hash only
+    erasure = Erasure.objects.get()
+    assert erasure.status == Erasure.Status.DONE
+    assert erasure.mail_files_pending
+    assert EMAIL not in str(erasure.mail_files_pending)
+    assert any(EMAIL in p.read_text() for p in files)
+    # when: the obstacle is gone, and the tick runs
+    for blocker in blockers:
+        blocker.rmdir()
+    settle()
+    # then: the files no longer hold the person's messages, and nothing is pending
+    erasure.refresh_from_db()
+    assert erasure.mail_files_pending == []
+    assert erasure.removed["mail_files"] >= 1
+    assert not any(EMAIL in p.read_text() for p in files)
+    assert "g@example.com" in "".join(p.read_text() for p in files)
+
+
 def test_an_erased_address_that_comes_back_is_not_mailed(person, run_jobs):
     # given
     person.api.post("/privacy/erasures", json={"userId": USER_ID})
