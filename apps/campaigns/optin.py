@@ -20,7 +20,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from apps.contacts.consent import ConsentProof
 from apps.contacts.models import ConsentStatus, Contact
@@ -87,7 +87,10 @@ def confirmation_send(*, contact_id: int) -> Message | None:
         )
         if contact is None:
             return None
+        # (one to an address the contact no longer has does not count: its link
+        # no longer confirms, confirmation_link_void)
         recent = Message.objects.filter(
+            Q(to_email="") | Q(to_email__iexact=contact.email),
             contact_id=contact_id,
             kind=Message.Kind.CONFIRMATION,
             created_at__gt=clock.now() - RESEND_AFTER,

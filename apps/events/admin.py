@@ -55,6 +55,10 @@ class OriginsField(forms.CharField):
         return origins
 
 
+# Who may tick "privacy requests": who may export and erase in admin themselves.
+PRIVACY_PERMISSIONS = ["privacy.add_erasure", "privacy.add_dataexport"]
+
+
 class SourceForm(forms.ModelForm):
     allowed_origins = OriginsField(
         required=False,
@@ -153,8 +157,14 @@ class SourceAdmin(admin.ModelAdmin):
         return SourceChangeList
 
     def get_readonly_fields(self, request, obj=None):
-        # The kind decides the key type; changing it later would orphan the key.
-        return [*self.readonly_fields, "kind"] if obj else self.readonly_fields
+        fields = list(self.readonly_fields)
+        if obj:
+            # The kind decides the key type; changing it later would orphan the key.
+            fields.append("kind")
+        if not request.user.has_perms(PRIVACY_PERMISSIONS):
+            # The key would export and erase people: only who may do that in admin.
+            fields.append("privacy_requests")
+        return fields
 
     @admin.display(description="allowed origins")
     def origins(self, obj: Source) -> str:

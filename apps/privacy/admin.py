@@ -39,6 +39,7 @@ class ErasureAdmin(ReadOnly):
         "requested_by",
         "reason",
         "rows",
+        "mail_files",
         "requested_at",
         "finished_at",
     ]
@@ -48,6 +49,17 @@ class ErasureAdmin(ReadOnly):
     @admin.display(description="rows removed or emptied")
     def rows(self, erasure: Erasure) -> int:
         return sum(v for v in erasure.removed.values() if isinstance(v, int))
+
+    @admin.display(description="mail files")
+    def mail_files(self, erasure: Erasure) -> str:
+        if not erasure.mail_files_pending:
+            return "scrubbed" if erasure.status == Erasure.Status.DONE else "-"
+        if erasure.mail_files_failed_at is None:
+            return "to scrub"
+        return (
+            f"to scrub: the try at {erasure.mail_files_failed_at:%Y-%m-%d %H:%M} "
+            "failed (see the log); the tick tries again"
+        )
 
     def has_add_permission(self, request):
         # Erasing starts from the contact's page (the "add" permission is the right

@@ -48,7 +48,9 @@ class ExportOut(Schema):
     rows: int
     size_bytes: int
     expires_at: str | None = Field(description="when a ready archive is deleted")
-    archive_url: str | None = Field(description="GET it (server key) when ready")
+    archive_url: str | None = Field(
+        description="GET it (the same privacy key) when ready"
+    )
 
 
 class EraseIn(ContactKeys):

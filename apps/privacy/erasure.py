@@ -17,11 +17,7 @@ and the first pass cancels those under the contact's row lock.
 from __future__ import annotations
 
 import logging
-import os
-import re
-from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -51,15 +47,12 @@ from apps.workflows.models import (
 )
 from apps.workflows.services.enrolling import enrollment_finish
 
+from .mailfiles import mail_files_due, mail_files_scrub
 from .models import DataExport, Erasure
 
 logger = logging.getLogger(__name__)
 
 ERASED = "erased"
-# Separator Django's file mail backend writes after each message.
-MAIL_FILE_SEPARATOR = "-" * 79
-# What looks like an address in a mail file (headers and body).
-ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 class ErasureRefused(Exception):
@@ -148,22 +141,11 @@ def _erasure_pass(erasure_id: int) -> Erasure:
 
 
 def _mail_files_scrub(erasure: Erasure) -> None:
-    """Drop the person's messages from the file mail backend's files; on an error
-    (a full disk, a file another process holds) the hashes stay pending and the
-    tick tries again."""
     try:
-        dropped = _scrub_mail_files(set(erasure.mail_files_pending))
-    except OSError:
-        logger.exception(
-            "erasure could not scrub the mail files; the tick tries again",
-            extra={"erasure_id": erasure.pk},
-        )
-        return
-    with transaction.atomic():
-        erasure = Erasure.objects.select_for_update().get(pk=erasure.pk)
-        erasure.removed["mail_files"] = erasure.removed.get("mail_files", 0) + dropped
-        erasure.mail_files_pending = []
-        erasure.save(update_fields=["removed", "mail_files_pending"])
+        mail_files_scrub(erasure_id=erasure.pk)
+    except OSError:  # a folder that vanished while it was read, say
+        logger.exception("erasure could not scrub the mail files")
+        Erasure.objects.filter(pk=erasure.pk).update(mail_files_failed_at=clock.now())
 
 
 def _stop_everything(contact: Contact) -> dict[str, int]:
@@ -316,44 +298,6 @@ def _addresses(contact: Contact) -> list[str]:
     return sorted(found)
 
 
-def _scrub_mail_files(hashes: set[str]) -> int:
-    """Drop from the file mail backend's files (the demo's and development's
-    outbox) every message that mentions an address whose hash is in ``hashes``;
-    how many messages were dropped."""
-    if not hashes:
-        return 0
-    dropped = 0
-    for path in (p for folder in _mail_dirs() for p in folder.iterdir()):
-        if not path.is_file() or path.name.endswith(".erasing"):
-            continue
-        text = path.read_text(errors="replace")
-        blocks = text.split(MAIL_FILE_SEPARATOR + "\n")
-        kept = [block for block in blocks if not _mentions(block, hashes)]
-        if len(kept) == len(blocks):
-            continue
-        dropped += len(blocks) - len(kept)
-        temporary = path.with_name(path.name + ".erasing")
-        temporary.write_text((MAIL_FILE_SEPARATOR + "\n").join(kept))
-        os.replace(temporary, path)
-    return dropped
-
-
-def _mentions(block: str, hashes: set[str]) -> bool:
-    return any(email_hash(found) in hashes for found in ADDRESS.findall(block))
-
-
-def _mail_dirs() -> list[Path]:
-    """Where the file mail backend writes: its configured folder, and MAIL_DIR
-    (files left from before a change of backend)."""
-    folders = {Path(settings.MAIL_DIR)} if getattr(settings, "MAIL_DIR", "") else set()
-    mailer = settings.MAILERS.get("default", {})
-    if str(mailer.get("BACKEND", "")).endswith("filebased.EmailBackend"):
-        path = (mailer.get("OPTIONS") or {}).get("file_path")
-        if path:
-            folders.add(Path(path))
-    return sorted(f for f in folders if f.is_dir())
-
-
 def erasures_resume(*, now) -> int:
     """Tick task: run again every erasure that waits for a send in flight (one
     takes at most NUDGE_SENDING_TIMEOUT_SECONDS before recovery marks it
@@ -361,7 +305,7 @@ def erasures_resume(*, now) -> int:
     from .tasks import erasure_run_job
 
     waiting = Erasure.objects.filter(
-        Q(status=Erasure.Status.WAITING) | ~Q(mail_files_pending=[])
+        Q(status=Erasure.Status.WAITING) | Q(pk__in=mail_files_due(now))
     ).values_list("pk", flat=True)
     for erasure_id in waiting:
         jobs.enqueue(

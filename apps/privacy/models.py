@@ -24,6 +24,9 @@ class Erasure(models.Model):
     # file mail backend's files may still hold messages to them: the files are
     # scrubbed after the erasure commits, and again by the tick until that worked.
     mail_files_pending = models.JSONField(default=list, blank=True)
+    # When a scrub last failed (a file it could not read or rewrite): the tick
+    # tries again a while after (apps/privacy/mailfiles.py).
+    mail_files_failed_at = models.DateTimeField(null=True, blank=True)
     requested_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -149,6 +149,14 @@ def test_a_link_confirms_only_the_address_it_was_sent_to(
     assert b"another address" in pressed.content
     contact = Contact.objects.get(email="someone.else@example.com")
     assert contact.email_consent == ConsentStatus.PENDING
+    # and when the shop identifies them again (within the day), the new address
+    # gets a link of its own, which confirms it
+    shop.call(
+        "/identify", anonymousId="a-6", traits={"email": "someone.else@example.com"}
+    )
+    run_jobs()
+    assert [m.to for m in outbox] == [[EMAIL], ["someone.else@example.com"]]
+    assert b"You are subscribed" in client.post(confirm_path(outbox[1])).content
 
 
 def test_a_confirmation_queued_before_the_person_confirmed_is_not_sent(

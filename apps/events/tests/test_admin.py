@@ -282,3 +282,35 @@ def test_a_server_source_cannot_be_given_a_consent_category(admin_client):
     assert response.status_code == 200
     assert "never gated" in response.content.decode()
     assert not Source.objects.exists()
+
+
+def test_only_who_may_export_and_erase_can_allow_a_key_privacy_requests(
+    client, admin_client, server_source, browser_source
+):
+    # given: staff who may change sources but not export or erase people
+    staff = User.objects.create_user("sources", password="pw", is_staff=True)
+    for codename in ("view_source", "change_source"):
+        staff.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(staff)
+    url = f"/admin/events/source/{server_source.pk}/change/"
+    form = {"name": "Backend", "rate_limit_per_second": 100, "enabled": "on"}
+    # when they tick "privacy requests"
+    response = client.post(url, {**form, "privacy_requests": "on"})
+    # then it is not a field of theirs: saved without it
+    assert response.status_code == 302
+    server_source.refresh_from_db()
+    assert not server_source.privacy_requests
+    # when an Admin (a superuser here) does
+    response = admin_client.post(url, {**form, "privacy_requests": "on"})
+    assert response.status_code == 302
+    server_source.refresh_from_db()
+    assert server_source.privacy_requests
+    # and a browser key can never have it
+    response = admin_client.post(
+        f"/admin/events/source/{browser_source.pk}/change/",
+        {"name": "Web", "rate_limit_per_second": 100, "privacy_requests": "on"},
+    )
+    assert response.status_code == 200
+    assert "a browser key is public" in response.content.decode()
+    browser_source.refresh_from_db()
+    assert not browser_source.privacy_requests

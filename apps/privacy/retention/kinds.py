@@ -151,14 +151,16 @@ def _events_delete(ids: list[int], cutoff: dt.datetime) -> int:
 # The rows of a month partition that retention keeps (see the module's docstring).
 _PARTITION_KEEPS = """
 SELECT p.event_id FROM events_pendingevent p JOIN {part} e ON e.id = p.event_id
+    WHERE p.received_at >= %s AND p.received_at < %s
 UNION SELECT f.event_id FROM events_eventfailure f JOIN {part} e ON e.id = f.event_id
 UNION SELECT n.trigger_event_id FROM workflows_enrollment n JOIN {part} e
       ON e.id = n.trigger_event_id WHERE n.status = ANY(%s)
 LIMIT %s
 """
 # A month keeping more rows than this is left to the row-by-row walk: the move
-# happens while the events table is locked, so it stays a few milliseconds.
-MOVE_AT_MOST = 5_000
+# (and the contact foreign key's checks at its commit) happens while the events
+# table is locked, so it stays a few milliseconds.
+MOVE_AT_MOST = 1_000
 
 
 def _event_partitions_drop(cutoff: dt.datetime) -> int:
@@ -172,13 +174,14 @@ def _event_partitions_drop(cutoff: dt.datetime) -> int:
         return 0
     dropped = 0
     for name, month in sorted(monthly_partitions().items(), key=lambda kv: kv[1]):
-        if add_months(month, 1) > cutoff:
+        end = add_months(month, 1)
+        if end > cutoff:
             break
         part = sql.Identifier(name)
         with connection.cursor() as cursor:
             cursor.execute(
                 sql.SQL(_PARTITION_KEEPS).format(part=part),
-                [list(Enrollment.RUNNING), MOVE_AT_MOST + 1],
+                [month, end, list(Enrollment.RUNNING), MOVE_AT_MOST + 1],
             )
             keep = [event_id for (event_id,) in cursor.fetchall()]
             if len(keep) > MOVE_AT_MOST:

@@ -9,7 +9,9 @@ from django.db.models.functions import Cast
 from apps.campaigns.models import Message
 from apps.contacts.models import ConsentRecord, Contact
 from apps.contacts.suppression import address_suppression
+from apps.core import clock
 from apps.events.models import Event
+from apps.privacy.mailfiles import RETRY_AFTER
 from apps.privacy.models import DataExport, Erasure
 from apps.workflows.models import Enrollment
 
@@ -125,16 +127,40 @@ def test_mail_files_the_erasure_could_not_rewrite_are_scrubbed_by_the_tick(
     assert erasure.mail_files_pending
     assert EMAIL not in str(erasure.mail_files_pending)
     assert any(EMAIL in p.read_text() for p in files)
-    # when: the obstacle is gone, and the tick runs
+    assert erasure.mail_files_failed_at is not None
+    # when: the obstacle is gone, and the tick runs once the retry is due
     for blocker in blockers:
         blocker.rmdir()
     settle()
+    assert Erasure.objects.get().mail_files_pending  # (not yet due)
+    with clock.frozen(clock.now() + RETRY_AFTER):
+        settle()
     # then: the files no longer hold the person's messages, and nothing is pending
     erasure.refresh_from_db()
     assert erasure.mail_files_pending == []
     assert erasure.removed["mail_files"] >= 1
     assert not any(EMAIL in p.read_text() for p in files)
     assert "g@example.com" in "".join(p.read_text() for p in files)
+
+
+def test_a_message_that_only_mentions_the_address_is_dropped_too(person, settings):
+    from pathlib import Path
+
+    # given: a team notification that names the person only in its body, as a
+    # link's query, quoted, and quoted-printable
+    notification = Path(settings.MAIL_DIR) / "notification.log"
+    notification.write_text(
+        "To: team@example.com\nSubject: New lead\n\n"
+        f"See https://crm.example.com/?email={EMAIL} value='{EMAIL}' =3D{EMAIL}\n"
+        + "-" * 79
+        + "\nTo: team@example.com\nSubject: Another lead\n\nsomeone@example.org\n"
+    )
+    # when
+    person.api.post("/privacy/erasures", json={"userId": USER_ID})
+    # then: that message is gone, the other one stays
+    text = notification.read_text()
+    assert EMAIL not in text
+    assert "someone@example.org" in text
 
 
 def test_an_erased_address_that_comes_back_is_not_mailed(person, run_jobs):
