@@ -46,6 +46,7 @@ class Config:
     big_events: int
     contacts: int
     ingest_seconds: float
+    warmup_seconds: float
     ingest_threads: int
     picks: int
     json_out: Path
@@ -67,8 +68,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--big-events", type=int, help="the second size (50000000; small 1000000)")
     add("--contacts", type=int, help="contacts (200000; small 20000)")
     add("--ingest-seconds", type=float, help="each ingestion phase (20; small 5)")
+    add(
+        "--warmup-seconds",
+        type=float,
+        help="unmeasured ingestion before each size's measures (20; small 2)",
+    )
     add("--threads", type=int, default=4, help="ingesting threads (4)")
-    add("--picks", type=int, help="contacts updated one by one (300; small 100)")
+    add("--picks", type=int, help="contacts updated one by one (1000; small 100)")
     add_output_args(add, OUT_DIR / "growth.json")
     a = p.parse_args(argv)
     small = a.small
@@ -80,8 +86,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         big_events=a.big_events or (1_000_000 if small else 50_000_000),
         contacts=a.contacts or (20_000 if small else 200_000),
         ingest_seconds=a.ingest_seconds or (5.0 if small else 20.0),
+        warmup_seconds=a.warmup_seconds or (2.0 if small else 20.0),
         ingest_threads=a.threads,
-        picks=a.picks or (100 if small else 300),
+        picks=a.picks or (100 if small else 1000),
         json_out=a.json_out,
         force=a.force,
     )

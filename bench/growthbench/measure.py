@@ -76,9 +76,11 @@ class Ingesting:
             raise BenchBroken(f"ingestion failed: {self.errors[0]}")
 
 
-def measure_ingest(cfg: Config, source: Any) -> dict[str, Any]:
+def measure_ingest(
+    cfg: Config, source: Any, seconds: float | None = None
+) -> dict[str, Any]:
     with Ingesting(cfg, source) as ingesting:
-        time.sleep(cfg.ingest_seconds)
+        time.sleep(cfg.ingest_seconds if seconds is None else seconds)
     seconds = ingesting.ended - ingesting.started
     durations = sorted(d for _, d in ingesting.calls)
     return {

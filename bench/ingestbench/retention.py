@@ -1,7 +1,7 @@
 """--retention-rows: batch ingestion while a retention pass deletes old events.
 
-Before anything is ingested, that many events received 500 days ago (processed, so
-retention may delete them) are written straight into events_event, with the lowest
+Before anything is ingested, that many events received 500 days ago (processed: no
+pending row, so retention may delete them) are written straight into events_event, with the lowest
 ids, as years of history would have them: into their months' partitions, made for
 them as the tick would have then (retention drops those months whole), or with
 --retention-in-default into the default partition (retention walks them row by
@@ -34,9 +34,9 @@ PROPERTIES = (
 )
 PRELOAD_SQL = """
 INSERT INTO events_event (contact_id, source_id, type, name, properties, context,
-                          timestamp, received_at, message_id, processed_at)
+                          timestamp, received_at, message_id)
 SELECT %(contact)s, %(source)s, 'track', 'product_viewed', %(properties)s, '{}',
-       at, at, 'old-' || g, at
+       at, at, 'old-' || g
 FROM generate_series(1, %(rows)s) AS g,
      LATERAL (SELECT now() - make_interval(days => %(age)s)
                      + g * interval '1 millisecond' AS at) AS t
