@@ -56,10 +56,8 @@ class ErasureAdmin(ReadOnly):
             return "scrubbed" if erasure.status == Erasure.Status.DONE else "-"
         if erasure.mail_files_failed_at is None:
             return "to scrub"
-        return (
-            f"to scrub: the try at {erasure.mail_files_failed_at:%Y-%m-%d %H:%M} "
-            "failed (see the log); the tick tries again"
-        )
+        # (the log says why; the tick tries again)
+        return f"to scrub, failed {erasure.mail_files_failed_at:%Y-%m-%d %H:%M}"
 
     def has_add_permission(self, request):
         # Erasing starts from the contact's page (the "add" permission is the right
