@@ -55,8 +55,13 @@ class OriginsField(forms.CharField):
         return origins
 
 
-# Who may tick "privacy requests": who may export and erase in admin themselves.
-PRIVACY_PERMISSIONS = ["privacy.add_erasure", "privacy.add_dataexport"]
+# Who may tick "privacy requests" (or rotate such a source's key): who may export,
+# download and erase in admin themselves.
+PRIVACY_PERMISSIONS = [
+    "privacy.add_erasure",
+    "privacy.add_dataexport",
+    "privacy.download_dataexport",
+]
 
 
 class SourceForm(forms.ModelForm):
@@ -207,6 +212,16 @@ class SourceAdmin(admin.ModelAdmin):
     )
     def rotate_keys(self, request, queryset):
         for source in queryset:
+            if source.privacy_requests and not request.user.has_perms(
+                PRIVACY_PERMISSIONS
+            ):
+                # The new key would export and erase people (see get_readonly_fields).
+                messages.warning(
+                    request,
+                    f"“{source.name}” may make privacy requests: only who may export "
+                    "and erase people in admin can rotate its key. Left as it was.",
+                )
+                continue
             key = source_rotate_key(source=source)
             self._show_key(request, source, key)
         forget_cached_sources()

@@ -53,7 +53,7 @@ class ErasureAdmin(ReadOnly):
     @admin.display(description="mail files")
     def mail_files(self, erasure: Erasure) -> str:
         if not erasure.mail_files_pending:
-            return "scrubbed" if erasure.status == Erasure.Status.DONE else "-"
+            return "scrubbed" if "mail_files" in erasure.removed else "-"
         if erasure.mail_files_failed_at is None:
             return "to scrub"
         # (the log says why; the tick tries again)

@@ -8,19 +8,28 @@ scrub that could not read or rewrite a file notes when it tried; the scheduler's
 tick tries again RETRY_AFTER later, for as long as it takes.
 
 Scrubs run one at a time per folder (an exclusive ``flock`` on a lock file in it,
-across processes): two at once would each write back what the other removed.
+across processes): two at once would each write back what the other removed. The
+lock does not hold off the file backend itself: a message it appends to a file
+while that file is rewritten is lost (the development and demo outbox only).
+
+A message goes when the person's address is anywhere in it: its headers, its text
+parts decoded (quoted-printable and base64 split or hide an address as written),
+and URL-encoded (``ada%40example.com`` in a link's query).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email
+import email.policy
 import fcntl
 import logging
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import transaction
@@ -34,10 +43,11 @@ logger = logging.getLogger(__name__)
 
 # Separator Django's file mail backend writes after each message.
 SEPARATOR = "-" * 79 + "\n"
-# What may be an address in a message (headers and body). The local part is taken
-# greedily, so what stands before an address ("?email=", "'", "=3D") is tried off
-# again one character at a time (_mentions).
+# What may be an address in a message. The local part is taken greedily, so what
+# stands before an address ("?email=", "'", "=3D") is tried off again after each of
+# SEPARATORS (and never a plain letter: erasing bob@ must not drop jimbob@'s mail).
 ADDRESS = re.compile(r"([\w.!#$%&'*+/=?^`{|}~-]+)@([\w-]+(?:\.[\w-]+)+)")
+SEPARATORS = frozenset("=?'*|{}/&#!$%^`~")
 LOCAL_PART_MAX = 64
 LOCK_NAME = ".nudge-erasure.lock"
 TEMPORARY_SUFFIX = ".erasing"
@@ -57,7 +67,12 @@ def mail_files_scrub(*, erasure_id: int) -> None:
             return
         dropped = 0
         for path in (p for folder in folders for p in sorted(folder.iterdir())):
-            if path.name.startswith(".") or path.name.endswith(TEMPORARY_SUFFIX):
+            if path.name.endswith(TEMPORARY_SUFFIX):
+                # a rewrite that died before its rename (the lock: none is under
+                # way): other people's messages, and maybe this person's
+                path.unlink(missing_ok=True)
+                continue
+            if path.name.startswith("."):
                 continue
             try:
                 dropped += _file_scrub(path, hashes)
@@ -102,18 +117,46 @@ def _file_scrub(path: Path, hashes: set[str]) -> int:
     if len(kept) == len(blocks):
         return 0
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    temporary.write_text(SEPARATOR.join(kept))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(SEPARATOR.join(kept))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return len(blocks) - len(kept)
 
 
 def _mentions(block: str, hashes: set[str]) -> bool:
-    for local, domain in ADDRESS.findall(block):
-        local = local[-LOCAL_PART_MAX:]
-        for start in range(len(local)):
-            if email_hash(f"{local[start:]}@{domain}") in hashes:
-                return True
+    for text in _readings(block):
+        for local, domain in ADDRESS.findall(text):
+            for candidate in _local_parts(local[-LOCAL_PART_MAX:]):
+                if email_hash(f"{candidate}@{domain}") in hashes:
+                    return True
     return False
+
+
+def _readings(block: str) -> list[str]:
+    """The message as written, each of its text parts decoded, and each of those
+    URL-decoded."""
+    texts = [block]
+    message = email.message_from_string(block, policy=email.policy.default)
+    for part in message.walk():
+        if part.get_content_maintype() != "text":
+            continue
+        try:
+            texts.append(part.get_content())
+        except (LookupError, ValueError, UnicodeError):  # an unknown charset, say
+            continue
+    return texts + [unquote(text) for text in texts if "%40" in text]
+
+
+def _local_parts(local: str) -> Iterator[str]:
+    yield local
+    for position, character in enumerate(local):
+        if character in SEPARATORS:
+            rest = local[position + 1 :]
+            yield rest
+            if rest.startswith("3D"):  # quoted-printable's "=" as written
+                yield rest[2:]
 
 
 @contextlib.contextmanager
@@ -125,7 +168,9 @@ def _folders_locked() -> Iterator[tuple[list[Path], list[str]]]:
     with contextlib.ExitStack() as stack:
         for folder in _mail_dirs():
             try:
-                lock = stack.enter_context(open(folder / LOCK_NAME, "a"))
+                # read-only: a lock file another user made is still ours to lock
+                lock = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_CREAT, 0o644)
+                stack.callback(os.close, lock)
                 fcntl.flock(lock, fcntl.LOCK_EX)
             except OSError as exc:
                 failures.append(f"{folder}: {exc}")
@@ -143,4 +188,6 @@ def _mail_dirs() -> list[Path]:
         path = (mailer.get("OPTIONS") or {}).get("file_path")
         if path:
             folders.add(Path(path))
-    return sorted(f.resolve() for f in folders if f.is_dir())
+    # (resolved before they are told apart: one folder named two ways is locked
+    # once, not twice by the same process, which would wait for ever)
+    return sorted({f.resolve() for f in folders if f.is_dir()})

@@ -86,7 +86,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         big_events=a.big_events or (1_000_000 if small else 50_000_000),
         contacts=a.contacts or (20_000 if small else 200_000),
         ingest_seconds=a.ingest_seconds or (5.0 if small else 20.0),
-        warmup_seconds=a.warmup_seconds or (2.0 if small else 20.0),
+        warmup_seconds=(2.0 if small else 20.0)
+        if a.warmup_seconds is None
+        else a.warmup_seconds,
         ingest_threads=a.threads,
         picks=a.picks or (100 if small else 1000),
         json_out=a.json_out,

@@ -1,14 +1,15 @@
 """--retention-rows: batch ingestion while a retention pass deletes old events.
 
 Before anything is ingested, that many events received 500 days ago (processed: no
-pending row, so retention may delete them) are written straight into events_event, with the lowest
-ids, as years of history would have them: into their months' partitions, made for
-them as the tick would have then (retention drops those months whole), or with
---retention-in-default into the default partition (retention walks them row by
-row, as it does a month that keeps too many rows to drop). After the batch phase (ingestion alone),
-a second batch phase runs while ``retention_run`` deletes them in another process,
-and the report sets the two events/s side by side. The old rows belong to the COPY
-source, so the table check on the API source's rows is unchanged.
+pending row, so retention may delete them) are written straight into events_event,
+with the lowest ids, as years of history would have them: into their months'
+partitions, made for them as the tick would have then (retention drops those months
+whole), or with --retention-in-default into the default partition (retention walks
+them row by row, as it does a month that keeps too many rows to drop). After the
+batch phase (ingestion alone), a second batch phase runs while ``retention_run``
+deletes them in another process, and the report sets the two events/s side by
+side. The old rows belong to the COPY source, so the table check on the API
+source's rows is unchanged.
 """
 
 from __future__ import annotations

@@ -305,6 +305,16 @@ def test_only_who_may_export_and_erase_can_allow_a_key_privacy_requests(
     assert response.status_code == 302
     server_source.refresh_from_db()
     assert server_source.privacy_requests
+    # then the staff above cannot get its key by rotating it either
+    hash_before = server_source.secret_key_hash
+    listing = client.post(
+        "/admin/events/source/",
+        {"action": "rotate_keys", "_selected_action": [server_source.pk]},
+        follow=True,
+    )
+    assert "Left as it was" in listing.content.decode()
+    server_source.refresh_from_db()
+    assert server_source.secret_key_hash == hash_before
     # and a browser key can never have it
     response = admin_client.post(
         f"/admin/events/source/{browser_source.pk}/change/",

@@ -144,23 +144,57 @@ def test_mail_files_the_erasure_could_not_rewrite_are_scrubbed_by_the_tick(
 
 
 def test_a_message_that_only_mentions_the_address_is_dropped_too(person, settings):
+    from email.mime.text import MIMEText
     from pathlib import Path
+    from urllib.parse import urlencode
 
-    # given: a team notification that names the person only in its body, as a
-    # link's query, quoted, and quoted-printable
-    notification = Path(settings.MAIL_DIR) / "notification.log"
-    notification.write_text(
-        "To: team@example.com\nSubject: New lead\n\n"
-        f"See https://crm.example.com/?email={EMAIL} value='{EMAIL}' =3D{EMAIL}\n"
-        + "-" * 79
-        + "\nTo: team@example.com\nSubject: Another lead\n\nsomeone@example.org\n"
+    from django.core.mail import EmailMessage
+    from django.core.mail.backends.filebased import EmailBackend
+
+    # given: team notifications that name the person only in their text, as
+    # Django's file backend writes them: quoted-printable (a curly apostrophe),
+    # 8-bit (Cyrillic), a link's URL-encoded query, quoted, and one in base64;
+    # and two that do not
+    folder = Path(settings.MAIL_DIR) / "team"
+    folder.mkdir()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": str(folder)},
+        }
+    }
+    padding = "x" * 40  # puts the address across a quoted-printable line break
+    bodies = {
+        "qp": f"It\u2019s a new lead: {padding} {EMAIL} wants a call.",
+        "8bit": f"Новый клиент: {EMAIL}",
+        "link": "See https://crm.example.com/?" + urlencode({"email": EMAIL}),
+        "quoted": f"value='{EMAIL}'",
+        "other": "Someone else: someone@example.org",
+        "lookalike": f"Not them: jim{EMAIL}",
+    }
+    EmailBackend(file_path=str(folder)).send_messages(
+        [
+            EmailMessage(subject=name, body=body, to=["team@example.com"])
+            for name, body in bodies.items()
+        ]
     )
+    (path,) = list(folder.iterdir())
+    # and one in base64, as Python's email package writes UTF-8 text by default
+    hidden = MIMEText(f"Новый клиент: {EMAIL}", "plain", "utf-8")
+    hidden["Subject"], hidden["To"] = "base64", "team@example.com"
+    with path.open("a") as file:
+        file.write(hidden.as_string() + "\n" + "-" * 79 + "\n")
+    # (as written, the quoted-printable, base64 and link ones hide the address)
+    assert path.read_text().count(EMAIL) == 3
     # when
     person.api.post("/privacy/erasures", json={"userId": USER_ID})
-    # then: that message is gone, the other one stays
-    text = notification.read_text()
-    assert EMAIL not in text
-    assert "someone@example.org" in text
+    # then: the five that name the person are gone, the two others stay
+    subjects = [
+        line.removeprefix("Subject: ")
+        for line in path.read_text().splitlines()
+        if line.startswith("Subject: ")
+    ]
+    assert subjects == ["other", "lookalike"]
 
 
 def test_an_erased_address_that_comes_back_is_not_mailed(person, run_jobs):
