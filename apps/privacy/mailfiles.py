@@ -33,6 +33,7 @@ from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
 
 from apps.contacts.models import email_hash
 from apps.core import clock
@@ -99,10 +100,8 @@ def mail_files_scrub(*, erasure_id: int) -> None:
         )
 
 
-def mail_files_due(now: dt.datetime):
+def mail_files_due(now: dt.datetime) -> QuerySet[Erasure]:
     """The erasures whose mail files the tick should scrub again."""
-    from django.db.models import Q
-
     return Erasure.objects.exclude(mail_files_pending=[]).filter(
         Q(mail_files_failed_at__isnull=True)
         | Q(mail_files_failed_at__lte=now - RETRY_AFTER)
